@@ -1,0 +1,23 @@
+//! squall's built-in bolts.
+//!
+//! - `split_words` ([`SplitWords`]): field `line` -> one tuple per whitespace-separated `word`.
+//! - `count` ([`Count`]): a running count per value of a field (Storm's rolling count).
+//! - `jsonl` ([`Jsonl`]): appends each tuple as a JSON object line to a file.
+//! - `log` ([`Log`]): logs each tuple.
+#![warn(missing_docs)]
+
+mod basic;
+
+pub use basic::{
+    Count, CountConfig, Jsonl, JsonlConfig, Log, LogConfig, SplitWords, SplitWordsConfig,
+};
+
+use squall_topology::Registry;
+
+/// Registers the built-in bolt types (`split_words`, `count`, `jsonl`, `log`).
+pub fn register(registry: &mut Registry) {
+    registry.register_bolt("split_words", |_: &SplitWordsConfig| Ok(SplitWords));
+    registry.register_bolt("count", |c: &CountConfig| Count::new(c.clone()));
+    registry.register_bolt("jsonl", |c: &JsonlConfig| Ok(Jsonl::new(c.clone())));
+    registry.register_bolt("log", |c: &LogConfig| Log::new(c.clone()));
+}

@@ -1,0 +1,487 @@
+//! squall's runtime: runs a validated [`Topology`] on tokio.
+//!
+//! Each spout and bolt task is an executor task on the ambient tokio runtime (the
+//! multi-threaded, work-stealing scheduler in production; a current-thread runtime with a
+//! paused clock in tests, which makes ticks deterministic). Tasks exchange batches of
+//! tuples over bounded queues (see `TopologyConfig::queue_capacity`): a slow bolt slows its
+//! producers down to its own pace, spouts are asked for tuples only when the previous
+//! round was handed over, memory stays bounded and nothing is dropped.
+//!
+//! Shutdown order: [`RunningTopology::shutdown`] stops the spouts (they `close`), their
+//! queues close behind them, and each bolt drains what is queued before it finishes and
+//! runs `cleanup`; bolts finish in dependency order. [`RunningTopology::join`] waits for
+//! all of that, up to `shutdown_timeout_ms` after a shutdown was requested.
+//!
+//! A bolt that panics fails the tuple it was executing; the panic is counted
+//! (`squall_panics_total`) and logged, and the same bolt instance keeps running (its
+//! state is kept, so a counting bolt does not silently restart from zero).
+#![warn(missing_docs)]
+
+mod executor;
+mod queue;
+mod routing;
+mod stats;
+pub mod testing;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use squall_topology::{
+    ComponentKind, Factory, OutputCollector, SpoutOutputCollector, TaskId, Topology,
+    TopologyContext,
+};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use routing::{Capture, Captured};
+
+use executor::{BoltTask, SpoutTask, TaskOutcome};
+use queue::{queue, QueueRx, QueueTx};
+use routing::{Router, Wiring};
+use stats::{TaskCounters, TaskMetrics, TaskStats};
+
+/// A component failed to start (`open` or `prepare` returned an error).
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} \"{component}\" task {task} failed to start: {message}")]
+pub struct StartError {
+    /// Spout or bolt.
+    pub kind: ComponentKind,
+    /// The component.
+    pub component: String,
+    /// The task.
+    pub task: TaskId,
+    /// Its error.
+    pub message: String,
+}
+
+/// Options of one run that are not part of the topology.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Finish the topology once every spout is exhausted and everything drained (default
+    /// true). When false, exhausted spouts wait for [`RunningTopology::shutdown`].
+    pub finish_when_spouts_exhausted: bool,
+    /// Record every emitted tuple here (test harness).
+    pub capture: Option<Capture>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            finish_when_spouts_exhausted: true,
+            capture: None,
+        }
+    }
+}
+
+/// A running topology.
+pub struct RunningTopology {
+    name: String,
+    tasks: JoinSet<(usize, TaskOutcome)>,
+    stats: Vec<Arc<TaskStats>>,
+    shutdown: watch::Sender<bool>,
+    shutdown_timeout: Duration,
+    started: tokio::time::Instant,
+}
+
+/// A cheap handle that asks a running topology to shut down.
+#[derive(Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    /// Requests a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl RunningTopology {
+    /// Starts `topology` on the current tokio runtime with default options.
+    pub fn start(topology: Topology) -> Result<Self, StartError> {
+        Self::start_with(topology, RunOptions::default())
+    }
+
+    /// Starts `topology` on the current tokio runtime.
+    ///
+    /// Every task's `open`/`prepare` runs before this returns; if one fails, nothing is
+    /// started and the error names the component.
+    pub fn start_with(topology: Topology, options: RunOptions) -> Result<Self, StartError> {
+        let config = topology.config().clone();
+        let batch_size = config.batch_size.max(1);
+        let name: Arc<str> = topology.name().into();
+
+        // Task ids, in component order, starting at 1 (as Storm does).
+        let mut next = 1u32;
+        let mut task_ids: BTreeMap<&'static str, Vec<TaskId>> = BTreeMap::new();
+        for c in topology.components() {
+            let ids = (0..c.parallelism)
+                .map(|i| TaskId(next + i as u32))
+                .collect();
+            next += c.parallelism as u32;
+            task_ids.insert(c.id, ids);
+        }
+        let task_ids = Arc::new(task_ids);
+
+        // One queue per bolt task.
+        let mut senders: BTreeMap<&'static str, Vec<(TaskId, QueueTx)>> = BTreeMap::new();
+        let mut receivers: BTreeMap<TaskId, (QueueRx, Arc<queue::Depth>)> = BTreeMap::new();
+        for c in topology
+            .components()
+            .iter()
+            .filter(|c| c.kind == ComponentKind::Bolt)
+        {
+            let mut list = Vec::new();
+            for &id in &task_ids[c.id] {
+                let (tx, rx, depth) = queue(config.queue_capacity, batch_size);
+                list.push((id, tx));
+                receivers.insert(id, (rx, depth));
+            }
+            senders.insert(c.id, list);
+        }
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut spouts = Vec::new();
+        let mut bolts = Vec::new();
+        let mut stats = Vec::new();
+        for c in topology.components() {
+            // Who subscribes to which stream of this component.
+            let wiring: Vec<Wiring<'_>> = topology
+                .components()
+                .iter()
+                .flat_map(|sub| {
+                    sub.inputs
+                        .iter()
+                        .filter(|i| i.from == c.id)
+                        .map(|i| Wiring {
+                            stream: i.stream,
+                            grouping: &i.grouping,
+                            fields: i.fields,
+                            tasks: &senders[sub.id],
+                        })
+                })
+                .collect();
+            for (index, &task) in task_ids[c.id].iter().enumerate() {
+                let ctx = TopologyContext::new(name.clone(), c.id, task, index, task_ids.clone());
+                let router = Router::new(
+                    task,
+                    index,
+                    &c.streams,
+                    &wiring,
+                    batch_size,
+                    options.capture.clone(),
+                );
+                let metrics = TaskMetrics::new(c.id, task);
+                let start_error = |message: String| StartError {
+                    kind: c.kind,
+                    component: c.id.to_string(),
+                    task,
+                    message,
+                };
+                match &c.factory {
+                    Factory::Spout(f) => {
+                        let mut spout = f();
+                        spout.open(&ctx).map_err(|e| start_error(e.to_string()))?;
+                        let task_stats = Arc::new(TaskStats {
+                            component: c.id,
+                            kind: c.kind,
+                            task,
+                            counters: TaskCounters::default(),
+                            depth: None,
+                        });
+                        stats.push(task_stats.clone());
+                        spouts.push(SpoutTask {
+                            spout,
+                            router,
+                            out: SpoutOutputCollector::new(c.id, c.streams.clone()),
+                            stats: task_stats,
+                            metrics,
+                            shutdown: shutdown_rx.clone(),
+                            batch_size,
+                            idle_wait: Duration::from_millis(config.idle_wait_ms),
+                            finish_when_exhausted: options.finish_when_spouts_exhausted,
+                            acked: Vec::new(),
+                        });
+                    }
+                    Factory::Bolt(f) => {
+                        let mut bolt = f();
+                        bolt.prepare(&ctx).map_err(|e| start_error(e.to_string()))?;
+                        let (rx, depth) = receivers
+                            .remove(&task)
+                            .expect("every bolt task has a queue");
+                        let task_stats = Arc::new(TaskStats {
+                            component: c.id,
+                            kind: c.kind,
+                            task,
+                            counters: TaskCounters::default(),
+                            depth: Some(depth),
+                        });
+                        stats.push(task_stats.clone());
+                        bolts.push(BoltTask {
+                            bolt,
+                            rx,
+                            router,
+                            out: OutputCollector::new(c.id, c.streams.clone()),
+                            stats: task_stats,
+                            metrics,
+                            tick: c.tick_interval_ms.map(Duration::from_millis),
+                            sample_every: config.latency_sample_every.max(1),
+                        });
+                    }
+                }
+            }
+        }
+        // Only routers hold senders now: a bolt's queue closes when its producers finish.
+        drop(senders);
+
+        let mut tasks = JoinSet::new();
+        let mut i = 0;
+        for b in bolts {
+            let idx = i;
+            tasks.spawn(async move { (idx, b.run().await) });
+            i += 1;
+        }
+        for s in spouts {
+            let idx = i;
+            tasks.spawn(async move { (idx, s.run().await) });
+            i += 1;
+        }
+        // Stats were pushed in component order; tasks were spawned bolts first. Reorder the
+        // stats to the spawn order so outcome indices line up.
+        let (bolt_stats, spout_stats): (Vec<_>, Vec<_>) = stats
+            .into_iter()
+            .partition(|s| s.kind == ComponentKind::Bolt);
+        let stats = bolt_stats.into_iter().chain(spout_stats).collect();
+        tracing::info!(topology = %name, tasks = i, "topology started");
+        Ok(RunningTopology {
+            name: name.to_string(),
+            tasks,
+            stats,
+            shutdown,
+            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+            started: tokio::time::Instant::now(),
+        })
+    }
+
+    /// A handle to request shutdown from elsewhere (a signal handler, another task).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Requests a graceful shutdown: spouts stop, in-flight tuples drain.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Current statistics.
+    pub fn report(&self) -> RunReport {
+        build_report(&self.name, &self.stats, &[], self.started.elapsed())
+    }
+
+    /// Waits until the topology finished (spouts exhausted and everything drained, or a
+    /// shutdown drained). Once a shutdown was requested, waits at most
+    /// `shutdown_timeout_ms` and then stops the remaining tasks.
+    pub async fn join(mut self) -> RunReport {
+        let mut outcomes: Vec<Option<TaskOutcome>> = (0..self.stats.len()).map(|_| None).collect();
+        let mut stop = self.shutdown.subscribe();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if deadline.is_none() && *stop.borrow() {
+                deadline = Some(tokio::time::Instant::now() + self.shutdown_timeout);
+            }
+            let next = tokio::select! {
+                next = self.tasks.join_next() => next,
+                _ = stop.changed(), if deadline.is_none() => continue,
+                _ = sleep_until(deadline) => {
+                    tracing::warn!(topology = %self.name, remaining = self.tasks.len(), "shutdown timeout; stopping remaining tasks");
+                    self.tasks.abort_all();
+                    while self.tasks.join_next().await.is_some() {}
+                    break;
+                }
+            };
+            match next {
+                None => break,
+                Some(Ok((i, outcome))) => outcomes[i] = Some(outcome),
+                Some(Err(e)) if e.is_cancelled() => {}
+                Some(Err(e)) => {
+                    tracing::error!(topology = %self.name, error = %e, "an executor failed")
+                }
+            }
+        }
+        build_report(&self.name, &self.stats, &outcomes, self.started.elapsed())
+    }
+
+    /// Requests shutdown and waits for it.
+    pub async fn shutdown_and_join(self) -> RunReport {
+        self.shutdown();
+        self.join().await
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Totals of one component.
+#[derive(Clone, Debug, Default)]
+pub struct ComponentReport {
+    /// The component.
+    pub component: String,
+    /// `spout` or `bolt`.
+    pub kind: String,
+    /// Number of tasks.
+    pub tasks: usize,
+    /// Tuples emitted.
+    pub emitted: u64,
+    /// Tuples executed (bolts; tick tuples included).
+    pub executed: u64,
+    /// Tuples failed (errors, panics, rejected emissions).
+    pub failed: u64,
+    /// Panics caught.
+    pub panics: u64,
+    /// Highest queue depth seen by any of its tasks, in tuples (bolts).
+    pub max_queue_depth: usize,
+    /// Time its tasks waited for room downstream.
+    pub backpressure: Duration,
+    /// Time its tasks were busy.
+    pub busy: Duration,
+    /// Median sampled execute latency (bolts, after the run).
+    pub execute_p50: Option<Duration>,
+    /// 99th percentile sampled execute latency (bolts, after the run).
+    pub execute_p99: Option<Duration>,
+}
+
+/// Totals of a run, per component in topology order.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// The topology.
+    pub topology: String,
+    /// Time since start.
+    pub elapsed: Duration,
+    /// Per component.
+    pub components: Vec<ComponentReport>,
+}
+
+impl RunReport {
+    /// The report of component `id`.
+    pub fn component(&self, id: &str) -> Option<&ComponentReport> {
+        self.components.iter().find(|c| c.component == id)
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "topology \"{}\" ran {:.3} s",
+            self.topology,
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  {:<16} {:<5} {:>5} {:>12} {:>12} {:>8} {:>6} {:>10} {:>10} {:>10}",
+            "component",
+            "kind",
+            "tasks",
+            "emitted",
+            "executed",
+            "failed",
+            "panics",
+            "max queue",
+            "exec p50",
+            "exec p99"
+        )?;
+        let us = |d: Option<Duration>| {
+            d.map_or("-".to_string(), |d| {
+                format!("{:.1}us", d.as_secs_f64() * 1e6)
+            })
+        };
+        for c in &self.components {
+            writeln!(
+                f,
+                "  {:<16} {:<5} {:>5} {:>12} {:>12} {:>8} {:>6} {:>10} {:>10} {:>10}",
+                c.component,
+                c.kind,
+                c.tasks,
+                c.emitted,
+                c.executed,
+                c.failed,
+                c.panics,
+                c.max_queue_depth,
+                us(c.execute_p50),
+                us(c.execute_p99)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn build_report(
+    name: &str,
+    stats: &[Arc<TaskStats>],
+    outcomes: &[Option<TaskOutcome>],
+    elapsed: Duration,
+) -> RunReport {
+    let mut order: Vec<&'static str> = Vec::new();
+    let mut by_component: BTreeMap<&'static str, (ComponentReport, Option<Histogram<u64>>)> =
+        BTreeMap::new();
+    let mut sorted: Vec<(usize, &Arc<TaskStats>)> = stats.iter().enumerate().collect();
+    sorted.sort_by_key(|(_, s)| s.task);
+    for (i, s) in sorted {
+        if !by_component.contains_key(s.component) {
+            order.push(s.component);
+        }
+        let (r, hist) = by_component.entry(s.component).or_insert_with(|| {
+            (
+                ComponentReport {
+                    component: s.component.to_string(),
+                    kind: s.kind.to_string(),
+                    ..Default::default()
+                },
+                None,
+            )
+        });
+        let c = &s.counters;
+        r.tasks += 1;
+        r.emitted += c.emitted.load(Ordering::Relaxed);
+        r.executed += c.executed.load(Ordering::Relaxed);
+        r.failed += c.failed.load(Ordering::Relaxed);
+        r.panics += c.panics.load(Ordering::Relaxed);
+        r.backpressure += Duration::from_nanos(c.backpressure_ns.load(Ordering::Relaxed));
+        r.busy += Duration::from_nanos(c.busy_ns.load(Ordering::Relaxed));
+        if let Some(d) = &s.depth {
+            r.max_queue_depth = r.max_queue_depth.max(d.max());
+        }
+        if let Some(Some(outcome)) = outcomes.get(i) {
+            if !outcome.latency.is_empty() {
+                match hist {
+                    Some(h) => {
+                        let _ = h.add(&outcome.latency);
+                    }
+                    None => *hist = Some(outcome.latency.clone()),
+                }
+            }
+        }
+    }
+    let components = order
+        .into_iter()
+        .map(|id| {
+            let (mut r, hist) = by_component.remove(id).expect("collected above");
+            if let Some(h) = hist {
+                r.execute_p50 = Some(Duration::from_nanos(h.value_at_quantile(0.5)));
+                r.execute_p99 = Some(Duration::from_nanos(h.value_at_quantile(0.99)));
+            }
+            r
+        })
+        .collect();
+    RunReport {
+        topology: name.to_string(),
+        elapsed,
+        components,
+    }
+}

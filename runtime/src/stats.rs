@@ -1,0 +1,108 @@
+//! Per-task statistics: plain atomics read by [`RunReport`](crate::RunReport) and the
+//! same figures published through the `metrics` crate (Prometheus names in the README).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
+use squall_topology::{ComponentKind, TaskId};
+
+use crate::queue::Depth;
+
+/// Live counters of one task.
+#[derive(Debug, Default)]
+pub(crate) struct TaskCounters {
+    pub(crate) emitted: AtomicU64,
+    pub(crate) executed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) backpressure_ns: AtomicU64,
+    pub(crate) busy_ns: AtomicU64,
+}
+
+/// One task's identity, counters and queue.
+pub(crate) struct TaskStats {
+    pub(crate) component: &'static str,
+    pub(crate) kind: ComponentKind,
+    pub(crate) task: TaskId,
+    pub(crate) counters: TaskCounters,
+    pub(crate) depth: Option<Arc<Depth>>,
+}
+
+/// The `metrics` handles of one task, registered once so the hot path only adds.
+pub(crate) struct TaskMetrics {
+    labels: Vec<(&'static str, String)>,
+    pub(crate) emitted: Counter,
+    pub(crate) executed: Counter,
+    pub(crate) panics: Counter,
+    pub(crate) execute_latency: Histogram,
+    pub(crate) queue_depth: Gauge,
+    pub(crate) capacity: Gauge,
+    pub(crate) backpressure: Counter,
+    failed: Vec<(&'static str, Counter)>,
+}
+
+impl TaskMetrics {
+    pub(crate) fn new(component: &'static str, task: TaskId) -> Self {
+        let labels = vec![
+            ("component", component.to_string()),
+            ("task", task.0.to_string()),
+        ];
+        TaskMetrics {
+            emitted: metrics::counter!("squall_emitted_total", &labels),
+            executed: metrics::counter!("squall_executed_total", &labels),
+            panics: metrics::counter!("squall_panics_total", &labels),
+            execute_latency: metrics::histogram!("squall_execute_latency_seconds", &labels),
+            queue_depth: metrics::gauge!("squall_queue_depth", &labels),
+            capacity: metrics::gauge!("squall_capacity", &labels),
+            backpressure: metrics::counter!("squall_backpressure_seconds_total", &labels),
+            failed: Vec::new(),
+            labels,
+        }
+    }
+
+    /// The failed-tuples counter for `reason` (created on first use).
+    pub(crate) fn failed(&mut self, reason: &'static str) -> &Counter {
+        let i = match self.failed.iter().position(|(r, _)| *r == reason) {
+            Some(i) => i,
+            None => {
+                let mut labels = self.labels.clone();
+                labels.push(("reason", reason.to_string()));
+                self.failed
+                    .push((reason, metrics::counter!("squall_failed_total", &labels)));
+                self.failed.len() - 1
+            }
+        };
+        &self.failed[i].1
+    }
+}
+
+/// Busy-fraction accounting over windows of about a second.
+pub(crate) struct Capacity {
+    window_start: tokio::time::Instant,
+    busy: Duration,
+}
+
+impl Capacity {
+    pub(crate) fn new() -> Self {
+        Capacity {
+            window_start: tokio::time::Instant::now(),
+            busy: Duration::ZERO,
+        }
+    }
+
+    /// Adds `busy` time; publishes the fraction when the window is over.
+    pub(crate) fn record(&mut self, busy: Duration, gauge: &Gauge, counters: &TaskCounters) {
+        self.busy += busy;
+        counters
+            .busy_ns
+            .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+        let window = self.window_start.elapsed();
+        if window >= Duration::from_secs(1) {
+            gauge.set(self.busy.as_secs_f64() / window.as_secs_f64());
+            self.busy = Duration::ZERO;
+            self.window_start = tokio::time::Instant::now();
+        }
+    }
+}

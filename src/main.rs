@@ -1,0 +1,129 @@
+//! The `squall` command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use squall::topology::{load_topology_file, EnvOverrides, Topology};
+use squall_runtime::RunningTopology;
+
+#[derive(Parser)]
+#[command(
+    name = "squall",
+    version,
+    about = "Storm-style stream-processing topologies in Rust"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a topology file: print the resolved graph, or every problem (exit code 2).
+    Validate {
+        /// The topology file (TOML or YAML).
+        file: PathBuf,
+        /// Override a value, e.g. `--set bolts.count.parallelism=4` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Run a topology file until its spouts are exhausted or Ctrl-C, then print
+    /// per-component counts.
+    Run {
+        /// The topology file (TOML or YAML).
+        file: PathBuf,
+        /// Override a value, e.g. `--set bolts.count.parallelism=4` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9100.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
+        /// Worker threads of the runtime (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+}
+
+/// Loads and validates a file; `Ok(Err(text))` carries every validation problem.
+fn load(file: &Path, sets: &[String]) -> anyhow::Result<Result<Topology, String>> {
+    let def = load_topology_file(file, sets, &EnvOverrides::Process)?;
+    Ok(def.validate(&squall::registry()).map_err(|e| e.to_string()))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { file, sets } => match load(&file, &sets)? {
+            Ok(topology) => {
+                print!("{topology}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                eprint!("{}: {problems}", file.display());
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Run {
+            file,
+            sets,
+            metrics_addr,
+            workers,
+        } => {
+            let topology = match load(&file, &sets)? {
+                Ok(t) => t,
+                Err(problems) => {
+                    eprint!("{}: {problems}", file.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            if let Some(w) = workers {
+                rt.worker_threads(w.max(1));
+            }
+            let rt = rt
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(async move {
+                if let Some(addr) = metrics_addr {
+                    metrics_exporter_prometheus::PrometheusBuilder::new()
+                        .with_http_listener(addr)
+                        .install()
+                        .with_context(|| format!("serving metrics on {addr}"))?;
+                    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+                }
+                let running = RunningTopology::start(topology)?;
+                let stop = running.shutdown_handle();
+                tokio::spawn(async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        tracing::info!("Ctrl-C: shutting down, draining in-flight tuples");
+                        stop.shutdown();
+                    }
+                });
+                let report = running.join().await;
+                print!("{report}");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}

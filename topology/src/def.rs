@@ -1,0 +1,165 @@
+//! The raw topology description that both the [`TopologyBuilder`](crate::TopologyBuilder)
+//! and topology files produce, before validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::component::{BoltFactory, SpoutFactory};
+use crate::grouping::Grouping;
+use crate::tuple::DEFAULT_STREAM;
+use crate::validate::ValidationError;
+
+/// Whether a component is a spout or a bolt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ComponentKind {
+    /// A source of tuples.
+    Spout,
+    /// A processing step.
+    Bolt,
+}
+
+impl std::fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            ComponentKind::Spout => "spout",
+            ComponentKind::Bolt => "bolt",
+        })
+    }
+}
+
+/// Runtime settings of a topology (the `[topology]` section of a file, besides `name`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopologyConfig {
+    /// Capacity of each task's input queue, in tuples. A full queue makes its producers
+    /// wait (backpressure). Default 1024.
+    pub queue_capacity: usize,
+    /// Tuples moved per queue operation: emissions are flushed when a batch fills or the
+    /// producer has nothing else to do. Clamped to `queue_capacity`. Default 64.
+    pub batch_size: usize,
+    /// How long a spout that emitted nothing waits before it is asked again, in
+    /// milliseconds. Default 1.
+    pub idle_wait_ms: u64,
+    /// How long a graceful shutdown waits for in-flight tuples to drain before the
+    /// remaining tasks are stopped, in milliseconds. Default 30000.
+    pub shutdown_timeout_ms: u64,
+    /// One in how many executions is timed for the execute-latency histogram (Storm
+    /// samples 1 in 20). 1 times every execution. Default 16.
+    pub latency_sample_every: u32,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        TopologyConfig {
+            queue_capacity: 1024,
+            batch_size: 64,
+            idle_wait_ms: 1,
+            shutdown_timeout_ms: 30_000,
+            latency_sample_every: 16,
+        }
+    }
+}
+
+/// Where a component's instances come from.
+#[derive(Clone)]
+pub enum ComponentSource {
+    /// A spout factory given in code.
+    Spout(SpoutFactory),
+    /// A bolt factory given in code.
+    Bolt(BoltFactory),
+    /// A component type from the [`Registry`](crate::Registry), with its options.
+    Registered {
+        /// The registered type name.
+        type_name: String,
+        /// The options handed to the type's factory.
+        options: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// A grouping as written: either already built, or named (from a file).
+#[derive(Clone, Debug)]
+pub enum GroupingDef {
+    /// A grouping built in code.
+    Built(Grouping),
+    /// A grouping by name, as in a topology file.
+    Named {
+        /// `shuffle`, `fields`, `all`, `global`, `direct`, `local_or_shuffle`, `none`,
+        /// `partial_key` or `custom`.
+        name: String,
+        /// Key fields of `fields` and `partial_key`.
+        fields: Vec<String>,
+        /// The registered custom grouping of `custom`.
+        custom: Option<String>,
+    },
+}
+
+/// One subscription of a bolt.
+#[derive(Clone, Debug)]
+pub struct InputDef {
+    /// The component subscribed to.
+    pub from: String,
+    /// Its stream (default `default`).
+    pub stream: String,
+    /// How tuples are spread over the bolt's tasks.
+    pub grouping: GroupingDef,
+}
+
+impl InputDef {
+    /// A subscription to `stream` of `from` with `grouping`.
+    pub fn new(from: impl Into<String>, stream: impl Into<String>, grouping: Grouping) -> Self {
+        InputDef {
+            from: from.into(),
+            stream: stream.into(),
+            grouping: GroupingDef::Built(grouping),
+        }
+    }
+
+    /// A subscription to the default stream of `from` with `grouping`.
+    pub fn default_stream(from: impl Into<String>, grouping: Grouping) -> Self {
+        InputDef::new(from, DEFAULT_STREAM, grouping)
+    }
+}
+
+/// One component as described, before validation.
+#[derive(Clone)]
+pub struct ComponentDef {
+    /// Unique id.
+    pub id: String,
+    /// Spout or bolt.
+    pub kind: ComponentKind,
+    /// Number of tasks (must be at least 1).
+    pub parallelism: i64,
+    /// Factory or registered type.
+    pub source: ComponentSource,
+    /// Subscriptions (bolts only).
+    pub inputs: Vec<InputDef>,
+    /// Period of tick tuples sent to the bolt, if any.
+    pub tick_interval_ms: Option<u64>,
+}
+
+/// A whole topology as described, before validation.
+#[derive(Clone, Default)]
+pub struct TopologyDef {
+    /// The topology's name.
+    pub name: String,
+    /// Runtime settings.
+    pub config: TopologyConfig,
+    /// Components in the order given.
+    pub components: Vec<ComponentDef>,
+    /// Problems found while reading a file, reported with the validator's.
+    pub(crate) problems: Vec<ValidationError>,
+}
+
+impl TopologyDef {
+    /// An empty description named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        TopologyDef {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The component with `id`, if any.
+    pub fn component_mut(&mut self, id: &str) -> Option<&mut ComponentDef> {
+        self.components.iter_mut().find(|c| c.id == id)
+    }
+}

@@ -1,0 +1,47 @@
+//! squall's topology model: what developers program against.
+//!
+//! - [`Value`], [`Tuple`], [`Fields`]: the data that flows.
+//! - [`Spout`] and [`Bolt`] in Storm's vocabulary, with their collectors
+//!   ([`SpoutOutputCollector`], [`OutputCollector`]) and named output streams.
+//! - [`Grouping`]s: shuffle, fields, all, global, direct, local-or-shuffle, none,
+//!   partial-key and custom, with their routing ([`GroupingRouter`]).
+//! - Two ways to describe a topology, one validator: [`TopologyBuilder`] in code,
+//!   [`load_topology_file`] for TOML/YAML files with component types from a [`Registry`].
+//!   Both produce a [`TopologyDef`]; [`TopologyDef::validate`] reports every problem at
+//!   once ([`ValidationErrors`]) or returns a runnable [`Topology`].
+#![warn(missing_docs)]
+
+mod builder;
+mod component;
+mod def;
+mod file;
+mod grouping;
+mod intern;
+mod registry;
+mod tuple;
+mod validate;
+mod value;
+
+pub use builder::{BoltDeclarer, TopologyBuilder};
+pub use component::{
+    AckAction, Anchors, Bolt, BoltError, BoltFactory, ComponentError, Emission, FailReason,
+    OutputCollector, OutputDeclarer, Spout, SpoutFactory, SpoutOutputCollector, SpoutStatus,
+    StreamDecl, TopologyContext,
+};
+pub use def::{
+    ComponentDef, ComponentKind, ComponentSource, GroupingDef, InputDef, TopologyConfig,
+    TopologyDef,
+};
+pub use file::{load_topology_file, parse_document, EnvOverrides, FileError, ENV_PREFIX};
+pub use grouping::{CustomGrouping, Grouping, GroupingRouter, Targets};
+pub use intern::intern;
+pub use registry::{Options, Registry};
+pub use tuple::{
+    Fields, MessageId, SourceMeta, TaskId, Tuple, TupleEdges, Values, DEFAULT_STREAM,
+    SYSTEM_COMPONENT, TICK_STREAM,
+};
+pub use validate::{
+    panic_message, suggest, ComponentSpec, Factory, Subscription, Topology, ValidationError,
+    ValidationErrors,
+};
+pub use value::Value;

@@ -254,7 +254,9 @@ impl SpoutTask {
                     _ = self.shutdown.changed() => {}
                 }
             } else {
-                tokio::task::yield_now().await;
+                // Keeps a spout whose queues always have room from hogging its thread:
+                // yields once its cooperative budget is spent.
+                tokio::task::consume_budget().await;
             }
         }
         if catch_unwind(AssertUnwindSafe(|| self.spout.close())).is_err() {

@@ -135,7 +135,7 @@ impl RunningTopology {
         {
             let mut list = Vec::new();
             for &id in &task_ids[c.id] {
-                let (tx, rx, depth) = queue(config.queue_capacity, batch_size);
+                let (tx, rx, depth) = queue(config.queue_capacity);
                 list.push((id, tx));
                 receivers.insert(id, (rx, depth));
             }

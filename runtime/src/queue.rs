@@ -1,16 +1,14 @@
 //! Bounded task queues carrying batches of tuples.
 //!
-//! A task's queue holds at most `queue_capacity / batch_size` batches of at most
-//! `batch_size` tuples, so it never holds more than `queue_capacity` tuples. Producers
-//! reserve a slot before they count the tuples in, which keeps the depth gauge an upper
-//! bound of what is really queued.
+//! A task's queue holds at most `queue_capacity` tuples, in batches of at most
+//! `batch_size`. See [`queue`] for how the bound and the depth gauge stay exact.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use squall_topology::Tuple;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 /// Depth accounting of one queue, shared by its producers and its consumer.
@@ -33,28 +31,37 @@ impl Depth {
 /// The sending side of a task queue.
 #[derive(Clone)]
 pub(crate) struct QueueTx {
-    tx: mpsc::Sender<Vec<Tuple>>,
+    tx: mpsc::UnboundedSender<Vec<Tuple>>,
+    room: Arc<Semaphore>,
     depth: Arc<Depth>,
 }
 
 /// The receiving side of a task queue.
 pub(crate) struct QueueRx {
-    rx: mpsc::Receiver<Vec<Tuple>>,
+    rx: mpsc::UnboundedReceiver<Vec<Tuple>>,
+    room: Arc<Semaphore>,
     depth: Arc<Depth>,
 }
 
-/// A queue of at most `capacity` tuples moved in batches of at most `batch_size`.
-pub(crate) fn queue(capacity: usize, batch_size: usize) -> (QueueTx, QueueRx, Arc<Depth>) {
-    let batches = (capacity / batch_size.max(1)).max(1);
-    let (tx, rx) = mpsc::channel(batches);
+/// A queue of at most `capacity` tuples, moved in batches.
+///
+/// The bound is a semaphore of `capacity` permits, one per queued tuple: a producer takes
+/// permits for a batch before counting it in and sending it; the consumer counts a batch
+/// out before it gives the permits back. The depth gauge therefore never exceeds
+/// `capacity`, and neither does the queue.
+pub(crate) fn queue(capacity: usize) -> (QueueTx, QueueRx, Arc<Depth>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let room = Arc::new(Semaphore::new(capacity));
     let depth = Arc::new(Depth::default());
     (
         QueueTx {
             tx,
+            room: room.clone(),
             depth: depth.clone(),
         },
         QueueRx {
             rx,
+            room,
             depth: depth.clone(),
         },
         depth,
@@ -66,26 +73,26 @@ pub(crate) fn queue(capacity: usize, batch_size: usize) -> (QueueTx, QueueRx, Ar
 pub(crate) struct Closed;
 
 impl QueueTx {
-    /// Sends `batch`, waiting for room. Returns how long it waited for room.
+    /// Sends `batch` (at most `capacity` tuples), waiting for room. Returns how long it
+    /// waited for room.
     pub(crate) async fn send(&self, batch: Vec<Tuple>) -> Result<Duration, (Closed, Vec<Tuple>)> {
+        let n = batch.len() as u32;
         let mut waited = Duration::ZERO;
-        let permit = match self.tx.try_reserve() {
-            Ok(p) => p,
-            Err(mpsc::error::TrySendError::Closed(())) => return Err((Closed, batch)),
-            Err(mpsc::error::TrySendError::Full(())) => {
+        match self.room.try_acquire_many(n) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::Closed) => return Err((Closed, batch)),
+            Err(TryAcquireError::NoPermits) => {
                 let start = Instant::now();
-                let p = match self.tx.reserve().await {
-                    Ok(p) => p,
+                match self.room.acquire_many(n).await {
+                    Ok(permit) => permit.forget(),
                     Err(_) => return Err((Closed, batch)),
-                };
+                }
                 waited = start.elapsed();
-                p
             }
-        };
-        let n = batch.len();
-        let now = self.depth.current.fetch_add(n, Ordering::Relaxed) + n;
+        }
+        let now = self.depth.current.fetch_add(n as usize, Ordering::Relaxed) + n as usize;
         self.depth.max.fetch_max(now, Ordering::Relaxed);
-        permit.send(batch);
+        self.tx.send(batch).map_err(|e| (Closed, e.0))?;
         Ok(waited)
     }
 }
@@ -95,10 +102,18 @@ impl QueueRx {
     pub(crate) async fn recv(&mut self) -> Option<Vec<Tuple>> {
         let batch = self.rx.recv().await?;
         self.depth.current.fetch_sub(batch.len(), Ordering::Relaxed);
+        self.room.add_permits(batch.len());
         Some(batch)
     }
 
     pub(crate) fn depth(&self) -> usize {
         self.depth.current()
+    }
+}
+
+impl Drop for QueueRx {
+    fn drop(&mut self) {
+        // Producers waiting for room must not wait forever for a consumer that is gone.
+        self.room.close();
     }
 }

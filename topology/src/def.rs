@@ -75,6 +75,20 @@ pub enum ComponentSource {
     },
 }
 
+impl std::fmt::Debug for ComponentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComponentSource::Spout(_) => f.write_str("Spout(<factory>)"),
+            ComponentSource::Bolt(_) => f.write_str("Bolt(<factory>)"),
+            ComponentSource::Registered { type_name, options } => f
+                .debug_struct("Registered")
+                .field("type_name", type_name)
+                .field("options", options)
+                .finish(),
+        }
+    }
+}
+
 /// A grouping as written: either already built, or named (from a file).
 #[derive(Clone, Debug)]
 pub enum GroupingDef {
@@ -120,7 +134,7 @@ impl InputDef {
 }
 
 /// One component as described, before validation.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ComponentDef {
     /// Unique id.
     pub id: String,
@@ -137,7 +151,7 @@ pub struct ComponentDef {
 }
 
 /// A whole topology as described, before validation.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TopologyDef {
     /// The topology's name.
     pub name: String,
@@ -147,6 +161,9 @@ pub struct TopologyDef {
     pub components: Vec<ComponentDef>,
     /// Problems found while reading a file, reported with the validator's.
     pub(crate) problems: Vec<ValidationError>,
+    /// Components of a file whose sections could not be read (their problems are in
+    /// `problems`); they count as present so they cause no follow-on errors.
+    pub(crate) unreadable: Vec<(String, ComponentKind)>,
 }
 
 impl TopologyDef {

@@ -204,6 +204,7 @@ pub fn parse_document(json: serde_json::Value) -> TopologyDef {
                     match parse_component(&id, kind, body) {
                         Ok(c) => def.components.push(c),
                         Err(messages) => {
+                            def.unreadable.push((id.clone(), kind));
                             for message in messages {
                                 problems.push(ValidationError::Invalid {
                                     kind,

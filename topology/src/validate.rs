@@ -454,11 +454,15 @@ impl TopologyDef {
             }
         }
 
-        if !self
+        let has_spout = self
             .components
             .iter()
             .any(|c| c.kind == ComponentKind::Spout)
-        {
+            || self
+                .unreadable
+                .iter()
+                .any(|(_, k)| *k == ComponentKind::Spout);
+        if !has_spout {
             errors.push(ValidationError::NoSpout {
                 topology: self.name.clone(),
             });
@@ -581,6 +585,9 @@ impl TopologyDef {
             }
             for input in &c.inputs {
                 let Some(&from) = index.get(input.from.as_str()) else {
+                    if self.unreadable.iter().any(|(id, _)| *id == input.from) {
+                        continue; // its own problems are already reported
+                    }
                     errors.push(ValidationError::UnknownInput {
                         component: c.id.clone(),
                         input: input.from.clone(),

@@ -356,6 +356,9 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// A component's factory, declared streams and registered type name.
+type Built = (Factory, Vec<StreamDecl>, Option<String>);
+
 /// Resolves a named grouping from a file, or returns what is wrong with it.
 fn resolve_grouping(def: &GroupingDef, registry: &Registry) -> Result<Grouping, String> {
     let (name, fields, custom) = match def {
@@ -469,7 +472,7 @@ impl TopologyDef {
         }
 
         // Per component: parallelism, factory, declared streams.
-        let mut built: Vec<Option<(Factory, Vec<StreamDecl>, Option<String>)>> = Vec::new();
+        let mut built: Vec<Option<Built>> = Vec::new();
         for c in &self.components {
             if c.parallelism < 1 {
                 errors.push(ValidationError::BadParallelism {
@@ -720,9 +723,9 @@ impl TopologyDef {
             .collect();
         // Spouts first (in the order given), then bolts in dependency order.
         let mut components: Vec<ComponentSpec> = Vec::with_capacity(specs.len());
-        for i in 0..specs.len() {
-            if self.components[i].kind == ComponentKind::Spout {
-                components.extend(specs[i].take());
+        for (spec, def) in specs.iter_mut().zip(&self.components) {
+            if def.kind == ComponentKind::Spout {
+                components.extend(spec.take());
             }
         }
         for i in order {

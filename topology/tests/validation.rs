@@ -29,8 +29,7 @@ impl Bolt for Pass {
 
 fn messages(b: TopologyBuilder) -> Vec<String> {
     b.build()
-        .err()
-        .expect("should not validate")
+        .expect_err("should not validate")
         .0
         .iter()
         .map(|e| e.to_string())
@@ -261,8 +260,7 @@ fn file_messages(text: &str) -> Vec<String> {
     let f = file(".toml", text);
     let def = load_topology_file(f.path(), &[], &EnvOverrides::Off).unwrap();
     def.validate(&registry())
-        .err()
-        .expect("should not validate")
+        .expect_err("should not validate")
         .0
         .iter()
         .map(|e| e.to_string())

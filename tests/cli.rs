@@ -1,0 +1,215 @@
+//! The `squall` binary as an operator uses it: `validate`, `run`, metrics, Ctrl-C.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_squall");
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn validate_prints_the_resolved_graph() {
+    let out = Command::new(BIN)
+        .args([
+            "validate",
+            "examples/topologies/word_count.toml",
+            "--set",
+            "bolts.count.parallelism=4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("topology \"word-count\": 4 components, 8 tasks"),
+        "{text}"
+    );
+    assert!(text.contains("count            x4"), "{text}");
+    assert!(
+        text.contains("<- split:default grouping fields(word)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn validate_reports_every_mistake_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "broken.toml",
+        r#"
+[topology]
+name = "broken"
+[spouts.text]
+type = "lines"
+[bolts.split]
+type = "split_wrods"
+parallelism = 0
+inputs = [{ from = "txt" }]
+[bolts.count]
+type = "count"
+field = "word"
+inputs = [{ from = "split", grouping = "fields", fields = ["word"] }, { from = "count" }]
+"#,
+    );
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    for needle in [
+        "5 problems in the topology:",
+        "spout \"text\": invalid options for type \"lines\": missing field `path`",
+        "bolt \"split\": parallelism must be at least 1, got 0",
+        "bolt \"split\": unknown component type \"split_wrods\" (did you mean \"split_words\"?)",
+        "bolt \"split\": input \"txt\" doesn't match any component (did you mean \"text\"?)",
+        "cycle: count -> count",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+    }
+}
+
+#[test]
+fn run_prints_per_component_counts_and_writes_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.jsonl");
+    let out = Command::new(BIN)
+        .args(["run", "examples/topologies/word_count.toml", "--set"])
+        .arg(format!("bolts.out.path={}", out_path.display()))
+        .env("SQUALL__BOLTS__SPLIT__PARALLELISM", "3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let words = std::fs::read_to_string("examples/data/words.txt").unwrap();
+    let lines = words.lines().count();
+    let word_count = words.split_whitespace().count();
+    let row = |id: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("no row {id} in {text}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        row("text")[3],
+        lines.to_string(),
+        "spout emitted one tuple per line"
+    );
+    assert_eq!(
+        row("split")[2],
+        "3",
+        "the environment override set 3 split tasks"
+    );
+    assert_eq!(row("split")[3], word_count.to_string());
+    assert_eq!(row("count")[4], word_count.to_string());
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap().lines().count(),
+        word_count
+    );
+}
+
+#[test]
+fn run_serves_prometheus_metrics_and_drains_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "endless.toml",
+        r#"
+[topology]
+name = "endless"
+[spouts.gen]
+type = "generator"
+[bolts.sink]
+type = "count"
+field = "n"
+parallelism = 2
+inputs = [{ from = "gen", grouping = "fields", fields = ["n"] }]
+"#,
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&file)
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The binary logs once the topology runs (the exporter is installed before it).
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("topology started") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "squall exited early"
+        );
+    }
+    let mut body = String::new();
+    for _ in 0..500 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        body.clear();
+        s.read_to_string(&mut body).unwrap();
+        if body.contains("squall_executed_total{component=\"sink\"")
+            && body.contains("squall_capacity")
+        {
+            break;
+        }
+    }
+    for metric in [
+        "squall_emitted_total{component=\"gen\",task=\"1\"}",
+        "squall_executed_total{component=\"sink\"",
+        "squall_queue_depth{component=\"sink\"",
+        "squall_execute_latency_seconds",
+    ] {
+        assert!(body.contains(metric), "missing {metric} in\n{body}");
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("gen "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let sink: Vec<&str> = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("sink "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[3], sink[4],
+        "every emitted tuple was executed before exit:\n{text}"
+    );
+}

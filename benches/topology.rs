@@ -1,1 +1,136 @@
-fn main() {}
+//! Framework throughput: tuples/s through `spout -> fields-grouped bolt (parallelism 2) ->
+//! bolt` on a two-worker tokio runtime, the cost of one executor hop (1-hop vs 2-hop
+//! topologies), the effect of batching, and routing cost per grouping.
+//!
+//! Run: `cargo bench --bench topology` (the README table comes from it).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use squall_runtime::RunningTopology;
+use squall_topology::*;
+
+const TUPLES: u64 = 1_000_000;
+
+/// Emits `[key, n]` for n in 0..limit, keys cycling over 1024 values.
+struct Numbers {
+    n: u64,
+    limit: u64,
+}
+
+impl Spout for Numbers {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(Fields::new(["key", "n"]));
+    }
+    fn next_tuple(&mut self, out: &mut SpoutOutputCollector) -> SpoutStatus {
+        if self.n == self.limit {
+            return SpoutStatus::Exhausted;
+        }
+        out.emit(values![(self.n % 1024) as i64, self.n]);
+        self.n += 1;
+        SpoutStatus::Active
+    }
+}
+
+/// Passes `[key, n]` on.
+struct Pass;
+impl Bolt for Pass {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(Fields::new(["key", "n"]));
+    }
+    fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        out.emit(input.into_values());
+        Ok(())
+    }
+}
+
+/// Sums `n` (so the work cannot be optimised away).
+struct Sink(i64);
+impl Bolt for Sink {
+    fn execute(&mut self, input: Tuple, _out: &mut OutputCollector) -> Result<(), BoltError> {
+        self.0 = self.0.wrapping_add(input.get(1).and_then(Value::as_int).unwrap_or(0));
+        black_box(self.0);
+        Ok(())
+    }
+}
+
+fn three_stage(batch_size: usize) -> Topology {
+    let mut b = TopologyBuilder::new("bench-3-stage");
+    b.config().batch_size = batch_size;
+    b.set_spout("spout", 1, || Numbers { n: 0, limit: TUPLES });
+    b.set_bolt("pass", 2, || Pass).fields_grouping("spout", ["key"]);
+    b.set_bolt("sink", 1, || Sink(0)).shuffle_grouping("pass");
+    b.build().expect("valid")
+}
+
+fn one_hop() -> Topology {
+    let mut b = TopologyBuilder::new("bench-1-hop");
+    b.set_spout("spout", 1, || Numbers { n: 0, limit: TUPLES });
+    b.set_bolt("sink", 1, || Sink(0)).shuffle_grouping("spout");
+    b.build().expect("valid")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn run(rt: &tokio::runtime::Runtime, make: &dyn Fn() -> Topology, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let topology = make();
+        let start = Instant::now();
+        let report = rt.block_on(async { RunningTopology::start(topology).expect("starts").join().await });
+        total += start.elapsed();
+        assert_eq!(report.components.last().map(|c| c.executed), Some(TUPLES));
+    }
+    total
+}
+
+fn topologies(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("topology");
+    g.sample_size(10).measurement_time(Duration::from_secs(10)).throughput(Throughput::Elements(TUPLES));
+    g.bench_function("spout->fields(x2)->bolt", |b| b.iter_custom(|iters| run(&rt, &|| three_stage(64), iters)));
+    g.bench_function("spout->bolt (1 hop)", |b| b.iter_custom(|iters| run(&rt, &one_hop, iters)));
+    for batch in [1usize, 8, 256] {
+        g.bench_with_input(BenchmarkId::new("spout->fields(x2)->bolt, batch", batch), &batch, |b, &batch| {
+            b.iter_custom(|iters| run(&rt, &|| three_stage(batch), iters))
+        });
+    }
+    g.finish();
+}
+
+fn routing(c: &mut Criterion) {
+    let fields = Fields::new(["key", "n"]);
+    let tuples: Vec<Values> = (0..1024).map(|i| values![format!("key-{i}"), i]).collect();
+    let mut g = c.benchmark_group("route");
+    g.throughput(Throughput::Elements(tuples.len() as u64));
+    for grouping in [
+        Grouping::Shuffle,
+        Grouping::Fields(vec!["key".into()]),
+        Grouping::PartialKey(vec!["key".into()]),
+        Grouping::All,
+        Grouping::Global,
+    ] {
+        let mut router = GroupingRouter::new(&grouping, fields, 4, 0);
+        let mut out = Targets::new();
+        g.bench_function(grouping.name(), |b| {
+            b.iter(|| {
+                for v in &tuples {
+                    out.clear();
+                    router.route(v, &mut out);
+                    black_box(&out);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, topologies, routing);
+criterion_main!(benches);

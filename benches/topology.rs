@@ -49,7 +49,9 @@ impl Bolt for Pass {
 struct Sink(i64);
 impl Bolt for Sink {
     fn execute(&mut self, input: Tuple, _out: &mut OutputCollector) -> Result<(), BoltError> {
-        self.0 = self.0.wrapping_add(input.get(1).and_then(Value::as_int).unwrap_or(0));
+        self.0 = self
+            .0
+            .wrapping_add(input.get(1).and_then(Value::as_int).unwrap_or(0));
         black_box(self.0);
         Ok(())
     }
@@ -58,15 +60,22 @@ impl Bolt for Sink {
 fn three_stage(batch_size: usize) -> Topology {
     let mut b = TopologyBuilder::new("bench-3-stage");
     b.config().batch_size = batch_size;
-    b.set_spout("spout", 1, || Numbers { n: 0, limit: TUPLES });
-    b.set_bolt("pass", 2, || Pass).fields_grouping("spout", ["key"]);
+    b.set_spout("spout", 1, || Numbers {
+        n: 0,
+        limit: TUPLES,
+    });
+    b.set_bolt("pass", 2, || Pass)
+        .fields_grouping("spout", ["key"]);
     b.set_bolt("sink", 1, || Sink(0)).shuffle_grouping("pass");
     b.build().expect("valid")
 }
 
 fn one_hop() -> Topology {
     let mut b = TopologyBuilder::new("bench-1-hop");
-    b.set_spout("spout", 1, || Numbers { n: 0, limit: TUPLES });
+    b.set_spout("spout", 1, || Numbers {
+        n: 0,
+        limit: TUPLES,
+    });
     b.set_bolt("sink", 1, || Sink(0)).shuffle_grouping("spout");
     b.build().expect("valid")
 }
@@ -84,7 +93,12 @@ fn run(rt: &tokio::runtime::Runtime, make: &dyn Fn() -> Topology, iters: u64) ->
     for _ in 0..iters {
         let topology = make();
         let start = Instant::now();
-        let report = rt.block_on(async { RunningTopology::start(topology).expect("starts").join().await });
+        let report = rt.block_on(async {
+            RunningTopology::start(topology)
+                .expect("starts")
+                .join()
+                .await
+        });
         total += start.elapsed();
         assert_eq!(report.components.last().map(|c| c.executed), Some(TUPLES));
     }
@@ -94,13 +108,21 @@ fn run(rt: &tokio::runtime::Runtime, make: &dyn Fn() -> Topology, iters: u64) ->
 fn topologies(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("topology");
-    g.sample_size(10).measurement_time(Duration::from_secs(10)).throughput(Throughput::Elements(TUPLES));
-    g.bench_function("spout->fields(x2)->bolt", |b| b.iter_custom(|iters| run(&rt, &|| three_stage(64), iters)));
-    g.bench_function("spout->bolt (1 hop)", |b| b.iter_custom(|iters| run(&rt, &one_hop, iters)));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(10))
+        .throughput(Throughput::Elements(TUPLES));
+    g.bench_function("spout->fields(x2)->bolt", |b| {
+        b.iter_custom(|iters| run(&rt, &|| three_stage(64), iters))
+    });
+    g.bench_function("spout->bolt (1 hop)", |b| {
+        b.iter_custom(|iters| run(&rt, &one_hop, iters))
+    });
     for batch in [1usize, 8, 256] {
-        g.bench_with_input(BenchmarkId::new("spout->fields(x2)->bolt, batch", batch), &batch, |b, &batch| {
-            b.iter_custom(|iters| run(&rt, &|| three_stage(batch), iters))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("spout->fields(x2)->bolt, batch", batch),
+            &batch,
+            |b, &batch| b.iter_custom(|iters| run(&rt, &|| three_stage(batch), iters)),
+        );
     }
     g.finish();
 }

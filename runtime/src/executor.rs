@@ -6,11 +6,16 @@
 //!   when one fills and after each input batch (or spout round), so a lone tuple moves at
 //!   once while a busy producer moves whole batches.
 //! - A spout is asked for tuples only after its previous round was fully handed to the
-//!   downstream queues: a full queue stops it (backpressure) instead of growing memory.
+//!   downstream queues, and only while it has fewer than `max_spout_pending` trees in
+//!   flight: a full queue stops it (backpressure) instead of growing memory.
+//! - A spout sends the acker the `Init` of a tree before the tree's tuples are enqueued,
+//!   so no ack or fail of a tree can reach the acker before the tree is known.
 //! - A bolt finishes once every producer feeding it has finished and its queue is
-//!   drained; spouts finish when exhausted (or at shutdown). Shutdown therefore drains
+//!   drained; spouts finish when exhausted with nothing in flight (or at shutdown, after
+//!   waiting up to `shutdown_timeout_ms` for their trees). Shutdown therefore drains
 //!   in-flight tuples in dependency order.
 
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,22 +23,24 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use squall_topology::{
-    panic_message, Bolt, OutputCollector, Spout, SpoutOutputCollector, SpoutStatus, Tuple,
-    TupleEdges,
+    panic_message, AckAction, Anchors, Bolt, FailReason, MessageId, OutputCollector, Spout,
+    SpoutOutputCollector, SpoutStatus, Tuple, TupleEdges,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::acker::{ack_msgs, acker_of, fail_msgs, AckerMsg, EdgeBook, Outcome, TupleKey};
 use crate::queue::QueueRx;
 use crate::routing::Router;
 use crate::stats::{Capacity, TaskMetrics, TaskStats};
 
-/// What a finished task hands back: its execute-latency distribution (nanoseconds).
+/// What a finished task hands back: its latency distribution in nanoseconds (execute
+/// latency for bolts, complete latency for spouts).
 pub(crate) struct TaskOutcome {
     pub(crate) latency: Histogram<u64>,
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 2).expect("valid histogram bounds")
 }
 
@@ -46,6 +53,42 @@ async fn next_tick(ticker: &mut Option<Interval>) {
     }
 }
 
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A task's outgoing acker messages, batched per acker and sent once per round.
+pub(crate) struct AckerLink {
+    ackers: Vec<mpsc::UnboundedSender<Vec<AckerMsg>>>,
+    pending: Vec<Vec<AckerMsg>>,
+}
+
+impl AckerLink {
+    pub(crate) fn new(ackers: Vec<mpsc::UnboundedSender<Vec<AckerMsg>>>) -> Self {
+        let pending = ackers.iter().map(|_| Vec::new()).collect();
+        AckerLink { ackers, pending }
+    }
+
+    fn push(&mut self, msg: AckerMsg) {
+        let i = acker_of(msg.root(), self.ackers.len());
+        self.pending[i].push(msg);
+    }
+
+    /// Sends what is batched. Acker channels are unbounded: what they hold is bounded by
+    /// the tuples in flight, which the task queues and `max_spout_pending` bound.
+    fn flush(&mut self) {
+        for (tx, batch) in self.ackers.iter().zip(&mut self.pending) {
+            if !batch.is_empty() {
+                // An acker only goes away after every executor finished.
+                let _ = tx.send(std::mem::take(batch));
+            }
+        }
+    }
+}
+
 pub(crate) struct BoltTask {
     pub(crate) bolt: Box<dyn Bolt>,
     pub(crate) rx: QueueRx,
@@ -55,6 +98,17 @@ pub(crate) struct BoltTask {
     pub(crate) metrics: TaskMetrics,
     pub(crate) tick: Option<Duration>,
     pub(crate) sample_every: u32,
+    pub(crate) acking: Option<AckerLink>,
+    pub(crate) book: EdgeBook,
+    pub(crate) message_timeout: Duration,
+}
+
+enum BoltEvent {
+    Batch(Vec<Tuple>),
+    Tick,
+    Timeout,
+    Resume,
+    Closed,
 }
 
 impl BoltTask {
@@ -66,35 +120,74 @@ impl BoltTask {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
             t
         });
+        let mut inbox: VecDeque<Tuple> = VecDeque::new();
+        // Held tuples in the order they were taken, with their deadlines.
+        let mut deadlines: VecDeque<(Instant, TupleKey)> = VecDeque::new();
+        let mut paused_until: Option<Instant> = None;
         let mut executions: u32 = 0;
         loop {
-            let batch = tokio::select! {
-                biased;
-                _ = next_tick(&mut ticker) => vec![Tuple::tick()],
-                batch = self.rx.recv() => match batch {
-                    Some(b) => b,
-                    None => break,
-                },
+            let next_deadline = deadlines.front().map(|d| d.0);
+            let event = if let Some(until) = paused_until {
+                tokio::select! {
+                    biased;
+                    _ = sleep_until_opt(next_deadline) => BoltEvent::Timeout,
+                    _ = tokio::time::sleep_until(until) => BoltEvent::Resume,
+                }
+            } else if !inbox.is_empty() {
+                BoltEvent::Batch(Vec::new())
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = sleep_until_opt(next_deadline) => BoltEvent::Timeout,
+                    _ = next_tick(&mut ticker) => BoltEvent::Tick,
+                    batch = self.rx.recv() => batch.map_or(BoltEvent::Closed, BoltEvent::Batch),
+                }
             };
+            match event {
+                BoltEvent::Closed => break,
+                BoltEvent::Resume => {
+                    paused_until = None;
+                    continue;
+                }
+                BoltEvent::Timeout => {
+                    self.expire(&mut deadlines);
+                    if let Some(acking) = &mut self.acking {
+                        acking.flush();
+                    }
+                    continue;
+                }
+                BoltEvent::Tick => inbox.push_back(Tuple::tick()),
+                BoltEvent::Batch(batch) => inbox.extend(batch),
+            }
             self.metrics.queue_depth.set(self.rx.depth() as f64);
             let started = Instant::now();
             let mut waited = Duration::ZERO;
-            let n = batch.len() as u64;
-            for tuple in batch {
+            let mut n = 0u64;
+            while let Some(tuple) = inbox.pop_front() {
+                n += 1;
                 executions = executions.wrapping_add(1);
                 let timed = executions % self.sample_every == 0;
                 let t0 = timed.then(std::time::Instant::now);
-                self.execute(tuple);
+                if let Some(held) = self.execute(tuple) {
+                    deadlines.push_back((Instant::now() + self.message_timeout, held));
+                }
                 if let Some(t0) = t0 {
                     let ns = t0.elapsed().as_nanos() as u64;
                     let _ = latency.record(ns.max(1));
                     self.metrics.execute_latency.record(ns as f64 / 1e9);
+                }
+                if let Some(pause) = self.out.take_pause() {
+                    paused_until = Some(Instant::now() + pause);
+                    break;
                 }
                 if self.router.is_full() {
                     waited += self.router.flush(&self.stats).await;
                 }
             }
             waited += self.router.flush(&self.stats).await;
+            if let Some(acking) = &mut self.acking {
+                acking.flush();
+            }
             self.stats.counters.executed.fetch_add(n, Ordering::Relaxed);
             self.metrics.executed.increment(n);
             if !waited.is_zero() {
@@ -116,51 +209,179 @@ impl BoltTask {
         TaskOutcome { latency }
     }
 
-    /// Executes one tuple: routes its emissions, then acks or fails it.
-    fn execute(&mut self, tuple: Tuple) {
-        let result = catch_unwind(AssertUnwindSafe(|| self.bolt.execute(tuple, &mut self.out)));
-        match result {
-            Ok(result) => {
-                let (emissions, emit_error, _hold) = self.out.take();
-                let mut emitted = 0u64;
-                let mut route_error = None;
-                for e in emissions {
-                    match self.router.route(e, TupleEdges::new()) {
-                        Ok(()) => emitted += 1,
-                        Err(msg) => route_error = route_error.or(Some(msg)),
+    /// Fails every held tuple whose deadline has passed.
+    fn expire(&mut self, deadlines: &mut VecDeque<(Instant, TupleKey)>) {
+        let now = Instant::now();
+        let mut expired = 0;
+        while let Some(&(deadline, key)) = deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            deadlines.pop_front();
+            // Tuples acked or failed meanwhile are gone from the book.
+            if let Some((edges, _)) = self.book.release_key(key) {
+                expired += 1;
+                if let Some(acking) = &mut self.acking {
+                    for msg in fail_msgs(&edges, &FailReason::Timeout) {
+                        acking.push(msg);
                     }
                 }
-                let _ = self.out.take_actions();
-                self.stats
-                    .counters
-                    .emitted
-                    .fetch_add(emitted, Ordering::Relaxed);
-                self.metrics.emitted.increment(emitted);
-                let error = match result {
-                    Err(e) => Some(e.message().to_string()),
-                    Ok(()) => emit_error.or(route_error),
-                };
-                if let Some(error) = error {
-                    self.stats.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.failed("failed").increment(1);
-                    tracing::warn!(component = self.stats.component, task = %self.stats.task, %error, "tuple failed");
-                }
             }
+        }
+        if expired > 0 {
+            self.metrics
+                .count_failed(&self.stats.counters, "timeout", expired);
+            tracing::warn!(
+                component = self.stats.component,
+                task = %self.stats.task,
+                tuples = expired,
+                "held tuples timed out"
+            );
+        }
+    }
+
+    /// Executes one tuple: routes its emissions, then acks, fails or holds it. Returns the
+    /// key of the input if the bolt holds it (its timeout clock starts now).
+    fn execute(&mut self, tuple: Tuple) -> Option<TupleKey> {
+        let is_tick = tuple.is_tick();
+        let edges: TupleEdges = tuple.edges().clone();
+        let tracked = self.acking.is_some() && !edges.is_empty();
+        if tracked {
+            self.book.begin(&edges);
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| self.bolt.execute(tuple, &mut self.out)));
+        let component = self.stats.component;
+        let result = match result {
+            Ok(result) => result,
             Err(payload) => {
                 self.out.clear();
                 let message = panic_message(&*payload);
                 self.stats.counters.panics.fetch_add(1, Ordering::Relaxed);
-                self.stats.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.metrics.panics.increment(1);
-                self.metrics.failed("panic").increment(1);
+                self.metrics.count_failed(&self.stats.counters, "panic", 1);
                 tracing::error!(
-                    component = self.stats.component,
+                    component,
                     task = %self.stats.task,
                     panic = %message,
                     "bolt panicked; the tuple failed and the bolt keeps running"
                 );
+                if tracked && self.book.take_current().is_some() {
+                    let reason = FailReason::Panic {
+                        component: component.to_string(),
+                        message,
+                    };
+                    let acking = self.acking.as_mut().expect("tracked implies acking");
+                    for msg in fail_msgs(&edges, &reason) {
+                        acking.push(msg);
+                    }
+                }
+                return None;
+            }
+        };
+
+        let (emissions, emit_error, hold) = self.out.take();
+        let mut emitted = 0u64;
+        let mut route_error = None;
+        let acking_on = self.acking.is_some();
+        let book = &mut self.book;
+        for mut e in emissions {
+            let anchors = std::mem::replace(&mut e.anchors, Anchors::None);
+            let make_edges = || match (&anchors, acking_on) {
+                (_, false) | (Anchors::None, _) => TupleEdges::new(),
+                (Anchors::Input, true) => {
+                    if tracked {
+                        book.child_edges([&edges])
+                    } else {
+                        TupleEdges::new()
+                    }
+                }
+                (Anchors::Tuples(list), true) => book.child_edges(list.iter()),
+            };
+            match self.router.route(e, make_edges) {
+                Ok(()) => emitted += 1,
+                Err(msg) => route_error = route_error.or(Some(msg)),
             }
         }
+        self.stats
+            .counters
+            .emitted
+            .fetch_add(emitted, Ordering::Relaxed);
+        self.metrics.emitted.increment(emitted);
+
+        // Explicit acks and fails of held tuples (or of the input itself).
+        let mut acked = 0u64;
+        let actions: Vec<AckAction> = self.out.take_actions().collect();
+        for action in actions {
+            let (action_edges, error) = match &action {
+                AckAction::Ack(e) => (e, None),
+                AckAction::Fail(e, error) => (e, Some(error.clone())),
+            };
+            let Some((held_edges, ack_val)) = self.book.release(action_edges) else {
+                continue; // untracked, or already acked, failed or timed out
+            };
+            let acking = self
+                .acking
+                .as_mut()
+                .expect("the book is only filled with acking on");
+            match error {
+                None => {
+                    acked += 1;
+                    for msg in ack_msgs(&held_edges, ack_val) {
+                        acking.push(msg);
+                    }
+                }
+                Some(error) => {
+                    self.metrics.count_failed(&self.stats.counters, "failed", 1);
+                    let reason = FailReason::Failed {
+                        component: component.to_string(),
+                        error,
+                    };
+                    for msg in fail_msgs(&held_edges, &reason) {
+                        acking.push(msg);
+                    }
+                }
+            }
+        }
+
+        // The input itself.
+        let error = match result {
+            Err(e) => Some(e.message().to_string()),
+            Ok(()) => emit_error.or(route_error),
+        };
+        let mut held = None;
+        match error {
+            Some(error) => {
+                self.metrics.count_failed(&self.stats.counters, "failed", 1);
+                tracing::warn!(component, task = %self.stats.task, %error, "tuple failed");
+                if tracked && self.book.take_current().is_some() {
+                    let reason = FailReason::Failed {
+                        component: component.to_string(),
+                        error,
+                    };
+                    let acking = self.acking.as_mut().expect("tracked implies acking");
+                    for msg in fail_msgs(&edges, &reason) {
+                        acking.push(msg);
+                    }
+                }
+            }
+            None if hold && tracked => held = self.book.hold_current(edges),
+            None if hold => {}
+            None => {
+                if tracked {
+                    if let Some((_, ack_val)) = self.book.take_current() {
+                        let acking = self.acking.as_mut().expect("tracked implies acking");
+                        for msg in ack_msgs(&edges, ack_val) {
+                            acking.push(msg);
+                        }
+                    }
+                }
+                if !is_tick {
+                    acked += 1;
+                }
+            }
+        }
+        self.metrics.count_acked(&self.stats.counters, acked);
+        held
     }
 }
 
@@ -174,98 +395,292 @@ pub(crate) struct SpoutTask {
     pub(crate) batch_size: usize,
     pub(crate) idle_wait: Duration,
     pub(crate) finish_when_exhausted: bool,
-    pub(crate) acked: Vec<squall_topology::MessageId>,
+    /// This task's index among all spout tasks (how ackers address it).
+    pub(crate) index: u32,
+    pub(crate) acking: Option<AckerLink>,
+    pub(crate) ctl: Option<mpsc::UnboundedReceiver<Vec<Outcome>>>,
+    pub(crate) book: EdgeBook,
+    pub(crate) max_pending: usize,
+    pub(crate) shutdown_timeout: Duration,
 }
 
+/// The trees of one spout task in flight: root -> (message id, emitted at).
+type Pending = HashMap<u64, (MessageId, Instant)>;
+
 impl SpoutTask {
+    /// Calls `ack`/`fail` on the spout for decided trees. Returns whether any failed (the
+    /// spout may want to replay).
+    fn deliver(
+        &mut self,
+        outcomes: Vec<Outcome>,
+        pending: &mut Pending,
+        latency: &mut Histogram<u64>,
+    ) -> bool {
+        let mut any_failed = false;
+        let mut acked = 0;
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Acked { root, .. } => {
+                    let Some((id, emitted_at)) = pending.remove(&root) else {
+                        continue;
+                    };
+                    let took = emitted_at.elapsed();
+                    let _ = latency.record((took.as_nanos() as u64).max(1));
+                    self.metrics.complete_latency.record(took.as_secs_f64());
+                    acked += 1;
+                    self.call("ack", |s| s.ack(id));
+                }
+                Outcome::Failed { root, reason, .. } => {
+                    let Some((id, _)) = pending.remove(&root) else {
+                        continue;
+                    };
+                    any_failed = true;
+                    self.metrics
+                        .count_failed(&self.stats.counters, reason.code(), 1);
+                    tracing::debug!(component = self.stats.component, id = id.0, %reason, "tuple tree failed");
+                    self.call("fail", |s| s.fail(id, &reason));
+                }
+            }
+        }
+        self.metrics.count_acked(&self.stats.counters, acked);
+        any_failed
+    }
+
+    fn call(&mut self, what: &'static str, f: impl FnOnce(&mut dyn Spout)) {
+        let spout = &mut *self.spout;
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(spout))) {
+            self.stats.counters.panics.fetch_add(1, Ordering::Relaxed);
+            self.metrics.panics.increment(1);
+            tracing::error!(
+                component = self.stats.component,
+                task = %self.stats.task,
+                panic = %panic_message(&*payload),
+                "spout panicked in {what}"
+            );
+        }
+    }
+
     pub(crate) async fn run(mut self) -> TaskOutcome {
+        let mut latency = new_histogram();
         let mut capacity = Capacity::new();
         let mut status = SpoutStatus::Active;
+        let mut pending: Pending = HashMap::new();
+        let mut acked_at_emit: Vec<MessageId> = Vec::new();
+        let mut ctl = self.ctl.take();
         loop {
+            if let Some(rx) = &mut ctl {
+                while let Ok(outcomes) = rx.try_recv() {
+                    if self.deliver(outcomes, &mut pending, &mut latency) {
+                        status = SpoutStatus::Active;
+                    }
+                }
+            }
             if *self.shutdown.borrow() {
                 break;
             }
-            if status == SpoutStatus::Exhausted {
+            if status == SpoutStatus::Exhausted && pending.is_empty() {
                 if !self.finish_when_exhausted {
                     // Hold the topology open until shutdown (test harness, virtual time).
                     let _ = self.shutdown.wait_for(|stop| *stop).await;
                 }
                 break;
             }
-            let started = Instant::now();
+            let room = if self.max_pending == 0 {
+                self.batch_size
+            } else {
+                self.max_pending
+                    .saturating_sub(pending.len())
+                    .min(self.batch_size)
+            };
             let mut emitted = 0usize;
-            while emitted < self.batch_size {
-                let before = self.out.pending();
-                match catch_unwind(AssertUnwindSafe(|| self.spout.next_tuple(&mut self.out))) {
-                    Ok(s) => status = s,
-                    Err(payload) => {
-                        self.stats.counters.panics.fetch_add(1, Ordering::Relaxed);
-                        self.metrics.panics.increment(1);
-                        tracing::error!(
-                            component = self.stats.component,
-                            task = %self.stats.task,
-                            panic = %panic_message(&*payload),
-                            "spout panicked in next_tuple"
-                        );
+            if room > 0 && status == SpoutStatus::Active {
+                let started = Instant::now();
+                while emitted < room {
+                    let before = self.out.pending();
+                    let spout = &mut *self.spout;
+                    let out = &mut self.out;
+                    match catch_unwind(AssertUnwindSafe(|| spout.next_tuple(out))) {
+                        Ok(s) => status = s,
+                        Err(payload) => {
+                            self.stats.counters.panics.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.panics.increment(1);
+                            tracing::error!(
+                                component = self.stats.component,
+                                task = %self.stats.task,
+                                panic = %panic_message(&*payload),
+                                "spout panicked in next_tuple"
+                            );
+                        }
+                    }
+                    let n = self.out.pending() - before;
+                    emitted += n;
+                    if n == 0 || status == SpoutStatus::Exhausted {
+                        break;
                     }
                 }
-                let n = self.out.pending() - before;
-                emitted += n;
-                if n == 0 || status == SpoutStatus::Exhausted {
-                    break;
+                self.route_round(&mut pending, &mut acked_at_emit);
+                for id in acked_at_emit.drain(..) {
+                    self.metrics.count_acked(&self.stats.counters, 1);
+                    self.call("ack", |s| s.ack(id));
                 }
-            }
-            let (emissions, error) = self.out.take();
-            let mut routed = 0u64;
-            let mut route_error = None;
-            self.acked.clear();
-            for e in emissions {
-                // Acking is off: a tracked tuple counts as fully processed once emitted.
-                self.acked.extend(e.message_id);
-                match self.router.route(e, TupleEdges::new()) {
-                    Ok(()) => routed += 1,
-                    Err(msg) => route_error = route_error.or(Some(msg)),
+                let busy = started.elapsed();
+                // Inits first: the acker must know a tree before any of its tuples is acked.
+                if let Some(link) = &mut self.acking {
+                    link.flush();
                 }
-            }
-            if let Some(error) = error.or(route_error) {
-                self.stats.counters.failed.fetch_add(1, Ordering::Relaxed);
-                self.metrics.failed("failed").increment(1);
-                tracing::warn!(component = self.stats.component, task = %self.stats.task, %error, "spout emission rejected");
-            }
-            self.stats
-                .counters
-                .emitted
-                .fetch_add(routed, Ordering::Relaxed);
-            self.metrics.emitted.increment(routed);
-            for &id in &self.acked {
-                self.spout.ack(id);
-            }
-            let busy = started.elapsed();
-            let waited = self.router.flush(&self.stats).await;
-            if !waited.is_zero() {
-                self.metrics
-                    .backpressure
-                    .increment(waited.as_nanos() as u64 / 1_000);
-            }
-            capacity.record(busy, &self.metrics.capacity, &self.stats.counters);
-            if emitted == 0 && status == SpoutStatus::Active {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.idle_wait) => {}
-                    _ = self.shutdown.changed() => {}
+                let waited = self.router.flush(&self.stats).await;
+                if !waited.is_zero() {
+                    self.metrics
+                        .backpressure
+                        .increment(waited.as_nanos() as u64 / 1_000);
                 }
-            } else {
+                capacity.record(busy, &self.metrics.capacity, &self.stats.counters);
+            }
+            if emitted > 0 {
                 // Keeps a spout whose queues always have room from hogging its thread:
                 // yields once its cooperative budget is spent.
                 tokio::task::consume_budget().await;
+                continue;
+            }
+            if status == SpoutStatus::Exhausted && pending.is_empty() {
+                continue; // finished: the top of the loop decides what happens next
+            }
+            // Nothing emitted: wait for an outcome, the idle period (only if the spout may
+            // have more), or shutdown.
+            let may_have_more = status == SpoutStatus::Active && room > 0;
+            tokio::select! {
+                outcomes = recv_opt(&mut ctl) => {
+                    if let Some(outcomes) = outcomes {
+                        if self.deliver(outcomes, &mut pending, &mut latency) {
+                            status = SpoutStatus::Active;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(self.idle_wait), if may_have_more => {}
+                _ = self.shutdown.changed() => {}
             }
         }
-        if catch_unwind(AssertUnwindSafe(|| self.spout.close())).is_err() {
-            tracing::error!(component = self.stats.component, task = %self.stats.task, "spout panicked in close");
+
+        // Drain: wait for the trees in flight, up to the shutdown timeout.
+        if !pending.is_empty() {
+            let deadline = Instant::now() + self.shutdown_timeout;
+            while !pending.is_empty() {
+                tokio::select! {
+                    outcomes = recv_opt(&mut ctl) => match outcomes {
+                        Some(outcomes) => {
+                            self.deliver(outcomes, &mut pending, &mut latency);
+                        }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            let left: Vec<MessageId> = pending.drain().map(|(_, (id, _))| id).collect();
+            if !left.is_empty() {
+                tracing::warn!(component = self.stats.component, task = %self.stats.task, trees = left.len(), "shutdown: failing trees still in flight");
+                self.metrics
+                    .count_failed(&self.stats.counters, "shutdown", left.len() as u64);
+                for id in left {
+                    self.call("fail", |s| s.fail(id, &FailReason::Shutdown));
+                }
+            }
         }
+        self.call("close", |s| s.close());
         self.router.flush(&self.stats).await;
         tracing::debug!(component = self.stats.component, task = %self.stats.task, "spout finished");
-        TaskOutcome {
-            latency: new_histogram(),
+        TaskOutcome { latency }
+    }
+
+    /// Routes the round's emissions, starting a tree for each tracked one.
+    fn route_round(&mut self, pending: &mut Pending, acked_at_emit: &mut Vec<MessageId>) {
+        let (emissions, error) = self.out.take();
+        let mut routed = 0u64;
+        let mut route_error = None;
+        let now = Instant::now();
+        for e in emissions {
+            let message_id = e.message_id;
+            let result = match (message_id, &mut self.acking) {
+                (Some(id), Some(link)) => {
+                    let book = &mut self.book;
+                    let root = book.new_id();
+                    let mut val = 0u64;
+                    let result = self.router.route(e, || {
+                        let edge = book.new_id();
+                        val ^= edge;
+                        let mut edges = TupleEdges::new();
+                        edges.push((root, edge));
+                        edges
+                    });
+                    if result.is_ok() {
+                        if val == 0 {
+                            acked_at_emit.push(id); // delivered nowhere: nothing to track
+                        } else {
+                            link.push(AckerMsg::Init {
+                                root,
+                                val,
+                                spout: self.index,
+                            });
+                            pending.insert(root, (id, now));
+                        }
+                    }
+                    result
+                }
+                (id, _) => {
+                    // Untracked, or acking is off: a tracked tuple is done once emitted.
+                    let result = self.router.route(e, TupleEdges::new);
+                    if result.is_ok() {
+                        acked_at_emit.extend(id);
+                    }
+                    result
+                }
+            };
+            match result {
+                Ok(()) => routed += 1,
+                Err(msg) => route_error = route_error.or(Some(msg)),
+            }
         }
+        if let Some(error) = error.or(route_error) {
+            self.metrics.count_failed(&self.stats.counters, "failed", 1);
+            tracing::warn!(component = self.stats.component, task = %self.stats.task, %error, "spout emission rejected");
+        }
+        self.stats
+            .counters
+            .emitted
+            .fetch_add(routed, Ordering::Relaxed);
+        self.metrics.emitted.increment(routed);
+    }
+}
+
+async fn recv_opt<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one acker: applies messages and tells spout tasks about decided trees.
+pub(crate) async fn run_acker(
+    mut rx: mpsc::UnboundedReceiver<Vec<AckerMsg>>,
+    spouts: Vec<mpsc::UnboundedSender<Vec<Outcome>>>,
+    stats: Arc<crate::AckerStats>,
+) {
+    let mut state = crate::acker::AckerState::default();
+    let mut out: Vec<Vec<Outcome>> = spouts.iter().map(|_| Vec::new()).collect();
+    while let Some(batch) = rx.recv().await {
+        for msg in batch {
+            if let Some(outcome) = state.apply(msg) {
+                let spout = match &outcome {
+                    Outcome::Acked { spout, .. } | Outcome::Failed { spout, .. } => *spout as usize,
+                };
+                out[spout].push(outcome);
+            }
+        }
+        for (tx, outcomes) in spouts.iter().zip(&mut out) {
+            if !outcomes.is_empty() {
+                // A spout that finished no longer needs to hear about its trees.
+                let _ = tx.send(std::mem::take(outcomes));
+            }
+        }
+        stats.observe(state.len(), state.bytes_per_tree());
     }
 }

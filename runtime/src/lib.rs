@@ -17,6 +17,7 @@
 //! state is kept, so a counting bolt does not silently restart from zero).
 #![warn(missing_docs)]
 
+mod acker;
 mod executor;
 mod queue;
 mod routing;
@@ -25,7 +26,7 @@ pub mod testing;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +40,8 @@ use tokio::task::JoinSet;
 
 pub use routing::{Capture, Captured};
 
-use executor::{BoltTask, SpoutTask, TaskOutcome};
+use acker::EdgeBook;
+use executor::{run_acker, AckerLink, BoltTask, SpoutTask, TaskOutcome};
 use queue::{queue, QueueRx, QueueTx};
 use routing::{Router, Wiring};
 use stats::{TaskCounters, TaskMetrics, TaskStats};
@@ -85,6 +87,32 @@ pub struct RunningTopology {
     shutdown: watch::Sender<bool>,
     shutdown_timeout: Duration,
     started: tokio::time::Instant,
+    acker_stats: Arc<AckerStats>,
+}
+
+/// Acker occupancy: the most trees in flight at once and the memory per tree then.
+#[derive(Debug, Default)]
+pub(crate) struct AckerStats {
+    max_trees: AtomicUsize,
+    bytes_per_tree: AtomicU64,
+}
+
+impl AckerStats {
+    fn observe(&self, trees: usize, bytes_per_tree: f64) {
+        if trees > self.max_trees.load(Ordering::Relaxed) {
+            self.max_trees.store(trees, Ordering::Relaxed);
+            self.bytes_per_tree
+                .store(bytes_per_tree.to_bits(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A per-task seed for tree ids: random per run, distinct per task.
+fn seed(task: TaskId) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(task.0);
+    h.finish()
 }
 
 /// A cheap handle that asks a running topology to shut down.
@@ -141,6 +169,36 @@ impl RunningTopology {
             }
             senders.insert(c.id, list);
         }
+
+        // Ackers: one channel each; one outcome channel per spout task.
+        let spout_tasks: usize = topology
+            .components()
+            .iter()
+            .filter(|c| c.kind == ComponentKind::Spout)
+            .map(|c| c.parallelism)
+            .sum();
+        let ackers = if config.acking {
+            config.ackers.max(1)
+        } else {
+            0
+        };
+        let mut acker_txs = Vec::new();
+        let mut acker_rxs = Vec::new();
+        for _ in 0..ackers {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            acker_txs.push(tx);
+            acker_rxs.push(rx);
+        }
+        let mut ctl_txs = Vec::new();
+        let mut ctl_rxs = Vec::new();
+        for _ in 0..(if ackers > 0 { spout_tasks } else { 0 }) {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            ctl_txs.push(tx);
+            ctl_rxs.push(Some(rx));
+        }
+        let link = || (ackers > 0).then(|| AckerLink::new(acker_txs.clone()));
+        let mut spout_index = 0u32;
+        let message_timeout = Duration::from_millis(config.message_timeout_ms);
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut spouts = Vec::new();
@@ -202,8 +260,14 @@ impl RunningTopology {
                             batch_size,
                             idle_wait: Duration::from_millis(config.idle_wait_ms),
                             finish_when_exhausted: options.finish_when_spouts_exhausted,
-                            acked: Vec::new(),
+                            index: spout_index,
+                            acking: link(),
+                            ctl: ctl_rxs.get_mut(spout_index as usize).and_then(Option::take),
+                            book: EdgeBook::new(seed(task)),
+                            max_pending: config.max_spout_pending,
+                            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
                         });
+                        spout_index += 1;
                     }
                     Factory::Bolt(f) => {
                         let mut bolt = f();
@@ -228,6 +292,9 @@ impl RunningTopology {
                             metrics,
                             tick: c.tick_interval_ms.map(Duration::from_millis),
                             sample_every: config.latency_sample_every.max(1),
+                            acking: link(),
+                            book: EdgeBook::new(seed(task)),
+                            message_timeout,
                         });
                     }
                 }
@@ -237,6 +304,22 @@ impl RunningTopology {
         drop(senders);
 
         let mut tasks = JoinSet::new();
+        let acker_stats = Arc::new(AckerStats::default());
+        drop(acker_txs);
+        for rx in acker_rxs {
+            let spouts = ctl_txs.clone();
+            let stats = acker_stats.clone();
+            tasks.spawn(async move {
+                run_acker(rx, spouts, stats).await;
+                (
+                    usize::MAX,
+                    TaskOutcome {
+                        latency: executor::new_histogram(),
+                    },
+                )
+            });
+        }
+        drop(ctl_txs);
         let mut i = 0;
         for b in bolts {
             let idx = i;
@@ -262,6 +345,7 @@ impl RunningTopology {
             shutdown,
             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
             started: tokio::time::Instant::now(),
+            acker_stats,
         })
     }
 
@@ -277,7 +361,13 @@ impl RunningTopology {
 
     /// Current statistics.
     pub fn report(&self) -> RunReport {
-        build_report(&self.name, &self.stats, &[], self.started.elapsed())
+        build_report(
+            &self.name,
+            &self.stats,
+            &[],
+            self.started.elapsed(),
+            &self.acker_stats,
+        )
     }
 
     /// Waits until the topology finished (spouts exhausted and everything drained, or a
@@ -303,6 +393,7 @@ impl RunningTopology {
             };
             match next {
                 None => break,
+                Some(Ok((usize::MAX, _))) => {} // an acker
                 Some(Ok((i, outcome))) => outcomes[i] = Some(outcome),
                 Some(Err(e)) if e.is_cancelled() => {}
                 Some(Err(e)) => {
@@ -310,7 +401,13 @@ impl RunningTopology {
                 }
             }
         }
-        build_report(&self.name, &self.stats, &outcomes, self.started.elapsed())
+        build_report(
+            &self.name,
+            &self.stats,
+            &outcomes,
+            self.started.elapsed(),
+            &self.acker_stats,
+        )
     }
 
     /// Requests shutdown and waits for it.
@@ -340,8 +437,11 @@ pub struct ComponentReport {
     pub emitted: u64,
     /// Tuples executed (bolts; tick tuples included).
     pub executed: u64,
-    /// Tuples failed (errors, panics, rejected emissions).
+    /// Tuples failed (errors, panics, timeouts, rejected emissions; for spouts: trees
+    /// failed, i.e. retries).
     pub failed: u64,
+    /// Tuples acked (bolts: inputs acked; spouts: trees fully processed).
+    pub acked: u64,
     /// Panics caught.
     pub panics: u64,
     /// Highest queue depth seen by any of its tasks, in tuples (bolts).
@@ -350,10 +450,11 @@ pub struct ComponentReport {
     pub backpressure: Duration,
     /// Time its tasks were busy.
     pub busy: Duration,
-    /// Median sampled execute latency (bolts, after the run).
-    pub execute_p50: Option<Duration>,
-    /// 99th percentile sampled execute latency (bolts, after the run).
-    pub execute_p99: Option<Duration>,
+    /// Median latency after the run: sampled execute latency for bolts, complete latency
+    /// (emit -> tree fully acked) for spouts.
+    pub latency_p50: Option<Duration>,
+    /// 99th percentile of the same.
+    pub latency_p99: Option<Duration>,
 }
 
 /// Totals of a run, per component in topology order.
@@ -365,6 +466,10 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// Per component.
     pub components: Vec<ComponentReport>,
+    /// The most tuple trees the ackers tracked at once.
+    pub acker_max_trees: usize,
+    /// Acker memory per tracked tree at that moment, in bytes (hash-table slots included).
+    pub acker_bytes_per_tree: f64,
 }
 
 impl RunReport {
@@ -404,17 +509,18 @@ impl fmt::Display for RunReport {
         for c in &self.components {
             writeln!(
                 f,
-                "  {:<16} {:<5} {:>5} {:>12} {:>12} {:>8} {:>6} {:>10} {:>10} {:>10}",
+                "  {:<16} {:<5} {:>5} {:>12} {:>12} {:>12} {:>8} {:>6} {:>10} {:>10} {:>10}",
                 c.component,
                 c.kind,
                 c.tasks,
                 c.emitted,
                 c.executed,
+                c.acked,
                 c.failed,
                 c.panics,
                 c.max_queue_depth,
-                us(c.execute_p50),
-                us(c.execute_p99)
+                us(c.latency_p50),
+                us(c.latency_p99)
             )?;
         }
         Ok(())
@@ -426,6 +532,7 @@ fn build_report(
     stats: &[Arc<TaskStats>],
     outcomes: &[Option<TaskOutcome>],
     elapsed: Duration,
+    ackers: &AckerStats,
 ) -> RunReport {
     let mut order: Vec<&'static str> = Vec::new();
     let mut by_component: BTreeMap<&'static str, (ComponentReport, Option<Histogram<u64>>)> =
@@ -451,6 +558,7 @@ fn build_report(
         r.emitted += c.emitted.load(Ordering::Relaxed);
         r.executed += c.executed.load(Ordering::Relaxed);
         r.failed += c.failed.load(Ordering::Relaxed);
+        r.acked += c.acked.load(Ordering::Relaxed);
         r.panics += c.panics.load(Ordering::Relaxed);
         r.backpressure += Duration::from_nanos(c.backpressure_ns.load(Ordering::Relaxed));
         r.busy += Duration::from_nanos(c.busy_ns.load(Ordering::Relaxed));
@@ -473,8 +581,8 @@ fn build_report(
         .map(|id| {
             let (mut r, hist) = by_component.remove(id).expect("collected above");
             if let Some(h) = hist {
-                r.execute_p50 = Some(Duration::from_nanos(h.value_at_quantile(0.5)));
-                r.execute_p99 = Some(Duration::from_nanos(h.value_at_quantile(0.99)));
+                r.latency_p50 = Some(Duration::from_nanos(h.value_at_quantile(0.5)));
+                r.latency_p99 = Some(Duration::from_nanos(h.value_at_quantile(0.99)));
             }
             r
         })
@@ -483,5 +591,7 @@ fn build_report(
         topology: name.to_string(),
         elapsed,
         components,
+        acker_max_trees: ackers.max_trees.load(Ordering::Relaxed),
+        acker_bytes_per_tree: f64::from_bits(ackers.bytes_per_tree.load(Ordering::Relaxed)),
     }
 }

@@ -130,12 +130,14 @@ impl Router {
         }
     }
 
-    /// Routes one emission into the batch buffers (the tuple carries `edges`).
-    /// Returns an error message for a direct emission to a task that does not subscribe.
+    /// Routes one emission into the batch buffers; `edges` makes the tracking edges of
+    /// each delivered copy (called once per copy, so a tuple nobody subscribes to creates
+    /// no edge). Returns an error message for a direct emission to a task that does not
+    /// subscribe.
     pub(crate) fn route(
         &mut self,
         emission: Emission,
-        edges: squall_topology::TupleEdges,
+        mut edges: impl FnMut() -> squall_topology::TupleEdges,
     ) -> Result<(), String> {
         let route = &mut self.streams[emission.stream as usize];
         if let Some(capture) = &self.capture {
@@ -177,8 +179,7 @@ impl Router {
             return Ok(()); // nobody subscribes
         };
         for &t in rest {
-            let tuple =
-                Tuple::new(source, self.task, emission.values.clone()).with_edges(edges.clone());
+            let tuple = Tuple::new(source, self.task, emission.values.clone()).with_edges(edges());
             let target = &mut self.targets[t];
             target.buffer.push(tuple);
             self.full |= target.buffer.len() >= self.batch_size;
@@ -186,7 +187,7 @@ impl Router {
         let target = &mut self.targets[last];
         target
             .buffer
-            .push(Tuple::new(source, self.task, emission.values).with_edges(edges));
+            .push(Tuple::new(source, self.task, emission.values).with_edges(edges()));
         self.full |= target.buffer.len() >= self.batch_size;
         Ok(())
     }

@@ -16,6 +16,7 @@ pub(crate) struct TaskCounters {
     pub(crate) emitted: AtomicU64,
     pub(crate) executed: AtomicU64,
     pub(crate) failed: AtomicU64,
+    pub(crate) acked: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) backpressure_ns: AtomicU64,
     pub(crate) busy_ns: AtomicU64,
@@ -35,7 +36,9 @@ pub(crate) struct TaskMetrics {
     labels: Vec<(&'static str, String)>,
     pub(crate) emitted: Counter,
     pub(crate) executed: Counter,
+    pub(crate) acked: Counter,
     pub(crate) panics: Counter,
+    pub(crate) complete_latency: Histogram,
     pub(crate) execute_latency: Histogram,
     pub(crate) queue_depth: Gauge,
     pub(crate) capacity: Gauge,
@@ -52,13 +55,29 @@ impl TaskMetrics {
         TaskMetrics {
             emitted: metrics::counter!("squall_emitted_total", &labels),
             executed: metrics::counter!("squall_executed_total", &labels),
+            acked: metrics::counter!("squall_acked_total", &labels),
             panics: metrics::counter!("squall_panics_total", &labels),
+            complete_latency: metrics::histogram!("squall_complete_latency_seconds", &labels),
             execute_latency: metrics::histogram!("squall_execute_latency_seconds", &labels),
             queue_depth: metrics::gauge!("squall_queue_depth", &labels),
             capacity: metrics::gauge!("squall_capacity", &labels),
             backpressure: metrics::counter!("squall_backpressure_seconds_total", &labels),
             failed: Vec::new(),
             labels,
+        }
+    }
+
+    /// Counts `n` failed tuples for `reason` in both the live counters and the metrics.
+    pub(crate) fn count_failed(&mut self, counters: &TaskCounters, reason: &'static str, n: u64) {
+        counters.failed.fetch_add(n, Ordering::Relaxed);
+        self.failed(reason).increment(n);
+    }
+
+    /// Counts `n` acked tuples in both the live counters and the metrics.
+    pub(crate) fn count_acked(&self, counters: &TaskCounters, n: u64) {
+        if n > 0 {
+            counters.acked.fetch_add(n, Ordering::Relaxed);
+            self.acked.increment(n);
         }
     }
 

@@ -243,8 +243,8 @@ pub enum Anchors {
     Input,
     /// Not anchored: its failure does not fail any spout tuple.
     None,
-    /// To these tuples' tree edges (multi-anchoring), as `(root, edge)` pairs.
-    Tuples(SmallVec<[(u64, u64); 2]>),
+    /// To these tuples (multi-anchoring), given by their tree edges.
+    Tuples(SmallVec<[crate::TupleEdges; 2]>),
 }
 
 /// One buffered emission; the runtime routes it when the component call returns.
@@ -266,9 +266,9 @@ pub struct Emission {
 #[derive(Clone, Debug)]
 pub enum AckAction {
     /// Ack the tuple with these edges.
-    Ack(SmallVec<[(u64, u64); 1]>),
+    Ack(crate::TupleEdges),
     /// Fail the tuple with these edges, with a message.
-    Fail(SmallVec<[(u64, u64); 1]>, String),
+    Fail(crate::TupleEdges, String),
 }
 
 /// The part shared by both collectors: declared streams and the emission buffer.
@@ -370,6 +370,7 @@ pub struct OutputCollector {
     emitter: Emitter,
     hold: bool,
     actions: Vec<AckAction>,
+    pause: Option<std::time::Duration>,
 }
 
 impl OutputCollector {
@@ -379,6 +380,7 @@ impl OutputCollector {
             emitter: Emitter::new(component, streams),
             hold: false,
             actions: Vec::new(),
+            pause: None,
         }
     }
 
@@ -407,10 +409,7 @@ impl OutputCollector {
     /// Emits `values` on `stream` anchored to every tuple in `anchors` (multi-anchoring:
     /// the new tuple belongs to the trees of all of them).
     pub fn emit_anchored(&mut self, stream: &str, anchors: &[&Tuple], values: Values) {
-        let edges = anchors
-            .iter()
-            .flat_map(|t| t.edges().iter().copied())
-            .collect();
+        let edges = anchors.iter().map(|t| t.edges().clone()).collect();
         self.emitter
             .push(Some(stream), values, None, Anchors::Tuples(edges), None);
     }
@@ -425,6 +424,20 @@ impl OutputCollector {
     /// will call [`ack`](Self::ack) or [`fail`](Self::fail) on it in a later call.
     pub fn hold(&mut self) {
         self.hold = true;
+    }
+
+    /// Asks the runtime not to give this task its next input for `duration` (without
+    /// blocking a thread): a bolt that must slow down, e.g. for a rate-limited service,
+    /// calls this and backpressure reaches its producers. Time spent waiting in the queue
+    /// meanwhile does not count towards the message timeout.
+    pub fn pause(&mut self, duration: std::time::Duration) {
+        self.pause = Some(self.pause.map_or(duration, |p| p.max(duration)));
+    }
+
+    /// Takes the requested pause (runtime use).
+    #[doc(hidden)]
+    pub fn take_pause(&mut self) -> Option<std::time::Duration> {
+        self.pause.take()
     }
 
     /// Acks a tuple the bolt held on to.
@@ -465,6 +478,7 @@ impl OutputCollector {
         self.emitter.error = None;
         self.hold = false;
         self.actions.clear();
+        self.pause = None;
     }
 }
 

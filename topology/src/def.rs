@@ -45,6 +45,19 @@ pub struct TopologyConfig {
     /// One in how many executions is timed for the execute-latency histogram (Storm
     /// samples 1 in 20). 1 times every execution. Default 16.
     pub latency_sample_every: u32,
+    /// Guaranteed processing: track every tuple a spout emits with a message id and call
+    /// the spout's `ack` or `fail` when its tree completes or fails. When false, tracked
+    /// tuples are acked as soon as they are emitted. Default true.
+    pub acking: bool,
+    /// Number of acker tasks. Default 1.
+    pub ackers: usize,
+    /// A tuple that stays inside a bolt (taken from its queue, not yet acked or failed)
+    /// longer than this fails its tree with reason `Timeout`. Time in queues does not
+    /// count. Default 30000.
+    pub message_timeout_ms: u64,
+    /// Most tracked trees in flight per spout task; the spout is not asked for more until
+    /// some complete. 0 means no limit. Default 4096.
+    pub max_spout_pending: usize,
 }
 
 impl Default for TopologyConfig {
@@ -55,6 +68,10 @@ impl Default for TopologyConfig {
             idle_wait_ms: 1,
             shutdown_timeout_ms: 30_000,
             latency_sample_every: 16,
+            acking: true,
+            ackers: 1,
+            message_timeout_ms: 30_000,
+            max_spout_pending: 4096,
         }
     }
 }

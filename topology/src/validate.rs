@@ -434,6 +434,16 @@ impl TopologyDef {
                 message: "queue_capacity must be at least 1".into(),
             });
         }
+        if self.config.acking && self.config.ackers == 0 {
+            errors.push(ValidationError::Topology {
+                message: "ackers must be at least 1 when acking is on".into(),
+            });
+        }
+        if self.config.message_timeout_ms == 0 {
+            errors.push(ValidationError::Topology {
+                message: "message_timeout_ms must be at least 1".into(),
+            });
+        }
         if self.config.batch_size == 0 {
             errors.push(ValidationError::Topology {
                 message: "batch_size must be at least 1".into(),

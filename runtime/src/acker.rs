@@ -244,11 +244,6 @@ impl EdgeBook {
     pub(crate) fn release_key(&mut self, key: TupleKey) -> Option<(TupleEdges, u64)> {
         self.held.remove(&key)
     }
-
-    /// Number of held tuples.
-    pub(crate) fn held(&self) -> usize {
-        self.held.len()
-    }
 }
 
 /// The ack messages for a tuple with `edges` and accumulated `ack_val`.
@@ -268,4 +263,273 @@ pub(crate) fn fail_msgs<'a>(
         root,
         reason: reason.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Property: whatever the tree shapes (fan-out, multi-anchoring with held tuples) and
+    //! the order acks and fails reach the acker, every message id gets exactly one outcome,
+    //! acked only once every tuple of its tree was acked, failed exactly when one of its
+    //! tuples failed.
+
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    struct Sim {
+        rng: SmallRng,
+        acker: AckerState,
+        books: Vec<EdgeBook>,
+        outboxes: Vec<VecDeque<(AckerMsg, usize)>>,
+        /// Tuples waiting to be processed: (edges, tuple id).
+        live: Vec<(TupleEdges, usize)>,
+        /// Held tuples per task: (edges, tuple id).
+        held: Vec<Vec<(TupleEdges, usize)>>,
+        /// Per root: tuple ids whose ack for that root has not reached the acker.
+        outstanding: HashMap<u64, HashSet<usize>>,
+        /// Roots with a failed tuple (fail message sent).
+        failing: HashSet<u64>,
+        outcomes: HashMap<u64, Outcome>,
+        next_tuple: usize,
+        fail_pct: u32,
+        hold_pct: u32,
+        fanout: u32,
+    }
+
+    use std::collections::VecDeque;
+
+    impl Sim {
+        fn deliver(&mut self, msg: AckerMsg, tuple: usize) {
+            let root = msg.root();
+            if let AckerMsg::Ack { .. } = msg {
+                if let Some(set) = self.outstanding.get_mut(&root) {
+                    set.remove(&tuple);
+                }
+            }
+            if let Some(outcome) = self.acker.apply(msg) {
+                match &outcome {
+                    Outcome::Acked { root, .. } => {
+                        assert!(
+                            self.outstanding[root].is_empty(),
+                            "tree {root:x} acked with tuples outstanding: {:?}",
+                            self.outstanding[root]
+                        );
+                        assert!(
+                            !self.failing.contains(root),
+                            "tree with a failed tuple was acked"
+                        );
+                    }
+                    Outcome::Failed { root, .. } => {
+                        assert!(
+                            self.failing.contains(root),
+                            "tree failed without a failed tuple"
+                        );
+                    }
+                }
+                let root = match &outcome {
+                    Outcome::Acked { root, .. } | Outcome::Failed { root, .. } => *root,
+                };
+                assert!(
+                    self.outcomes.insert(root, outcome).is_none(),
+                    "two outcomes for one tree"
+                );
+            }
+        }
+
+        fn new_tuple(&mut self, edges: TupleEdges) {
+            let id = self.next_tuple;
+            self.next_tuple += 1;
+            for &(root, _) in &edges {
+                self.outstanding.entry(root).or_default().insert(id);
+            }
+            self.live.push((edges, id));
+        }
+
+        fn send(&mut self, task: usize, msgs: Vec<AckerMsg>, tuple: usize) {
+            for m in msgs {
+                if matches!(m, AckerMsg::Fail { .. }) {
+                    self.failing.insert(m.root());
+                }
+                self.outboxes[task].push_back((m, tuple));
+            }
+        }
+
+        /// One bolt task processes a live tuple.
+        fn process(&mut self) {
+            let i = self.rng.gen_range(0..self.live.len());
+            let (edges, id) = self.live.swap_remove(i);
+            let task = self.rng.gen_range(0..self.books.len());
+            self.books[task].begin(&edges);
+            let children = self.rng.gen_range(0..=self.fanout);
+            for _ in 0..children {
+                // Sometimes also anchor to a tuple this task holds (multi-anchoring).
+                let extra = if !self.held[task].is_empty() && self.rng.gen_bool(0.3) {
+                    let j = self.rng.gen_range(0..self.held[task].len());
+                    Some(self.held[task][j].0.clone())
+                } else {
+                    None
+                };
+                let copies = self.rng.gen_range(1..=2); // e.g. an `all` grouping
+                for _ in 0..copies {
+                    let child =
+                        self.books[task].child_edges(std::iter::once(&edges).chain(extra.as_ref()));
+                    self.new_tuple(child);
+                }
+            }
+            let roll = self.rng.gen_range(0..100);
+            if roll < self.fail_pct {
+                self.books[task].take_current();
+                let msgs = fail_msgs(&edges, &FailReason::Timeout).collect();
+                self.send(task, msgs, id);
+            } else if roll < self.fail_pct + self.hold_pct {
+                self.books[task].hold_current(edges.clone());
+                self.held[task].push((edges, id));
+            } else {
+                let (_, val) = self.books[task].take_current().expect("begun");
+                let msgs = ack_msgs(&edges, val).collect();
+                self.send(task, msgs, id);
+            }
+        }
+
+        /// A task acks (or fails) one tuple it held.
+        fn release(&mut self, task: usize) {
+            let j = self.rng.gen_range(0..self.held[task].len());
+            let (edges, id) = self.held[task].swap_remove(j);
+            let (edges, val) = self.books[task].release(&edges).expect("held");
+            let msgs = if self.rng.gen_range(0..100) < self.fail_pct {
+                fail_msgs(&edges, &FailReason::Shutdown).collect()
+            } else {
+                ack_msgs(&edges, val).collect()
+            };
+            self.send(task, msgs, id);
+        }
+
+        fn pump_one(&mut self) -> bool {
+            let nonempty: Vec<usize> = (0..self.outboxes.len())
+                .filter(|&i| !self.outboxes[i].is_empty())
+                .collect();
+            if nonempty.is_empty() {
+                return false;
+            }
+            let i = nonempty[self.rng.gen_range(0..nonempty.len())];
+            let (msg, tuple) = self.outboxes[i].pop_front().expect("nonempty");
+            self.deliver(msg, tuple);
+            true
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn every_tree_gets_exactly_one_outcome(
+            seed in any::<u64>(),
+            messages in 1usize..25,
+            tasks in 1usize..4,
+            fail_pct in 0u32..25,
+            hold_pct in 0u32..30,
+            fanout in 0u32..4,
+        ) {
+            let mut sim = Sim {
+                rng: SmallRng::seed_from_u64(seed),
+                acker: AckerState::default(),
+                books: (0..tasks).map(|t| EdgeBook::new(seed ^ ((t as u64 + 1) * 0x9e37_79b9))).collect(),
+                outboxes: (0..tasks + 1).map(|_| VecDeque::new()).collect(),
+                live: Vec::new(),
+                held: (0..tasks).map(|_| Vec::new()).collect(),
+                outstanding: HashMap::new(),
+                failing: HashSet::new(),
+                outcomes: HashMap::new(),
+                next_tuple: 0,
+                fail_pct,
+                hold_pct,
+                fanout,
+            };
+            let mut spout_book = EdgeBook::new(seed.rotate_left(17));
+            let mut roots = Vec::new();
+            let mut emitted = 0;
+            // Random interleaving of spout emits, bolt work, releases and deliveries,
+            // bounded so trees stay small.
+            for _ in 0..5_000 {
+                let step = sim.rng.gen_range(0..4);
+                if step == 0 && emitted < messages {
+                    emitted += 1;
+                    let root = spout_book.new_id();
+                    roots.push(root);
+                    let copies = sim.rng.gen_range(1..=2);
+                    let mut val = 0;
+                    let mut copy_edges = Vec::new();
+                    for _ in 0..copies {
+                        let e = spout_book.new_id();
+                        val ^= e;
+                        let mut edges = TupleEdges::new();
+                        edges.push((root, e));
+                        copy_edges.push(edges);
+                    }
+                    // The Init reaches the acker before any tuple is enqueued.
+                    sim.deliver(AckerMsg::Init { root, val, spout: 0 }, usize::MAX);
+                    for edges in copy_edges {
+                        sim.new_tuple(edges);
+                    }
+                } else if step == 1 && !sim.live.is_empty() && sim.next_tuple < 400 {
+                    sim.process();
+                } else if step == 2 {
+                    let t = sim.rng.gen_range(0..tasks);
+                    if !sim.held[t].is_empty() {
+                        sim.release(t);
+                    }
+                } else {
+                    sim.pump_one();
+                }
+            }
+            // Quiescence: emit the rest, finish every tuple, release everything held,
+            // deliver everything.
+            while emitted < messages {
+                emitted += 1;
+                let root = spout_book.new_id();
+                roots.push(root);
+                let e = spout_book.new_id();
+                sim.deliver(AckerMsg::Init { root, val: e, spout: 0 }, usize::MAX);
+                let mut edges = TupleEdges::new();
+                edges.push((root, e));
+                sim.new_tuple(edges);
+            }
+            sim.fanout = 0;
+            loop {
+                if !sim.live.is_empty() {
+                    sim.process();
+                } else if let Some(t) = (0..tasks).find(|&t| !sim.held[t].is_empty()) {
+                    sim.release(t);
+                } else if !sim.pump_one() {
+                    break;
+                }
+            }
+            for root in &roots {
+                let outcome = sim.outcomes.get(root);
+                prop_assert!(outcome.is_some(), "tree {:x} has no outcome", root);
+                let failed = matches!(outcome, Some(Outcome::Failed { .. }));
+                prop_assert_eq!(failed, sim.failing.contains(root));
+            }
+            prop_assert_eq!(sim.outcomes.len(), roots.len());
+            prop_assert_eq!(sim.acker.len(), 0, "the acker forgot every decided tree");
+        }
+    }
+
+    #[test]
+    fn tree_memory_is_small_and_constant() {
+        let mut acker = AckerState::default();
+        for i in 1..=100_000u64 {
+            acker.apply(AckerMsg::Init {
+                root: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                val: i,
+                spout: 0,
+            });
+        }
+        let bytes = acker.bytes_per_tree();
+        // 16 bytes of state + 8 of key + 1 control byte per slot, at hashbrown's load.
+        assert!((25.0..60.0).contains(&bytes), "{bytes} bytes per tree");
+    }
 }

@@ -379,7 +379,9 @@ impl RunningTopology {
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             if deadline.is_none() && *stop.borrow() {
-                deadline = Some(tokio::time::Instant::now() + self.shutdown_timeout);
+                // Spouts wait up to the timeout for their trees; bolts then drain what
+                // is queued. Whatever still runs after twice the timeout is stopped.
+                deadline = Some(tokio::time::Instant::now() + 2 * self.shutdown_timeout);
             }
             let next = tokio::select! {
                 next = self.tasks.join_next() => next,

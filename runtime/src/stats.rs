@@ -62,7 +62,14 @@ impl TaskMetrics {
             queue_depth: metrics::gauge!("squall_queue_depth", &labels),
             capacity: metrics::gauge!("squall_capacity", &labels),
             backpressure: metrics::counter!("squall_backpressure_seconds_total", &labels),
-            failed: Vec::new(),
+            failed: ["failed", "panic", "timeout", "shutdown"]
+                .into_iter()
+                .map(|reason| {
+                    let mut l = labels.clone();
+                    l.push(("reason", reason.to_string()));
+                    (reason, metrics::counter!("squall_failed_total", &l))
+                })
+                .collect(),
             labels,
         }
     }

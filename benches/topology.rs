@@ -1,6 +1,7 @@
 //! Framework throughput: tuples/s through `spout -> fields-grouped bolt (parallelism 2) ->
-//! bolt` on a two-worker tokio runtime, the cost of one executor hop (1-hop vs 2-hop
-//! topologies), the effect of batching, and routing cost per grouping.
+//! bolt` on a two-worker tokio runtime, with acking on and off, the cost of one executor
+//! hop (1-hop vs 2-hop topologies), the effect of batching, routing cost per grouping, and
+//! the memory per tracked tuple (printed once before the measurements).
 //!
 //! Run: `cargo bench --bench topology` (the README table comes from it).
 
@@ -27,7 +28,7 @@ impl Spout for Numbers {
         if self.n == self.limit {
             return SpoutStatus::Exhausted;
         }
-        out.emit(values![(self.n % 1024) as i64, self.n]);
+        out.emit_tracked(values![(self.n % 1024) as i64, self.n], MessageId(self.n));
         self.n += 1;
         SpoutStatus::Active
     }
@@ -57,9 +58,10 @@ impl Bolt for Sink {
     }
 }
 
-fn three_stage(batch_size: usize) -> Topology {
+fn three_stage(batch_size: usize, acking: bool) -> Topology {
     let mut b = TopologyBuilder::new("bench-3-stage");
     b.config().batch_size = batch_size;
+    b.config().acking = acking;
     b.set_spout("spout", 1, || Numbers {
         n: 0,
         limit: TUPLES,
@@ -72,6 +74,7 @@ fn three_stage(batch_size: usize) -> Topology {
 
 fn one_hop() -> Topology {
     let mut b = TopologyBuilder::new("bench-1-hop");
+    b.config().acking = false;
     b.set_spout("spout", 1, || Numbers {
         n: 0,
         limit: TUPLES,
@@ -105,14 +108,41 @@ fn run(rt: &tokio::runtime::Runtime, make: &dyn Fn() -> Topology, iters: u64) ->
     total
 }
 
+/// Memory per tracked tuple: the acker's table at its fullest, plus the spout's pending
+/// entry (root -> message id and emit time).
+fn tracked_tuple_memory(rt: &tokio::runtime::Runtime) {
+    let mut topology = three_stage(64, true);
+    topology.config_mut().max_spout_pending = 100_000;
+    let report = rt.block_on(async {
+        RunningTopology::start(topology)
+            .expect("starts")
+            .join()
+            .await
+    });
+    let spout_entry = std::mem::size_of::<(u64, (MessageId, tokio::time::Instant))>() + 1;
+    eprintln!(
+        "tracked tuple memory: acker {:.1} bytes per tree at its peak of {} trees in flight; \
+         spout pending entry {} bytes + table slack; complete latency p50 {:?} p99 {:?}",
+        report.acker_bytes_per_tree,
+        report.acker_max_trees,
+        spout_entry,
+        report.component("spout").and_then(|c| c.latency_p50),
+        report.component("spout").and_then(|c| c.latency_p99),
+    );
+}
+
 fn topologies(c: &mut Criterion) {
     let rt = runtime();
+    tracked_tuple_memory(&rt);
     let mut g = c.benchmark_group("topology");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(10))
         .throughput(Throughput::Elements(TUPLES));
-    g.bench_function("spout->fields(x2)->bolt", |b| {
-        b.iter_custom(|iters| run(&rt, &|| three_stage(64), iters))
+    g.bench_function("spout->fields(x2)->bolt, acking off", |b| {
+        b.iter_custom(|iters| run(&rt, &|| three_stage(64, false), iters))
+    });
+    g.bench_function("spout->fields(x2)->bolt, acking on", |b| {
+        b.iter_custom(|iters| run(&rt, &|| three_stage(64, true), iters))
     });
     g.bench_function("spout->bolt (1 hop)", |b| {
         b.iter_custom(|iters| run(&rt, &one_hop, iters))
@@ -121,7 +151,7 @@ fn topologies(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("spout->fields(x2)->bolt, batch", batch),
             &batch,
-            |b, &batch| b.iter_custom(|iters| run(&rt, &|| three_stage(batch), iters)),
+            |b, &batch| b.iter_custom(|iters| run(&rt, &|| three_stage(batch, false), iters)),
         );
     }
     g.finish();

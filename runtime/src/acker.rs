@@ -68,6 +68,28 @@ impl AckerMsg {
     }
 }
 
+/// Hashes the random 64-bit ids used as keys by taking them as they are: they are
+/// already uniformly distributed, and SipHash would cost more than the rest of an ack.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+/// A map keyed by random 64-bit ids.
+pub(crate) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// One tracked tree: its running XOR and the spout task that owns it (16 bytes).
 #[derive(Clone, Copy, Debug)]
 struct Tree {
@@ -78,7 +100,7 @@ struct Tree {
 /// The state of one acker: the trees in flight whose roots hash to it.
 #[derive(Debug, Default)]
 pub(crate) struct AckerState {
-    trees: HashMap<u64, Tree>,
+    trees: IdMap<u64, Tree>,
 }
 
 impl AckerState {
@@ -151,7 +173,7 @@ fn key_of(edges: &TupleEdges) -> Option<TupleKey> {
 pub(crate) struct EdgeBook {
     rng: SmallRng,
     current: Option<(TupleKey, u64)>,
-    held: HashMap<TupleKey, (TupleEdges, u64)>,
+    held: IdMap<TupleKey, (TupleEdges, u64)>,
 }
 
 impl EdgeBook {
@@ -159,7 +181,7 @@ impl EdgeBook {
         EdgeBook {
             rng: SmallRng::seed_from_u64(seed),
             current: None,
-            held: HashMap::new(),
+            held: IdMap::default(),
         }
     }
 

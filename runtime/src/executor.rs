@@ -15,7 +15,7 @@
 //!   waiting up to `shutdown_timeout_ms` for their trees). Shutdown therefore drains
 //!   in-flight tuples in dependency order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use squall_topology::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::acker::{ack_msgs, acker_of, fail_msgs, AckerMsg, EdgeBook, Outcome, TupleKey};
+use crate::acker::{ack_msgs, acker_of, fail_msgs, AckerMsg, EdgeBook, IdMap, Outcome, TupleKey};
 use crate::queue::QueueRx;
 use crate::routing::Router;
 use crate::stats::{Capacity, TaskMetrics, TaskStats};
@@ -83,7 +83,8 @@ impl AckerLink {
         for (tx, batch) in self.ackers.iter().zip(&mut self.pending) {
             if !batch.is_empty() {
                 // An acker only goes away after every executor finished.
-                let _ = tx.send(std::mem::take(batch));
+                let next = Vec::with_capacity(batch.len().max(16));
+                let _ = tx.send(std::mem::replace(batch, next));
             }
         }
     }
@@ -120,7 +121,9 @@ impl BoltTask {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
             t
         });
+        // Tuples taken from the queue but not executed yet (a pause stopped the batch).
         let mut inbox: VecDeque<Tuple> = VecDeque::new();
+        let mut batch_iter = Vec::new().into_iter();
         // Held tuples in the order they were taken, with their deadlines.
         let mut deadlines: VecDeque<(Instant, TupleKey)> = VecDeque::new();
         let mut paused_until: Option<Instant> = None;
@@ -134,7 +137,7 @@ impl BoltTask {
                     _ = tokio::time::sleep_until(until) => BoltEvent::Resume,
                 }
             } else if !inbox.is_empty() {
-                BoltEvent::Batch(Vec::new())
+                BoltEvent::Batch(Vec::new()) // resume the stopped batch
             } else {
                 tokio::select! {
                     biased;
@@ -157,13 +160,20 @@ impl BoltTask {
                     continue;
                 }
                 BoltEvent::Tick => inbox.push_back(Tuple::tick()),
-                BoltEvent::Batch(batch) => inbox.extend(batch),
+                BoltEvent::Batch(batch) => {
+                    if inbox.is_empty() {
+                        // The common case: execute straight from the batch.
+                        batch_iter = batch.into_iter();
+                    } else {
+                        inbox.extend(batch);
+                    }
+                }
             }
             self.metrics.queue_depth.set(self.rx.depth() as f64);
             let started = Instant::now();
             let mut waited = Duration::ZERO;
             let mut n = 0u64;
-            while let Some(tuple) = inbox.pop_front() {
+            while let Some(tuple) = inbox.pop_front().or_else(|| batch_iter.next()) {
                 n += 1;
                 executions = executions.wrapping_add(1);
                 let timed = executions % self.sample_every == 0;
@@ -178,6 +188,7 @@ impl BoltTask {
                 }
                 if let Some(pause) = self.out.take_pause() {
                     paused_until = Some(Instant::now() + pause);
+                    inbox.extend(batch_iter.by_ref());
                     break;
                 }
                 if self.router.is_full() {
@@ -310,7 +321,11 @@ impl BoltTask {
 
         // Explicit acks and fails of held tuples (or of the input itself).
         let mut acked = 0u64;
-        let actions: Vec<AckAction> = self.out.take_actions().collect();
+        let actions: Vec<AckAction> = if self.out.has_actions() {
+            self.out.take_actions().collect()
+        } else {
+            Vec::new()
+        };
         for action in actions {
             let (action_edges, error) = match &action {
                 AckAction::Ack(e) => (e, None),
@@ -405,7 +420,7 @@ pub(crate) struct SpoutTask {
 }
 
 /// The trees of one spout task in flight: root -> (message id, emitted at).
-type Pending = HashMap<u64, (MessageId, Instant)>;
+type Pending = IdMap<u64, (MessageId, Instant)>;
 
 impl SpoutTask {
     /// Calls `ack`/`fail` on the spout for decided trees. Returns whether any failed (the
@@ -464,7 +479,7 @@ impl SpoutTask {
         let mut latency = new_histogram();
         let mut capacity = Capacity::new();
         let mut status = SpoutStatus::Active;
-        let mut pending: Pending = HashMap::new();
+        let mut pending: Pending = IdMap::default();
         let mut acked_at_emit: Vec<MessageId> = Vec::new();
         let mut ctl = self.ctl.take();
         loop {

@@ -465,6 +465,12 @@ impl OutputCollector {
         (self.emitter.emissions.drain(..), error, hold)
     }
 
+    /// Whether the bolt acked or failed held tuples in this call (runtime use).
+    #[doc(hidden)]
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     /// Takes the explicit acks and fails of held tuples (runtime use).
     #[doc(hidden)]
     pub fn take_actions(&mut self) -> std::vec::Drain<'_, AckAction> {

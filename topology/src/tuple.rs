@@ -126,7 +126,8 @@ impl SourceMeta {
 
     /// The source of tick tuples.
     pub fn tick() -> &'static SourceMeta {
-        intern_source(SYSTEM_COMPONENT, TICK_STREAM, Fields::empty())
+        static TICK: std::sync::OnceLock<&'static SourceMeta> = std::sync::OnceLock::new();
+        TICK.get_or_init(|| intern_source(SYSTEM_COMPONENT, TICK_STREAM, Fields::empty()))
     }
 }
 
@@ -227,8 +228,8 @@ impl Tuple {
 
     /// Whether this is a tick tuple.
     pub fn is_tick(&self) -> bool {
+        // Sources are interned, so the tick source is one address.
         std::ptr::eq(self.source, SourceMeta::tick())
-            || (self.source.component == SYSTEM_COMPONENT && self.source.stream == TICK_STREAM)
     }
 
     /// The values as a JSON object (field name -> value).

@@ -213,3 +213,55 @@ inputs = [{ from = "gen", grouping = "fields", fields = ["n"] }]
         "every emitted tuple was executed before exit:\n{text}"
     );
 }
+
+#[test]
+fn chaos_bolt_failures_are_replayed_and_counts_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.jsonl");
+    let out = Command::new(BIN)
+        .args(["run", "examples/topologies/word_count.toml"])
+        .arg("--set")
+        .arg(r#"bolts.chaos={"type":"chaos","fields":["line"],"fail_every":3,"panic_every":5,"inputs":[{"from":"text"}]}"#)
+        .args(["--set", r#"bolts.split.inputs=[{"from":"chaos"}]"#])
+        .arg("--set")
+        .arg(format!("bolts.out.path={}", out_path.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |id: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("no row {id} in {text}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    let words = std::fs::read_to_string("examples/data/words.txt").unwrap();
+    // columns: component kind tasks emitted executed acked failed panics ...
+    let text_row = row("text");
+    assert_eq!(
+        text_row[5],
+        words.lines().count().to_string(),
+        "every line acked in the end"
+    );
+    assert!(
+        text_row[6].parse::<u64>().unwrap() > 0,
+        "and some attempts failed: {text}"
+    );
+    assert!(
+        row("chaos")[7].parse::<u64>().unwrap() > 0,
+        "chaos panicked: {text}"
+    );
+    assert_eq!(
+        row("count")[4],
+        words.split_whitespace().count().to_string(),
+        "no word counted twice"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("chaos: failing tuple #3"), "{stderr}");
+}

@@ -101,6 +101,7 @@ async fn replaying_spout_gets_every_message_through_failing_and_panicking_bolts(
     let snapshotter = recorder.snapshotter();
     let received = Arc::new(Mutex::new(Vec::new()));
     let mut b = TopologyBuilder::new("replay");
+    b.config().ackers = 2; // trees spread over two ackers by root
     b.set_spout("gen", 2, || {
         GeneratorSpout::new(GeneratorConfig { count: Some(N) })
     });

@@ -5,23 +5,28 @@
 //! - `jsonl` ([`Jsonl`]): appends each tuple as a JSON object line to a file.
 //! - `log` ([`Log`]): logs each tuple.
 //! - `chaos` ([`Chaos`]): passes tuples through, failing, panicking or stalling on some.
+//! - `kafka` ([`KafkaBolt`]): produces each tuple to a topic, acked on the delivery report.
 #![warn(missing_docs)]
 
 mod basic;
 mod chaos;
+mod kafka;
 
 pub use basic::{
     Count, CountConfig, Jsonl, JsonlConfig, Log, LogConfig, SplitWords, SplitWordsConfig,
 };
 pub use chaos::{Chaos, ChaosConfig};
+pub use kafka::{KafkaBolt, KafkaBoltConfig};
 
 use squall_topology::Registry;
 
-/// Registers the built-in bolt types (`split_words`, `count`, `jsonl`, `log`, `chaos`).
+/// Registers the built-in bolt types (`split_words`, `count`, `jsonl`, `log`, `chaos`,
+/// `kafka`).
 pub fn register(registry: &mut Registry) {
     registry.register_bolt("split_words", |_: &SplitWordsConfig| Ok(SplitWords));
     registry.register_bolt("count", |c: &CountConfig| Count::new(c.clone()));
     registry.register_bolt("jsonl", |c: &JsonlConfig| Ok(Jsonl::new(c.clone())));
     registry.register_bolt("log", |c: &LogConfig| Log::new(c.clone()));
     registry.register_bolt("chaos", |c: &ChaosConfig| Chaos::new(c.clone()));
+    registry.register_bolt("kafka", |c: &KafkaBoltConfig| KafkaBolt::new(c.clone()));
 }

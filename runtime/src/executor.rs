@@ -102,10 +102,12 @@ pub(crate) struct BoltTask {
     pub(crate) acking: Option<AckerLink>,
     pub(crate) book: EdgeBook,
     pub(crate) message_timeout: Duration,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
 }
 
 enum BoltEvent {
     Batch(Vec<Tuple>),
+    Wake,
     Tick,
     Timeout,
     Resume,
@@ -134,6 +136,7 @@ impl BoltTask {
                 tokio::select! {
                     biased;
                     _ = sleep_until_opt(next_deadline) => BoltEvent::Timeout,
+                    _ = self.wake.notified() => BoltEvent::Wake,
                     _ = tokio::time::sleep_until(until) => BoltEvent::Resume,
                 }
             } else if !inbox.is_empty() {
@@ -142,6 +145,7 @@ impl BoltTask {
                 tokio::select! {
                     biased;
                     _ = sleep_until_opt(next_deadline) => BoltEvent::Timeout,
+                    _ = self.wake.notified() => BoltEvent::Wake,
                     _ = next_tick(&mut ticker) => BoltEvent::Tick,
                     batch = self.rx.recv() => batch.map_or(BoltEvent::Closed, BoltEvent::Batch),
                 }
@@ -150,6 +154,11 @@ impl BoltTask {
                 BoltEvent::Closed => break,
                 BoltEvent::Resume => {
                     paused_until = None;
+                    continue;
+                }
+                BoltEvent::Wake => {
+                    self.wake();
+                    waited_flush(&mut self.router, &self.stats, &mut self.acking).await;
                     continue;
                 }
                 BoltEvent::Timeout => {
@@ -251,6 +260,108 @@ impl BoltTask {
         }
     }
 
+    /// Routes what the bolt emitted in the call that just returned; `input` is the edges of
+    /// the tracked input being executed (none for untracked inputs and wake calls).
+    /// Returns (emitted, routing error, emit error, hold flag).
+    fn route_emissions(
+        &mut self,
+        input: Option<&TupleEdges>,
+    ) -> (u64, Option<String>, Option<String>, bool) {
+        let (emissions, emit_error, hold) = self.out.take();
+        let mut emitted = 0u64;
+        let mut route_error = None;
+        let acking_on = self.acking.is_some();
+        let book = &mut self.book;
+        for mut e in emissions {
+            let anchors = std::mem::replace(&mut e.anchors, Anchors::None);
+            let make_edges = || match (&anchors, acking_on, input) {
+                (_, false, _) | (Anchors::None, _, _) | (Anchors::Input, _, None) => {
+                    TupleEdges::new()
+                }
+                (Anchors::Input, true, Some(edges)) => book.child_edges([edges]),
+                (Anchors::Tuples(list), true, _) => book.child_edges(list.iter()),
+            };
+            match self.router.route(e, make_edges) {
+                Ok(()) => emitted += 1,
+                Err(msg) => route_error = route_error.or(Some(msg)),
+            }
+        }
+        self.stats
+            .counters
+            .emitted
+            .fetch_add(emitted, Ordering::Relaxed);
+        self.metrics.emitted.increment(emitted);
+        (emitted, route_error, emit_error, hold)
+    }
+
+    /// Applies the explicit acks and fails of held tuples; returns how many were acked.
+    fn apply_actions(&mut self) -> u64 {
+        if !self.out.has_actions() {
+            return 0;
+        }
+        let component = self.stats.component;
+        let mut acked = 0u64;
+        let actions: Vec<AckAction> = self.out.take_actions().collect();
+        for action in actions {
+            let (action_edges, error) = match &action {
+                AckAction::Ack(e) => (e, None),
+                AckAction::Fail(e, error) => (e, Some(error.clone())),
+            };
+            let Some((held_edges, ack_val)) = self.book.release(action_edges) else {
+                if error.is_none() && self.acking.is_none() {
+                    acked += 1; // untracked: nothing to tell an acker
+                }
+                continue; // untracked, or already acked, failed or timed out
+            };
+            let acking = self
+                .acking
+                .as_mut()
+                .expect("the book is only filled with acking on");
+            match error {
+                None => {
+                    acked += 1;
+                    for msg in ack_msgs(&held_edges, ack_val) {
+                        acking.push(msg);
+                    }
+                }
+                Some(error) => {
+                    self.metrics.count_failed(&self.stats.counters, "failed", 1);
+                    let reason = FailReason::Failed {
+                        component: component.to_string(),
+                        error,
+                    };
+                    for msg in fail_msgs(&held_edges, &reason) {
+                        acking.push(msg);
+                    }
+                }
+            }
+        }
+        acked
+    }
+
+    /// Calls the bolt's `wake` and settles what it did.
+    fn wake(&mut self) {
+        let result = catch_unwind(AssertUnwindSafe(|| self.bolt.wake(&mut self.out)));
+        if let Err(payload) = result {
+            self.out.clear();
+            self.stats.counters.panics.fetch_add(1, Ordering::Relaxed);
+            self.metrics.panics.increment(1);
+            tracing::error!(
+                component = self.stats.component,
+                task = %self.stats.task,
+                panic = %panic_message(&*payload),
+                "bolt panicked in wake"
+            );
+            return;
+        }
+        let (_, route_error, emit_error, _) = self.route_emissions(None);
+        if let Some(error) = emit_error.or(route_error) {
+            tracing::warn!(component = self.stats.component, task = %self.stats.task, %error, "emission from wake rejected");
+        }
+        let acked = self.apply_actions();
+        self.metrics.count_acked(&self.stats.counters, acked);
+    }
+
     /// Executes one tuple: routes its emissions, then acks, fails or holds it. Returns the
     /// key of the input if the bolt holds it (its timeout clock starts now).
     fn execute(&mut self, tuple: Tuple) -> Option<TupleKey> {
@@ -290,73 +401,8 @@ impl BoltTask {
             }
         };
 
-        let (emissions, emit_error, hold) = self.out.take();
-        let mut emitted = 0u64;
-        let mut route_error = None;
-        let acking_on = self.acking.is_some();
-        let book = &mut self.book;
-        for mut e in emissions {
-            let anchors = std::mem::replace(&mut e.anchors, Anchors::None);
-            let make_edges = || match (&anchors, acking_on) {
-                (_, false) | (Anchors::None, _) => TupleEdges::new(),
-                (Anchors::Input, true) => {
-                    if tracked {
-                        book.child_edges([&edges])
-                    } else {
-                        TupleEdges::new()
-                    }
-                }
-                (Anchors::Tuples(list), true) => book.child_edges(list.iter()),
-            };
-            match self.router.route(e, make_edges) {
-                Ok(()) => emitted += 1,
-                Err(msg) => route_error = route_error.or(Some(msg)),
-            }
-        }
-        self.stats
-            .counters
-            .emitted
-            .fetch_add(emitted, Ordering::Relaxed);
-        self.metrics.emitted.increment(emitted);
-
-        // Explicit acks and fails of held tuples (or of the input itself).
-        let mut acked = 0u64;
-        let actions: Vec<AckAction> = if self.out.has_actions() {
-            self.out.take_actions().collect()
-        } else {
-            Vec::new()
-        };
-        for action in actions {
-            let (action_edges, error) = match &action {
-                AckAction::Ack(e) => (e, None),
-                AckAction::Fail(e, error) => (e, Some(error.clone())),
-            };
-            let Some((held_edges, ack_val)) = self.book.release(action_edges) else {
-                continue; // untracked, or already acked, failed or timed out
-            };
-            let acking = self
-                .acking
-                .as_mut()
-                .expect("the book is only filled with acking on");
-            match error {
-                None => {
-                    acked += 1;
-                    for msg in ack_msgs(&held_edges, ack_val) {
-                        acking.push(msg);
-                    }
-                }
-                Some(error) => {
-                    self.metrics.count_failed(&self.stats.counters, "failed", 1);
-                    let reason = FailReason::Failed {
-                        component: component.to_string(),
-                        error,
-                    };
-                    for msg in fail_msgs(&held_edges, &reason) {
-                        acking.push(msg);
-                    }
-                }
-            }
-        }
+        let (_, route_error, emit_error, hold) = self.route_emissions(tracked.then_some(&edges));
+        let mut acked = self.apply_actions();
 
         // The input itself.
         let error = match result {
@@ -663,6 +709,14 @@ impl SpoutTask {
             .emitted
             .fetch_add(routed, Ordering::Relaxed);
         self.metrics.emitted.increment(routed);
+    }
+}
+
+/// Flushes a bolt's emissions and acker messages after a call outside an input batch.
+async fn waited_flush(router: &mut Router, stats: &TaskStats, acking: &mut Option<AckerLink>) {
+    router.flush(stats).await;
+    if let Some(acking) = acking {
+        acking.flush();
     }
 }
 

@@ -303,6 +303,12 @@ impl RunningTopology {
                     }
                     Factory::Bolt(f) => {
                         let mut bolt = f();
+                        let wake = Arc::new(tokio::sync::Notify::new());
+                        let notify = wake.clone();
+                        let ctx =
+                            ctx.with_waker(squall_topology::BoltWaker::new(Arc::new(move || {
+                                notify.notify_one()
+                            })));
                         bolt.prepare(&ctx).map_err(|e| start_error(e.to_string()))?;
                         let (rx, depth) = receivers
                             .remove(&task)
@@ -327,6 +333,7 @@ impl RunningTopology {
                             acking: link(),
                             book: EdgeBook::new(seed(task)),
                             message_timeout,
+                            wake,
                         });
                     }
                 }

@@ -177,6 +177,30 @@ impl OutputDeclarer {
     }
 }
 
+/// Wakes a bolt's executor from any thread: it then calls the bolt's
+/// [`Bolt::wake`]. Asynchronous work (a delivery report, a child process's answer) hands
+/// its result over a channel and wakes the bolt, which acks or fails its held tuples.
+#[derive(Clone)]
+pub struct BoltWaker(Arc<dyn Fn() + Send + Sync>);
+
+impl BoltWaker {
+    /// A waker that calls `wake` (made by the runtime).
+    pub fn new(wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        BoltWaker(wake)
+    }
+
+    /// Asks the executor to call the bolt's `wake` soon. Wakes coalesce.
+    pub fn wake(&self) {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for BoltWaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoltWaker")
+    }
+}
+
 /// What a task knows about its place in the topology.
 #[derive(Clone, Debug)]
 pub struct TopologyContext {
@@ -185,6 +209,7 @@ pub struct TopologyContext {
     task: TaskId,
     task_index: usize,
     tasks: Arc<BTreeMap<&'static str, Vec<TaskId>>>,
+    waker: Option<BoltWaker>,
 }
 
 impl TopologyContext {
@@ -202,7 +227,19 @@ impl TopologyContext {
             task,
             task_index,
             tasks,
+            waker: None,
         }
+    }
+
+    /// The context with a waker for the bolt (runtime use).
+    pub fn with_waker(mut self, waker: BoltWaker) -> Self {
+        self.waker = Some(waker);
+        self
+    }
+
+    /// The bolt's waker (bolts only; `None` for spouts).
+    pub fn waker(&self) -> Option<BoltWaker> {
+        self.waker.clone()
     }
 
     /// The topology's name.
@@ -601,6 +638,11 @@ pub trait Bolt: Send + 'static {
     /// is counted and logged, and the bolt keeps running.
     fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError>;
 
+    /// Called on the bolt's executor after its [`BoltWaker`] was woken, to finish
+    /// asynchronous work: ack or fail held tuples, emit results (unanchored unless
+    /// `emit_anchored` names the tuples).
+    fn wake(&mut self, _out: &mut OutputCollector) {}
+
     /// Called once after the last input, when the topology shuts down.
     fn cleanup(&mut self) {}
 }
@@ -635,6 +677,9 @@ impl<B: Bolt + ?Sized> Bolt for Box<B> {
     }
     fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
         (**self).execute(input, out)
+    }
+    fn wake(&mut self, out: &mut OutputCollector) {
+        (**self).wake(out)
     }
     fn cleanup(&mut self) {
         (**self).cleanup()

@@ -24,9 +24,9 @@ mod value;
 
 pub use builder::{BoltDeclarer, TopologyBuilder};
 pub use component::{
-    AckAction, Anchors, Bolt, BoltError, BoltFactory, ComponentError, Emission, FailReason,
-    OutputCollector, OutputDeclarer, Spout, SpoutFactory, SpoutOutputCollector, SpoutStatus,
-    StreamDecl, TopologyContext,
+    AckAction, Anchors, Bolt, BoltError, BoltFactory, BoltWaker, ComponentError, Emission,
+    FailReason, OutputCollector, OutputDeclarer, Spout, SpoutFactory, SpoutOutputCollector,
+    SpoutStatus, StreamDecl, TopologyContext,
 };
 pub use def::{
     ComponentDef, ComponentKind, ComponentSource, GroupingDef, InputDef, TopologyConfig,

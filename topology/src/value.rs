@@ -125,8 +125,9 @@ impl Value {
         }
     }
 
-    /// Converts to JSON. Bytes become an array of numbers; `Any` becomes
-    /// `"<any>"`, since it has no portable form.
+    /// Converts to JSON. Bytes become an array of numbers; `Any` holding a
+    /// `serde_json::Value` (e.g. the Kafka spout's `value = "json"`) becomes that value,
+    /// any other `Any` becomes `"<any>"`, since it has no portable form.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Value::Null => serde_json::Value::Null,
@@ -137,7 +138,10 @@ impl Value {
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => serde_json::Value::String(s.to_string()),
             Value::Bytes(b) => b.iter().map(|x| serde_json::Value::from(*x)).collect(),
-            Value::Any(_) => serde_json::Value::String("<any>".into()),
+            Value::Any(a) => match a.downcast_ref::<serde_json::Value>() {
+                Some(json) => json.clone(),
+                None => serde_json::Value::String("<any>".into()),
+            },
         }
     }
 

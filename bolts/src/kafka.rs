@@ -1,0 +1,197 @@
+//! The `kafka` bolt: produces each input tuple to a topic and acks it only once the broker
+//! acknowledged the write.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crossbeam_channel::{Receiver, Sender};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde::Deserialize;
+use squall_topology::{
+    Bolt, BoltError, BoltWaker, ComponentError, OutputCollector, TopologyContext, Tuple, Value,
+};
+
+fn default_value_field() -> String {
+    "value".into()
+}
+
+/// Options of the `kafka` bolt.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaBoltConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// The topic written to.
+    pub topic: String,
+    /// The input field used as record key (none: no key).
+    #[serde(default)]
+    pub key_field: Option<String>,
+    /// The input field used as record value (default `value`).
+    #[serde(default = "default_value_field")]
+    pub value_field: String,
+    /// librdkafka settings passed through.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+struct Reports {
+    tx: Sender<(u64, Option<String>)>,
+    waker: Option<BoltWaker>,
+}
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = Box<u64>;
+    fn delivery(&self, result: &DeliveryResult<'_>, id: Self::DeliveryOpaque) {
+        let error = result.as_ref().err().map(|(e, _)| e.to_string());
+        let _ = self.tx.send((*id, error));
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+    }
+}
+
+/// Produces each input tuple (an idempotent producer with `acks=all`); holds the tuple
+/// until the delivery report, then acks it, or fails it with the delivery error. Tick
+/// tuples are ignored. The producer's I/O runs on librdkafka's threads; delivery reports
+/// wake the bolt.
+pub struct KafkaBolt {
+    config: KafkaBoltConfig,
+    producer: Option<ThreadedProducer<Reports>>,
+    reports: Option<Receiver<(u64, Option<String>)>>,
+    held: HashMap<u64, Tuple>,
+    next: u64,
+}
+
+/// The bytes of a field value: strings and bytes as they are, JSON (`Any`) as its text,
+/// numbers and booleans as their text, null as absent.
+fn bytes_of(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::Null => None,
+        Value::Str(s) => Some(s.as_bytes().to_vec()),
+        Value::Bytes(b) => Some(b.to_vec()),
+        other => Some(match other.to_json() {
+            serde_json::Value::String(s) => s.into_bytes(),
+            json => json.to_string().into_bytes(),
+        }),
+    }
+}
+
+impl KafkaBolt {
+    /// A bolt with `config`.
+    pub fn new(config: KafkaBoltConfig) -> Result<Self, String> {
+        if config.topic.is_empty() {
+            return Err("`topic` is empty".into());
+        }
+        Ok(KafkaBolt {
+            config,
+            producer: None,
+            reports: None,
+            held: HashMap::new(),
+            next: 0,
+        })
+    }
+
+    fn settle(&mut self, out: &mut OutputCollector) {
+        let Some(reports) = &self.reports else { return };
+        while let Ok((id, error)) = reports.try_recv() {
+            let Some(t) = self.held.remove(&id) else {
+                continue;
+            };
+            match error {
+                None => out.ack(&t),
+                Some(e) => out.fail(&t, format!("delivery to {} failed: {e}", self.config.topic)),
+            }
+        }
+    }
+}
+
+impl Bolt for KafkaBolt {
+    fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        for (k, v) in &self.config.options {
+            c.set(k, v);
+        }
+        let producer = c
+            .create_with_context(Reports {
+                tx,
+                waker: ctx.waker(),
+            })
+            .map_err(|e| ComponentError::msg(format!("cannot create the Kafka producer: {e}")))?;
+        self.producer = Some(producer);
+        self.reports = Some(rx);
+        Ok(())
+    }
+
+    fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        self.settle(out);
+        if input.is_tick() {
+            return Ok(());
+        }
+        let Some(producer) = &self.producer else {
+            return Err(BoltError::msg("kafka bolt used before prepare"));
+        };
+        let value = input
+            .get_by_field(&self.config.value_field)
+            .ok_or_else(|| {
+                BoltError::msg(format!(
+                    "kafka: input from \"{}\" has no field `{}` (fields: {})",
+                    input.source_component(),
+                    self.config.value_field,
+                    input.fields()
+                ))
+            })?;
+        let payload = bytes_of(value);
+        let key = match &self.config.key_field {
+            None => None,
+            Some(f) => bytes_of(input.get_by_field(f).ok_or_else(|| {
+                BoltError::msg(format!(
+                    "kafka: input has no key field `{f}` (fields: {})",
+                    input.fields()
+                ))
+            })?),
+        };
+        let id = self.next;
+        self.next += 1;
+        let mut record: BaseRecord<'_, [u8], [u8], Box<u64>> =
+            BaseRecord::with_opaque_to(&self.config.topic, Box::new(id));
+        if let Some(k) = &key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &payload {
+            record = record.payload(p.as_slice());
+        }
+        producer.send(record).map_err(|(e, _)| {
+            BoltError::msg(format!(
+                "kafka: cannot queue record for {}: {e}",
+                self.config.topic
+            ))
+        })?;
+        out.hold();
+        self.held.insert(id, input);
+        Ok(())
+    }
+
+    fn wake(&mut self, out: &mut OutputCollector) {
+        self.settle(out);
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(p) = self.producer.take() {
+            let flush = move || {
+                let _ = p.flush(std::time::Duration::from_secs(10));
+            };
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    tokio::task::block_in_place(flush)
+                }
+                _ => flush(),
+            }
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The spout side: emits records, tracks them until done, retries and dead-letters.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use squall_topology::{
+    values, ComponentError, FailReason, Fields, MessageId, OutputDeclarer, Spout,
+    SpoutOutputCollector, SpoutStatus, TopologyContext, Value,
+};
+use tokio::time::Instant;
+
+use super::poller::{self, lock, Poller, Record, Shared};
+use super::{KafkaSpoutConfig, Mode, ValueFormat};
+
+/// Delivery reports of dead-letter records: (message id, error).
+struct DlqContext(Sender<(u64, Option<String>)>);
+
+impl ClientContext for DlqContext {}
+
+impl ProducerContext for DlqContext {
+    type DeliveryOpaque = Box<u64>;
+    fn delivery(&self, result: &DeliveryResult<'_>, id: Self::DeliveryOpaque) {
+        let error = result.as_ref().err().map(|(e, _)| e.to_string());
+        let _ = self.0.send((*id, error));
+    }
+}
+
+struct InFlight {
+    record: Arc<Record>,
+    attempts: u32,
+}
+
+struct Running {
+    records: Receiver<Record>,
+    shared: Arc<Mutex<Shared>>,
+    poller: Option<Poller>,
+    dlq: ThreadedProducer<DlqContext>,
+    dlq_reports: Receiver<(u64, Option<String>)>,
+    in_flight: HashMap<u64, InFlight>,
+    retries: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_id: u64,
+    component: String,
+}
+
+/// The `kafka` spout (see the [module docs](super)). Emits `key`, `value`, `topic`,
+/// `partition`, `offset`, `timestamp` and `headers` (a JSON object of UTF-8 header values).
+pub struct KafkaSpout {
+    config: KafkaSpoutConfig,
+    running: Option<Running>,
+}
+
+impl KafkaSpout {
+    /// A spout with `config` (checked here; connecting happens in `open`).
+    pub fn new(config: KafkaSpoutConfig) -> Result<Self, String> {
+        config.validate()?;
+        Ok(KafkaSpout {
+            config,
+            running: None,
+        })
+    }
+}
+
+fn headers_json(headers: &[(String, Option<Vec<u8>>)]) -> Value {
+    let map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            let v = v.as_ref().map_or(serde_json::Value::Null, |v| {
+                String::from_utf8_lossy(v).into_owned().into()
+            });
+            (k.clone(), v)
+        })
+        .collect();
+    Value::Str(serde_json::Value::Object(map).to_string().into())
+}
+
+impl Running {
+    fn decode(&self, format: ValueFormat, record: &Record) -> Result<Value, String> {
+        let Some(payload) = &record.payload else {
+            return Ok(Value::Null);
+        };
+        match format {
+            ValueFormat::Bytes => Ok(Value::Bytes(payload.as_slice().into())),
+            ValueFormat::String => std::str::from_utf8(payload)
+                .map(Value::from)
+                .map_err(|e| format!("value is not valid UTF-8: {e}")),
+            ValueFormat::Json => serde_json::from_slice::<serde_json::Value>(payload)
+                .map(Value::any)
+                .map_err(|e| format!("value is not valid JSON: {e}")),
+        }
+    }
+
+    fn emit(
+        &self,
+        out: &mut SpoutOutputCollector,
+        id: u64,
+        record: &Record,
+        value: Value,
+        tracked: bool,
+    ) {
+        let values = values![
+            record.key.as_deref().map(Value::from),
+            value,
+            record.topic.clone(),
+            record.partition,
+            record.offset,
+            record.timestamp,
+            headers_json(&record.headers)
+        ];
+        if tracked {
+            out.emit_tracked(values, MessageId(id));
+        } else {
+            out.emit(values);
+        }
+    }
+
+    /// Produces a record to the dead-letter topic; it is done once the broker has it.
+    fn dead_letter(&mut self, topic: &str, id: u64, reason: &str) {
+        let Some(f) = self.in_flight.get(&id) else {
+            return;
+        };
+        let r = f.record.clone();
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let partition = r.partition.to_string();
+        let offset = r.offset.to_string();
+        let attempts = f.attempts.to_string();
+        for (k, v) in [
+            ("squall.failure.reason", reason),
+            ("squall.original.topic", &*r.topic),
+            ("squall.original.partition", partition.as_str()),
+            ("squall.original.offset", offset.as_str()),
+            ("squall.attempts", attempts.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8], Box<u64>> =
+            BaseRecord::with_opaque_to(topic, Box::new(id)).headers(headers);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &r.payload {
+            record = record.payload(p.as_slice());
+        }
+        if let Err((e, _)) = self.dlq.send(record) {
+            tracing::error!(component = %self.component, error = %e, "cannot queue dead-letter record; retrying later");
+            self.retries.push(Reverse((
+                Instant::now() + std::time::Duration::from_secs(1),
+                id,
+            )));
+        } else {
+            metrics::counter!("squall_kafka_dead_lettered_total", "component" => self.component.clone()).increment(1);
+            tracing::warn!(component = %self.component, topic = %r.topic, partition = r.partition, offset = r.offset, reason, "record dead-lettered");
+        }
+    }
+
+    fn done(&mut self, id: u64) {
+        if let Some(f) = self.in_flight.remove(&id) {
+            let r = &f.record;
+            lock(&self.shared).done(&r.topic, r.partition, r.generation, r.offset);
+        }
+    }
+}
+
+impl Spout for KafkaSpout {
+    fn declare_outputs(&self, declarer: &mut OutputDeclarer) {
+        declarer.declare(Fields::new([
+            "key",
+            "value",
+            "topic",
+            "partition",
+            "offset",
+            "timestamp",
+            "headers",
+        ]));
+    }
+
+    fn open(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
+        let component = format!("{}#{}", ctx.component_id(), ctx.task_index());
+        let (records_tx, records) = crossbeam_channel::bounded(self.config.buffer);
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (reports_tx, dlq_reports) = crossbeam_channel::unbounded();
+        let mut producer_config = rdkafka::ClientConfig::new();
+        producer_config
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        let dlq: ThreadedProducer<DlqContext> = producer_config
+            .create_with_context(DlqContext(reports_tx))
+            .map_err(|e| {
+                ComponentError::msg(format!("cannot create the dead-letter producer: {e}"))
+            })?;
+        let poller = poller::spawn(
+            self.config.clone(),
+            component.clone(),
+            records_tx,
+            shared.clone(),
+        )
+        .map_err(ComponentError)?;
+        self.running = Some(Running {
+            records,
+            shared,
+            poller: Some(poller),
+            dlq,
+            dlq_reports,
+            in_flight: HashMap::new(),
+            retries: BinaryHeap::new(),
+            next_id: 0,
+            component,
+        });
+        Ok(())
+    }
+
+    fn next_tuple(&mut self, out: &mut SpoutOutputCollector) -> SpoutStatus {
+        let config = &self.config;
+        let Some(r) = self.running.as_mut() else {
+            return SpoutStatus::Exhausted;
+        };
+        // Dead-letter deliveries: done, or try again.
+        while let Ok((id, error)) = r.dlq_reports.try_recv() {
+            match error {
+                None => r.done(id),
+                Some(e) => {
+                    tracing::error!(component = %r.component, error = %e, topic = %config.dead_letter_topic, "dead-letter delivery failed; retrying");
+                    r.retries.push(Reverse((
+                        Instant::now() + config.retry.delay(config.retry.max_retries + 1),
+                        id,
+                    )));
+                }
+            }
+        }
+        // Due retries first.
+        if let Some(&Reverse((due, id))) = r.retries.peek() {
+            if due <= Instant::now() {
+                r.retries.pop();
+                let Some(f) = r.in_flight.get(&id) else {
+                    return SpoutStatus::Active;
+                };
+                let record = f.record.clone();
+                let attempts = f.attempts;
+                if !lock(&r.shared).current(&record.topic, record.partition, record.generation) {
+                    r.in_flight.remove(&id); // partition revoked: its new owner re-reads it
+                    return SpoutStatus::Active;
+                }
+                if attempts > config.retry.max_retries {
+                    r.dead_letter(&config.dead_letter_topic, id, "dead-letter delivery retry");
+                    return SpoutStatus::Active;
+                }
+                metrics::counter!("squall_kafka_retries_total", "component" => r.component.clone())
+                    .increment(1);
+                match r.decode(config.value, &record) {
+                    Ok(value) => r.emit(out, id, &record, value, true),
+                    Err(e) => r.dead_letter(&config.dead_letter_topic, id, &e),
+                }
+                return SpoutStatus::Active;
+            }
+        }
+        let Ok(record) = r.records.try_recv() else {
+            return SpoutStatus::Active;
+        };
+        if config.mode == Mode::AtLeastOnce
+            && !lock(&r.shared).current(&record.topic, record.partition, record.generation)
+        {
+            return SpoutStatus::Active; // fetched before its partition was revoked
+        }
+        let id = r.next_id;
+        r.next_id += 1;
+        let record = Arc::new(record);
+        let tracked = config.mode == Mode::AtLeastOnce;
+        if tracked {
+            r.in_flight.insert(
+                id,
+                InFlight {
+                    record: record.clone(),
+                    attempts: 0,
+                },
+            );
+        }
+        match r.decode(config.value, &record) {
+            Ok(value) => r.emit(out, id, &record, value, tracked),
+            Err(e) if tracked => r.dead_letter(&config.dead_letter_topic, id, &e),
+            Err(e) => {
+                tracing::warn!(component = %r.component, error = %e, offset = record.offset, "undecodable record skipped")
+            }
+        }
+        SpoutStatus::Active
+    }
+
+    fn ack(&mut self, id: MessageId) {
+        if let Some(r) = self.running.as_mut() {
+            r.done(id.0);
+        }
+    }
+
+    fn fail(&mut self, id: MessageId, reason: &FailReason) {
+        let Some(r) = self.running.as_mut() else {
+            return;
+        };
+        let Some(f) = r.in_flight.get_mut(&id.0) else {
+            return;
+        };
+        f.attempts += 1;
+        let attempts = f.attempts;
+        if attempts > self.config.retry.max_retries {
+            let reason = reason.to_string();
+            r.dead_letter(&self.config.dead_letter_topic, id.0, &reason);
+        } else {
+            let due = Instant::now() + self.config.retry.delay(attempts);
+            r.retries.push(Reverse((due, id.0)));
+        }
+    }
+
+    fn close(&mut self) {
+        let Some(mut r) = self.running.take() else {
+            return;
+        };
+        let mut wait = move || {
+            let _ = r.dlq.flush(std::time::Duration::from_secs(10));
+            if let Some(p) = r.poller.take() {
+                p.stop.store(true, std::sync::atomic::Ordering::Release);
+                let _ = p.handle.join();
+            }
+        };
+        // The final commit and leaving the group are blocking calls.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
+    }
+}

@@ -22,4 +22,7 @@ pub fn register(registry: &mut Registry) {
     registry.register_spout("generator", |c: &GeneratorConfig| {
         Ok(GeneratorSpout::new(c.clone()))
     });
+    registry.register_spout("kafka", |c: &kafka::KafkaSpoutConfig| {
+        kafka::KafkaSpout::new(c.clone())
+    });
 }

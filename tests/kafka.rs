@@ -46,8 +46,40 @@ fn spout_options(topic: &str, group: &str) -> serde_json::Value {
         "group_id": group,
         "value": "string",
         "commit_interval_ms": 200,
-        "options": { "session.timeout.ms": "6000", "heartbeat.interval.ms": "500" }
+        "options": { "session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "statistics.interval.ms": "500" }
     })
+}
+
+/// The test binary's global metrics recorder (poller threads record into it).
+fn metrics_snapshot() -> Vec<(String, Vec<(String, String)>, f64)> {
+    static SNAPSHOTTER: std::sync::OnceLock<metrics_util::debugging::Snapshotter> =
+        std::sync::OnceLock::new();
+    let snapshotter = SNAPSHOTTER.get_or_init(|| {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder
+            .install()
+            .expect("the only global recorder of this test binary");
+        snapshotter
+    });
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, _, _, v)| {
+            let key = k.key();
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
+            let value = match v {
+                metrics_util::debugging::DebugValue::Counter(c) => c as f64,
+                metrics_util::debugging::DebugValue::Gauge(g) => g.into_inner(),
+                metrics_util::debugging::DebugValue::Histogram(_) => f64::NAN,
+            };
+            (key.name().to_string(), labels, value)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,6 +94,7 @@ async fn every_record_is_processed_and_committed_offsets_reach_the_end() {
         .await
         .unwrap();
 
+    metrics_snapshot(); // install the recorder before the pollers start
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let done = Arc::new(tokio::sync::Notify::new());
     let mut b = TopologyBuilder::new("kafka-e2e");
@@ -87,6 +120,27 @@ async fn every_record_is_processed_and_committed_offsets_reach_the_end() {
     let report = running.shutdown_and_join().await;
 
     assert_eq!(seen.lock().unwrap().len(), N, "every record processed");
+    // librdkafka's statistics (every 500 ms here) carry the lag of each partition it has
+    // a position for; by now at least one report has come in.
+    let lags: Vec<(String, f64)> = metrics_snapshot()
+        .into_iter()
+        .filter(|(name, labels, _)| {
+            name == "squall_kafka_consumer_lag"
+                && labels.iter().any(|(k, v)| k == "topic" && *v == input)
+        })
+        .filter_map(|(_, labels, v)| {
+            labels
+                .into_iter()
+                .find(|(k, _)| k == "partition")
+                .map(|(_, p)| (p, v))
+        })
+        .collect();
+    assert!(!lags.is_empty(), "consumer lag is reported per partition");
+    assert!(
+        lags.iter()
+            .all(|(p, lag)| p.parse::<i32>().is_ok_and(|p| (0..4).contains(&p)) && *lag >= 0.0),
+        "{lags:?}"
+    );
     let spout = report.component("in").unwrap();
     assert!(
         spout.acked >= N as u64,
@@ -457,4 +511,132 @@ async fn a_hard_kill_loses_nothing_and_commits_only_processed_records() {
     })
     .await
     .unwrap();
+}
+
+/// Fails every tuple; counts executions per value and notifies after `target` executions.
+struct FailAll(
+    Arc<Mutex<HashMap<String, u32>>>,
+    usize,
+    Arc<tokio::sync::Notify>,
+);
+impl Bolt for FailAll {
+    fn execute(&mut self, t: Tuple, _o: &mut OutputCollector) -> Result<(), BoltError> {
+        let mut seen = self.0.lock().unwrap();
+        *seen
+            .entry(t.str_by_field("value").unwrap().to_string())
+            .or_default() += 1;
+        if seen.values().sum::<u32>() as usize == self.1 {
+            self.2.notify_one();
+        }
+        Err(BoltError::msg("always"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_once_commits_before_emitting_and_none_never_commits() {
+    const N: usize = 20;
+    for (mode, expect_committed) in [("at_most_once", N as i64), ("none", -1)] {
+        let (topic, group) = (unique(mode), unique("group"));
+        create_topic(&topic, 1).await;
+        let t = topic.clone();
+        tokio::task::spawn_blocking(move || produce(&t, &keyed(0, N, 2)))
+            .await
+            .unwrap();
+        let mut spout = spout_options(&topic, &group);
+        spout["mode"] = json!(mode);
+        let executions = Arc::new(Mutex::new(HashMap::new()));
+        let done = Arc::new(tokio::sync::Notify::new());
+        let mut b = TopologyBuilder::new("kafka-modes");
+        b.set_registered_spout("in", 1, "kafka", options(spout));
+        let (e, d) = (executions.clone(), done.clone());
+        b.set_bolt("fail", 1, move || FailAll(e.clone(), N, d.clone()))
+            .shuffle_grouping("in");
+        let running = RunningTopology::start(b.build_with(&squall::registry()).unwrap()).unwrap();
+        tokio::time::timeout(Duration::from_secs(60), done.notified())
+            .await
+            .expect("every record once");
+        let report = running.shutdown_and_join().await;
+        assert!(
+            executions.lock().unwrap().values().all(|&n| n == 1),
+            "{mode}: untracked, so failures are not retried"
+        );
+        assert_eq!(
+            report.component("in").unwrap().failed,
+            0,
+            "{mode}: nothing tracked to fail"
+        );
+        let (t, g) = (topic.clone(), group.clone());
+        let committed = tokio::task::spawn_blocking(move || committed(&g, &t, 1))
+            .await
+            .unwrap();
+        assert_eq!(committed, [expect_committed], "{mode}");
+    }
+}
+
+/// Holds back offset 0 (fails it until it is dead-lettered) while everything else flows.
+struct SlowHead(Arc<Mutex<BTreeSet<i64>>>, usize, Arc<tokio::sync::Notify>);
+impl Bolt for SlowHead {
+    fn execute(&mut self, t: Tuple, _o: &mut OutputCollector) -> Result<(), BoltError> {
+        let offset = t.get_by_field("offset").and_then(Value::as_int).unwrap();
+        if offset == 0 {
+            return Err(BoltError::msg("the head record is poison"));
+        }
+        let mut seen = self.0.lock().unwrap();
+        seen.insert(offset);
+        if seen.len() == self.1 {
+            self.2.notify_one();
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_head_record_pauses_its_partition_but_never_stalls_it() {
+    const N: usize = 200;
+    let (topic, dlq, group) = (unique("head"), unique("dlq"), unique("group"));
+    create_topic(&topic, 1).await;
+    create_topic(&dlq, 1).await;
+    let t = topic.clone();
+    tokio::task::spawn_blocking(move || produce(&t, &keyed(0, N, 2)))
+        .await
+        .unwrap();
+    let mut spout = spout_options(&topic, &group);
+    spout["dead_letter_topic"] = json!(dlq);
+    // The head record fails for ~1.5 s of retries while at most 20 records may pile up
+    // behind it: the partition pauses, then resumes once the head is dead-lettered.
+    spout["max_uncommitted"] = json!(20);
+    spout["retry"] = json!({ "initial_delay_ms": 500, "multiplier": 1.0, "max_delay_ms": 500, "max_retries": 3 });
+    metrics_snapshot(); // install the recorder before the poller starts
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let mut b = TopologyBuilder::new("kafka-head");
+    b.set_registered_spout("in", 1, "kafka", options(spout));
+    let (s, d) = (seen.clone(), done.clone());
+    b.set_bolt("head", 1, move || SlowHead(s.clone(), N - 1, d.clone()))
+        .shuffle_grouping("in");
+    let running = RunningTopology::start(b.build_with(&squall::registry()).unwrap()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), done.notified())
+        .await
+        .expect("the partition keeps flowing after the pause");
+    let d = dlq.clone();
+    let dead = tokio::task::spawn_blocking(move || consume(&d, 1, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    running.shutdown_and_join().await;
+    assert_eq!(dead[0].headers["squall.original.offset"], "0");
+    // Only this test pauses partitions.
+    let pauses: f64 = metrics_snapshot()
+        .into_iter()
+        .filter(|(name, ..)| name == "squall_kafka_partition_pauses_total")
+        .map(|(.., v)| v)
+        .sum();
+    assert!(
+        pauses >= 1.0,
+        "the partition was paused at the uncommitted limit"
+    );
+    let (t, g) = (topic.clone(), group.clone());
+    let committed = tokio::task::spawn_blocking(move || committed(&g, &t, 1))
+        .await
+        .unwrap();
+    assert_eq!(committed, [N as i64]);
 }

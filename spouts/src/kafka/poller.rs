@@ -68,25 +68,52 @@ impl Shared {
         }
     }
 
-    /// Positions that moved since they were last committed, marked committed.
-    fn take_committable(&mut self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
+    /// Positions that moved since they were last committed (successfully).
+    fn committable(&self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), state) in &mut self.partitions {
+        for ((topic, partition), state) in &self.partitions {
             if let Some(only) = only {
                 if only.find_partition(topic, *partition).is_none() {
                     continue;
                 }
             }
             if let Some(position) = state.offsets.committable() {
-                if tpl
-                    .add_partition_offset(topic, *partition, Offset::Offset(position))
-                    .is_ok()
-                {
-                    state.offsets.mark_committed(position);
-                }
+                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(position));
             }
         }
         tpl
+    }
+
+    /// Records positions the broker accepted.
+    fn mark_committed(&mut self, tpl: &TopicPartitionList) {
+        for e in tpl.elements() {
+            if let (Offset::Offset(o), Some(state)) = (
+                e.offset(),
+                self.partitions
+                    .get_mut(&(Arc::from(e.topic()), e.partition())),
+            ) {
+                state.offsets.mark_committed(o);
+            }
+        }
+    }
+}
+
+/// Commits `tpl` synchronously and records it; returns whether the broker accepted it.
+fn commit_sync<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    shared: &Mutex<Shared>,
+    tpl: &TopicPartitionList,
+    component: &str,
+) -> bool {
+    match consumer.commit(tpl, CommitMode::Sync) {
+        Ok(()) => {
+            lock(shared).mark_committed(tpl);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(component, error = %e, "offset commit failed");
+            false
+        }
     }
 }
 
@@ -125,24 +152,34 @@ impl ConsumerContext for PollerContext {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        let tpl = {
-            let mut shared = lock(&self.shared);
-            let tpl = if self.mode == Mode::AtLeastOnce {
-                shared.take_committable(Some(revoked))
-            } else {
-                TopicPartitionList::new()
-            };
-            for elem in revoked.elements() {
-                shared
-                    .partitions
-                    .remove(&(Arc::from(elem.topic()), elem.partition()));
-            }
-            tpl
+        let tpl = if self.mode == Mode::AtLeastOnce {
+            lock(&self.shared).committable(Some(revoked))
+        } else {
+            TopicPartitionList::new()
         };
-        tracing::info!(component = %self.component, partitions = revoked.count(), "partitions revoked");
         if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-                tracing::warn!(component = %self.component, error = %e, "commit of revoked partitions failed");
+            commit_sync(consumer, &self.shared, &tpl, &self.component);
+        }
+        let mut shared = lock(&self.shared);
+        for elem in revoked.elements() {
+            shared
+                .partitions
+                .remove(&(Arc::from(elem.topic()), elem.partition()));
+        }
+        drop(shared);
+        tracing::info!(component = %self.component, partitions = revoked.count(), "partitions revoked");
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) => lock(&self.shared).mark_committed(offsets),
+            // Not marked: the next interval commits the position again.
+            Err(e) => {
+                tracing::warn!(component = %self.component, error = %e, "async offset commit failed")
             }
         }
     }
@@ -247,8 +284,9 @@ fn run(
     while !stop.load(Ordering::Acquire) {
         if config.mode == Mode::AtLeastOnce && Instant::now() >= next_commit {
             next_commit = Instant::now() + commit_every;
-            let tpl = lock(&shared).take_committable(None);
+            let tpl = lock(&shared).committable(None);
             if tpl.count() > 0 {
+                // Marked committed in `commit_callback` once the broker accepted it.
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                     tracing::warn!(component = %component, error = %e, "offset commit failed");
                 }
@@ -369,13 +407,17 @@ fn run(
         }
     }
 
-    // Shutdown: commit everything done, then leave the group.
+    // Shutdown: commit everything done, then leave the group. A commit can fail while the
+    // group rebalances (another member leaving at the same time): poll, which runs the
+    // rebalance callbacks (they commit revoked partitions), and try again.
     if config.mode == Mode::AtLeastOnce {
-        let tpl = lock(&shared).take_committable(None);
-        if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-                tracing::warn!(component = %component, error = %e, "final offset commit failed");
+        for attempt in 1..=10 {
+            let tpl = lock(&shared).committable(None);
+            if tpl.count() == 0 || commit_sync(&consumer, &shared, &tpl, &component) {
+                break;
             }
+            tracing::info!(component = %component, attempt, "retrying the final offset commit");
+            let _ = consumer.poll(Duration::from_millis(200));
         }
     }
     consumer.unsubscribe();

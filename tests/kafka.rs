@@ -50,8 +50,11 @@ fn spout_options(topic: &str, group: &str) -> serde_json::Value {
     })
 }
 
+/// A metric: name, labels, value.
+type Metric = (String, Vec<(String, String)>, f64);
+
 /// The test binary's global metrics recorder (poller threads record into it).
-fn metrics_snapshot() -> Vec<(String, Vec<(String, String)>, f64)> {
+fn metrics_snapshot() -> Vec<Metric> {
     static SNAPSHOTTER: std::sync::OnceLock<metrics_util::debugging::Snapshotter> =
         std::sync::OnceLock::new();
     let snapshotter = SNAPSHOTTER.get_or_init(|| {

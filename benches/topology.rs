@@ -184,5 +184,27 @@ fn routing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, topologies, routing);
+/// Agent payload parsing (both formats), from the real fixtures.
+fn payload_parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("payload parse");
+    for name in ["sd-agent-v2.json", "sd-agent-v1.json"] {
+        let path = format!(
+            "{}/../shared/fixtures/payloads/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!("skipping {name}: {path} not found");
+            continue;
+        };
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                squall_bolts::alert::payload::parse(black_box(&bytes)).expect("fixture parses")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, topologies, routing, payload_parse);
 criterion_main!(benches);

@@ -8,6 +8,7 @@
 //! - `kafka` ([`KafkaBolt`]): produces each tuple to a topic, acked on the delivery report.
 #![warn(missing_docs)]
 
+pub mod alert;
 mod basic;
 mod chaos;
 mod kafka;

@@ -3,6 +3,8 @@
 //! `squall-runtime` (running it), `squall-spouts` and `squall-bolts` (components).
 #![warn(missing_docs)]
 
+pub mod intake;
+
 pub use squall_runtime as runtime;
 pub use squall_topology as topology;
 

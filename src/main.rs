@@ -45,6 +45,38 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Serve the intake agents post their payloads to (`POST /intake/`, `POST /postback/`),
+    /// queueing them on Kafka.
+    Intake {
+        /// Address to listen on.
+        #[arg(long, env = "SQUALL_INTAKE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Kafka bootstrap servers.
+        #[arg(long, env = "SQUALL_KAFKA_BROKERS")]
+        brokers: String,
+        /// The topic payload envelopes are produced to.
+        #[arg(long, env = "SQUALL_INTAKE_TOPIC", default_value = "squall.payloads")]
+        topic: String,
+        /// Agents post to `<account>.agent.<domain>`.
+        #[arg(long, env = "SQUALL_INTAKE_DOMAIN", default_value = "example.com")]
+        domain: String,
+        /// Largest request body, in bytes.
+        #[arg(long, env = "SQUALL_INTAKE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+        max_body_bytes: usize,
+        /// Largest decompressed payload, in bytes.
+        #[arg(long, env = "SQUALL_INTAKE_MAX_PAYLOAD_BYTES", default_value_t = 8 << 20)]
+        max_payload_bytes: usize,
+        /// How long the broker may take to acknowledge a payload before agents get 503.
+        #[arg(
+            long,
+            env = "SQUALL_INTAKE_PRODUCE_TIMEOUT_MS",
+            default_value_t = 5_000
+        )]
+        produce_timeout_ms: u64,
+        /// Serve Prometheus metrics on this address.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
+    },
 }
 
 /// Loads and validates a file; `Ok(Err(text))` carries every validation problem.
@@ -72,8 +104,52 @@ fn main() -> ExitCode {
     }
 }
 
+fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    if let Some(addr) = addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Intake {
+            listen,
+            brokers,
+            topic,
+            domain,
+            max_body_bytes,
+            max_payload_bytes,
+            produce_timeout_ms,
+            metrics_addr,
+        } => {
+            let config = squall::intake::IntakeConfig {
+                brokers,
+                topic,
+                domain,
+                max_body_bytes,
+                max_payload_bytes,
+                produce_timeout_ms,
+                kafka_options: Vec::new(),
+            };
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            rt.block_on(async move {
+                install_metrics(metrics_addr)?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                squall::intake::serve(config, listener, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                    tracing::info!("Ctrl-C: intake stopping");
+                })
+                .await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Validate { file, sets } => match load(&file, &sets)? {
             Ok(topology) => {
                 print!("{topology}");
@@ -106,13 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("starting the tokio runtime")?;
             rt.block_on(async move {
-                if let Some(addr) = metrics_addr {
-                    metrics_exporter_prometheus::PrometheusBuilder::new()
-                        .with_http_listener(addr)
-                        .install()
-                        .with_context(|| format!("serving metrics on {addr}"))?;
-                    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-                }
+                install_metrics(metrics_addr)?;
                 let running = RunningTopology::start(topology)?;
                 let stop = running.shutdown_handle();
                 tokio::spawn(async move {

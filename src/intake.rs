@@ -1,0 +1,550 @@
+//! The intake service: where agents post their payloads.
+//!
+//! - `POST /intake/?agent_key=KEY` (v2 agent): zlib-compressed JSON (`Content-Encoding:
+//!   deflate`), or `gzip`, or uncompressed; a `Content-MD5` header, when present, must be
+//!   the hex MD5 of the body as sent.
+//! - `POST /postback/` (v1 agent): form fields `payload` (JSON) and `hash` (hex MD5 of the
+//!   payload string).
+//! - The account is the `<account>` of a Host header `<account>.agent.<domain>`, else the
+//!   `X-Squall-Account` header, else `?account=`.
+//! - A payload is validated (size of the body and of what it decompresses to, cut off as
+//!   soon as it passes the limit; a JSON object; an agent key in the query or the body;
+//!   checksums), stamped with its receive time and produced to the payloads topic as an
+//!   envelope keyed by agent key. The answer is **202 only after the broker acknowledged the
+//!   write**; when it cannot take it, **503 with `Retry-After`**, so the agent retries and
+//!   nothing accepted is lost.
+//! - Errors are JSON `{"error": "...", "reason": "<code>"}` (see [`Reason`]); every outcome is
+//!   counted (`squall_intake_requests_total{outcome}`), with body size and latency
+//!   histograms.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use md5::{Digest, Md5};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+/// Intake settings.
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// The topic envelopes are produced to.
+    pub topic: String,
+    /// Hosts `<account>.agent.<domain>` name the account.
+    pub domain: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest accepted decompressed payload, in bytes.
+    pub max_payload_bytes: usize,
+    /// How long the broker may take to acknowledge a payload before the agent gets 503.
+    pub produce_timeout_ms: u64,
+    /// librdkafka settings passed through to the producer.
+    pub kafka_options: Vec<(String, String)>,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "squall.payloads".into(),
+            domain: "example.com".into(),
+            max_body_bytes: 1 << 20,
+            max_payload_bytes: 8 << 20,
+            produce_timeout_ms: 5_000,
+            kafka_options: Vec::new(),
+        }
+    }
+}
+
+/// Why a payload was refused: the `reason` code of the error body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// 400: the body is not a JSON object (or not valid JSON).
+    Malformed,
+    /// 400: the compressed body does not inflate.
+    BadCompression,
+    /// 400: `Content-MD5` or the v1 `hash` does not match.
+    ChecksumMismatch,
+    /// 400: no agent key in the query or the body.
+    MissingAgentKey,
+    /// 400: no account in the Host, the `X-Squall-Account` header or `?account=`.
+    MissingAccount,
+    /// 413: the body is larger than `max_body_bytes`.
+    TooLarge,
+    /// 413: the body inflates past `max_payload_bytes` (a decompression bomb).
+    DecompressedTooLarge,
+    /// 415: a `Content-Encoding` other than deflate, gzip or identity.
+    UnsupportedEncoding,
+    /// 503: the broker did not acknowledge the write in time.
+    BrokerUnavailable,
+}
+
+impl Reason {
+    /// The code in error bodies and the `outcome` label of the requests counter.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::BadCompression => "bad_compression",
+            Reason::ChecksumMismatch => "checksum_mismatch",
+            Reason::MissingAgentKey => "missing_agent_key",
+            Reason::MissingAccount => "missing_account",
+            Reason::TooLarge => "too_large",
+            Reason::DecompressedTooLarge => "decompressed_too_large",
+            Reason::UnsupportedEncoding => "unsupported_encoding",
+            Reason::BrokerUnavailable => "broker_unavailable",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Reason::TooLarge | Reason::DecompressedTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Reason::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// A refused request: reason and message.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The reason code.
+    pub reason: Reason,
+    /// A precise message naming what is wrong.
+    pub message: String,
+}
+
+fn refuse(reason: Reason, message: impl Into<String>) -> Refusal {
+    Refusal {
+        reason,
+        message: message.into(),
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message, "reason": self.reason.code() }));
+        let mut response = (self.reason.status(), body).into_response();
+        if self.reason == Reason::BrokerUnavailable {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+/// Which agent format a payload came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentFormat {
+    /// `POST /postback/`.
+    V1,
+    /// `POST /intake/`.
+    V2,
+}
+
+/// What the intake produces to the payloads topic (JSON, keyed by agent key).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<'a> {
+    /// The account the payload was sent to.
+    pub account: String,
+    /// The agent key from the query or the body.
+    pub agent_key: String,
+    /// Receive time, milliseconds since the epoch.
+    pub received_at_ms: u64,
+    /// The agent format.
+    pub format: AgentFormat,
+    /// The payload, as the agent sent it (decompressed JSON).
+    #[serde(borrow)]
+    pub payload: &'a RawValue,
+}
+
+struct Delivery;
+
+impl ClientContext for Delivery {}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = Box<oneshot::Sender<Result<(), String>>>;
+    fn delivery(&self, result: &DeliveryResult<'_>, done: Self::DeliveryOpaque) {
+        let _ = done.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.to_string()));
+    }
+}
+
+struct Intake {
+    config: IntakeConfig,
+    producer: ThreadedProducer<Delivery>,
+    host_suffix: String,
+}
+
+/// Builds the intake's router (producer created here; it connects lazily).
+pub fn router(config: IntakeConfig) -> anyhow::Result<Router> {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "message.timeout.ms",
+            config.produce_timeout_ms.max(1).to_string(),
+        )
+        .set("linger.ms", "1");
+    for (k, v) in &config.kafka_options {
+        c.set(k, v);
+    }
+    let producer: ThreadedProducer<Delivery> = c.create_with_context(Delivery)?;
+    let host_suffix = format!(".agent.{}", config.domain.trim_start_matches('.'));
+    let state = Arc::new(Intake {
+        config,
+        producer,
+        host_suffix,
+    });
+    Ok(Router::new()
+        .route("/intake/", post(intake_v2))
+        .route("/intake", post(intake_v2))
+        .route("/postback/", post(postback_v1))
+        .route("/postback", post(postback_v1))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state))
+}
+
+/// Serves the intake on `listener` until `shutdown` completes.
+pub async fn serve(
+    config: IntakeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(config)?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, "intake listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct IntakeQuery {
+    agent_key: Option<String>,
+    account: Option<String>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn hex_md5(bytes: &[u8]) -> String {
+    format!("{:x}", Md5::digest(bytes))
+}
+
+impl Intake {
+    fn account(&self, headers: &HeaderMap, query: Option<&str>) -> Result<String, Refusal> {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+        if let Some(account) = host
+            .as_deref()
+            .and_then(|h| h.strip_suffix(self.host_suffix.as_str()))
+        {
+            if !account.is_empty() && !account.contains('.') {
+                return Ok(account.to_string());
+            }
+        }
+        if let Some(a) = headers
+            .get("x-squall-account")
+            .and_then(|h| h.to_str().ok())
+        {
+            if !a.trim().is_empty() {
+                return Ok(a.trim().to_string());
+            }
+        }
+        match query {
+            Some(a) if !a.trim().is_empty() => Ok(a.trim().to_string()),
+            _ => Err(refuse(
+                Reason::MissingAccount,
+                format!(
+                    "no account: post to <account>{}, or send an X-Squall-Account header or ?account=",
+                    self.host_suffix
+                ),
+            )),
+        }
+    }
+
+    /// Produces the envelope and waits for the broker's acknowledgement.
+    async fn enqueue(&self, key: &str, envelope: Vec<u8>) -> Result<(), Refusal> {
+        let (tx, rx) = oneshot::channel();
+        let record = BaseRecord::with_opaque_to(&self.config.topic, Box::new(tx))
+            .key(key)
+            .payload(&envelope);
+        if let Err((e, _)) = self.producer.send(record) {
+            return Err(refuse(
+                Reason::BrokerUnavailable,
+                format!("the queue cannot take the payload: {e}"),
+            ));
+        }
+        // librdkafka reports every record by `message.timeout.ms`; the extra second covers
+        // the report itself.
+        let wait = Duration::from_millis(self.config.produce_timeout_ms + 1_000);
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(refuse(
+                Reason::BrokerUnavailable,
+                format!("the broker did not take the payload: {e}"),
+            )),
+            _ => Err(refuse(
+                Reason::BrokerUnavailable,
+                "the broker did not acknowledge the payload in time",
+            )),
+        }
+    }
+
+    async fn accept(
+        &self,
+        started: Instant,
+        body_len: usize,
+        result: Result<(String, String, AgentFormat, Vec<u8>), Refusal>,
+    ) -> Response {
+        let outcome = async {
+            let (account, agent_key, format, payload) = result?;
+            let payload = std::str::from_utf8(&payload)
+                .ok()
+                .and_then(|s| serde_json::from_str::<&RawValue>(s).ok())
+                .ok_or_else(|| refuse(Reason::Malformed, "the payload is not valid JSON"))?;
+            let envelope = Envelope {
+                account,
+                agent_key: agent_key.clone(),
+                received_at_ms: now_ms(),
+                format,
+                payload,
+            };
+            let bytes = serde_json::to_vec(&envelope)
+                .map_err(|e| refuse(Reason::Malformed, e.to_string()))?;
+            self.enqueue(&agent_key, bytes).await
+        }
+        .await;
+        let (code, response) = match outcome {
+            Ok(()) => (
+                "accepted",
+                (
+                    StatusCode::ACCEPTED,
+                    Json(serde_json::json!({ "status": "accepted" })),
+                )
+                    .into_response(),
+            ),
+            Err(refusal) => {
+                tracing::debug!(reason = refusal.reason.code(), error = %refusal.message, "payload refused");
+                (refusal.reason.code(), refusal.into_response())
+            }
+        };
+        metrics::counter!("squall_intake_requests_total", "outcome" => code).increment(1);
+        metrics::histogram!("squall_intake_body_bytes").record(body_len as f64);
+        metrics::histogram!("squall_intake_latency_seconds")
+            .record(started.elapsed().as_secs_f64());
+        response
+    }
+}
+
+/// Reads at most `limit` bytes from `reader`; `None` if there is more.
+fn read_limited(reader: impl Read, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    reader.take(limit as u64 + 1).read_to_end(&mut out)?;
+    Ok((out.len() <= limit).then_some(out))
+}
+
+/// Decodes and checks a v2 body; CPU work, run off the async workers.
+fn decode_v2(
+    body: Bytes,
+    encoding: Option<String>,
+    md5: Option<String>,
+    query_key: Option<String>,
+    max_payload: usize,
+) -> Result<(String, Vec<u8>), Refusal> {
+    if let Some(expected) = md5 {
+        let actual = hex_md5(&body);
+        if !expected.trim().eq_ignore_ascii_case(&actual) {
+            return Err(refuse(
+                Reason::ChecksumMismatch,
+                format!("Content-MD5 is {expected}, but the body's MD5 is {actual}"),
+            ));
+        }
+    }
+    let encoding = encoding.unwrap_or_default().trim().to_ascii_lowercase();
+    let decoded = match encoding.as_str() {
+        "" | "identity" => {
+            if body.len() > max_payload {
+                return Err(refuse(
+                    Reason::DecompressedTooLarge,
+                    format!("the payload is larger than {max_payload} bytes"),
+                ));
+            }
+            Some(body.to_vec())
+        }
+        "deflate" => {
+            read_limited(flate2::read::ZlibDecoder::new(&body[..]), max_payload).map_err(|e| {
+                refuse(
+                    Reason::BadCompression,
+                    format!("the body is not valid zlib data: {e}"),
+                )
+            })?
+        }
+        "gzip" | "x-gzip" => read_limited(flate2::read::GzDecoder::new(&body[..]), max_payload)
+            .map_err(|e| {
+                refuse(
+                    Reason::BadCompression,
+                    format!("the body is not valid gzip data: {e}"),
+                )
+            })?,
+        other => {
+            return Err(refuse(
+                Reason::UnsupportedEncoding,
+                format!("Content-Encoding {other:?} is not supported (deflate, gzip or none)"),
+            ))
+        }
+    };
+    let payload = decoded.ok_or_else(|| {
+        refuse(
+            Reason::DecompressedTooLarge,
+            format!("the body inflates past {max_payload} bytes; refused"),
+        )
+    })?;
+    let key = agent_key(&payload, query_key)?;
+    Ok((key, payload))
+}
+
+#[derive(Deserialize)]
+struct KeyOnly {
+    #[serde(rename = "agentKey")]
+    agent_key: Option<String>,
+}
+
+/// Checks that `payload` is a JSON object and finds the agent key (query first).
+fn agent_key(payload: &[u8], query_key: Option<String>) -> Result<String, Refusal> {
+    let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(refuse(
+            Reason::Malformed,
+            "the payload must be a JSON object",
+        ));
+    }
+    let parsed: KeyOnly = serde_json::from_slice(payload).map_err(|e| {
+        refuse(
+            Reason::Malformed,
+            format!("the payload is not valid JSON: {e}"),
+        )
+    })?;
+    query_key
+        .filter(|k| !k.trim().is_empty())
+        .or(parsed.agent_key.filter(|k| !k.trim().is_empty()))
+        .ok_or_else(|| {
+            refuse(
+                Reason::MissingAgentKey,
+                "no agent key: pass ?agent_key= or agentKey in the payload",
+            )
+        })
+}
+
+async fn intake_v2(
+    State(intake): State<Arc<Intake>>,
+    Query(query): Query<IntakeQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let body_len = body.len();
+    let result = async {
+        if body.len() > intake.config.max_body_bytes {
+            return Err(refuse(
+                Reason::TooLarge,
+                format!(
+                    "the body is {} bytes; the limit is {}",
+                    body.len(),
+                    intake.config.max_body_bytes
+                ),
+            ));
+        }
+        let account = intake.account(&headers, query.account.as_deref())?;
+        let header_text = |name: header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let encoding = header_text(header::CONTENT_ENCODING);
+        let md5 = headers
+            .get("content-md5")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let max = intake.config.max_payload_bytes;
+        let (key, payload) = tokio::task::spawn_blocking(move || {
+            decode_v2(body, encoding, md5, query.agent_key, max)
+        })
+        .await
+        .map_err(|e| refuse(Reason::Malformed, format!("decoding failed: {e}")))??;
+        Ok((account, key, AgentFormat::V2, payload))
+    }
+    .await;
+    intake.accept(started, body_len, result).await
+}
+
+#[derive(Deserialize)]
+struct Postback {
+    payload: Option<String>,
+    hash: Option<String>,
+}
+
+async fn postback_v1(
+    State(intake): State<Arc<Intake>>,
+    Query(query): Query<IntakeQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let body_len = body.len();
+    let result = async {
+        if body.len() > intake.config.max_body_bytes {
+            return Err(refuse(
+                Reason::TooLarge,
+                format!(
+                    "the body is {} bytes; the limit is {}",
+                    body.len(),
+                    intake.config.max_body_bytes
+                ),
+            ));
+        }
+        let account = intake.account(&headers, query.account.as_deref())?;
+        let form: Postback = serde_urlencoded::from_bytes(&body)
+            .map_err(|e| refuse(Reason::Malformed, format!("the body is not a form: {e}")))?;
+        let payload = form
+            .payload
+            .ok_or_else(|| refuse(Reason::Malformed, "the form has no `payload` field"))?;
+        let hash = form
+            .hash
+            .ok_or_else(|| refuse(Reason::ChecksumMismatch, "the form has no `hash` field"))?;
+        let actual = hex_md5(payload.as_bytes());
+        if !hash.trim().eq_ignore_ascii_case(&actual) {
+            return Err(refuse(
+                Reason::ChecksumMismatch,
+                format!("hash is {hash}, but the payload's MD5 is {actual}"),
+            ));
+        }
+        let key = agent_key(payload.as_bytes(), query.agent_key)?;
+        Ok((account, key, AgentFormat::V1, payload.into_bytes()))
+    }
+    .await;
+    intake.accept(started, body_len, result).await
+}

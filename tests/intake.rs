@@ -1,0 +1,429 @@
+//! The intake service through real HTTP, with requests built exactly as the agents build
+//! them (v2: zlib + Content-MD5 + agent_key; v1: form with an MD5 hash), writing to the real
+//! broker; and every way a request can be refused, each with its status and reason.
+
+mod support;
+
+use std::io::Write;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use squall::intake::{serve, Envelope, IntakeConfig};
+use support::*;
+
+const V2: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/payloads/sd-agent-v2.json"
+);
+const V1: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/payloads/sd-agent-v1.json"
+);
+const KEY: &str = "f9ce01e1e962b59798d6350eb8cfce4c";
+
+struct Intake {
+    url: String,
+    topic: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(config: IntakeConfig) -> Intake {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let topic = config.topic.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        serve(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap()
+    });
+    Intake {
+        url,
+        topic,
+        _stop: stop,
+    }
+}
+
+async fn start_with_broker() -> Intake {
+    let topic = unique("payloads");
+    create_topic(&topic, 1).await;
+    start(IntakeConfig {
+        brokers: brokers(),
+        topic,
+        max_body_bytes: 64 * 1024,
+        max_payload_bytes: 256 * 1024,
+        ..IntakeConfig::default()
+    })
+    .await
+}
+
+fn zlib(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Md5::digest(bytes))
+}
+
+/// A v2 request as the agent sends it: zlib body, Content-MD5 of the compressed body.
+fn v2_request(
+    client: &reqwest::Client,
+    intake: &Intake,
+    host: &str,
+    json: &[u8],
+) -> reqwest::RequestBuilder {
+    let body = zlib(json);
+    client
+        .post(format!("{}/intake/?agent_key={KEY}", intake.url))
+        .header("Host", host)
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "deflate")
+        .header("Content-MD5", md5_hex(&body))
+        .body(body)
+}
+
+/// A v1 request as the agent sends it: a form with the payload and its MD5.
+fn v1_request(client: &reqwest::Client, intake: &Intake, json: &str) -> reqwest::RequestBuilder {
+    let form =
+        serde_urlencoded::to_string([("payload", json), ("hash", &md5_hex(json.as_bytes()))])
+            .unwrap();
+    client
+        .post(format!("{}/postback/", intake.url))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form)
+}
+
+async fn envelopes(topic: &str, n: usize) -> Vec<(String, serde_json::Value)> {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        consume(&topic, n, Duration::from_secs(30))
+            .into_iter()
+            .map(|r| {
+                (
+                    r.key.unwrap(),
+                    serde_json::from_str(&r.value.unwrap()).unwrap(),
+                )
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_agent_requests_are_accepted_and_queued_as_envelopes() {
+    let intake = start_with_broker().await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", intake.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let v2 = std::fs::read(V2).unwrap();
+    let v1 = std::fs::read_to_string(V1).unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+
+    let r = v2_request(&client, &intake, "acme.agent.example.com", &v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let r = v1_request(&client, &intake, &v1)
+        .header("X-Squall-Account", "globex")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    // gzip and uncompressed bodies, account from the query string.
+    for (encoding, body) in [("gzip", gzip(&v2)), ("identity", v2.clone())] {
+        let r = client
+            .post(format!("{}/intake/?account=initech", intake.url))
+            .header("Content-Encoding", encoding)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{encoding}: {}", r.text().await.unwrap());
+    }
+
+    let got = envelopes(&intake.topic, 4).await;
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let v2_json: serde_json::Value = serde_json::from_slice(&v2).unwrap();
+    let v1_json: serde_json::Value = serde_json::from_str(&v1).unwrap();
+    let accounts: Vec<&str> = got
+        .iter()
+        .map(|(_, e)| e["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(accounts, ["acme", "globex", "initech", "initech"]);
+    for (key, e) in &got {
+        assert_eq!(key, KEY, "keyed by agent key");
+        assert_eq!(e["agent_key"], KEY);
+        let t = e["received_at_ms"].as_u64().unwrap();
+        assert!((before..=after).contains(&t), "receive time stamped");
+    }
+    assert_eq!(got[0].1["format"], "v2");
+    assert_eq!(
+        got[0].1["payload"], v2_json,
+        "the payload arrives as the agent sent it"
+    );
+    assert_eq!(got[1].1["format"], "v1");
+    assert_eq!(got[1].1["payload"], v1_json);
+    // The envelope type reads them back.
+    let raw = serde_json::to_string(&got[0].1).unwrap();
+    let envelope: Envelope<'_> = serde_json::from_str(&raw).unwrap();
+    assert_eq!(envelope.account, "acme");
+}
+
+async fn refused(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap();
+    (
+        status,
+        body["reason"].as_str().unwrap().to_string(),
+        body["error"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_request_gets_its_status_and_reason_and_the_service_keeps_serving() {
+    let intake = start_with_broker().await;
+    let client = reqwest::Client::new();
+    let v2 = std::fs::read(V2).unwrap();
+    let host = "acme.agent.example.com";
+    let post = |body: Vec<u8>, encoding: &str| {
+        client
+            .post(format!("{}/intake/?agent_key={KEY}", intake.url))
+            .header("Host", host)
+            .header("Content-Encoding", encoding)
+            .body(body)
+    };
+
+    let (s, reason, error) = refused(
+        v2_request(&client, &intake, host, b"{\"agentKey\": ")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "malformed"), "{error}");
+    assert!(error.contains("not valid JSON"), "{error}");
+
+    let (s, reason, _) = refused(
+        v2_request(&client, &intake, host, b"[1, 2]")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "malformed"));
+
+    let (s, reason, error) = refused(
+        post(b"definitely not zlib".to_vec(), "deflate")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "bad_compression"), "{error}");
+
+    let body = zlib(&v2);
+    let (s, reason, error) = refused(
+        post(body, "deflate")
+            .header("Content-MD5", "0123456789abcdef0123456789abcdef")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "checksum_mismatch"));
+    assert!(
+        error.starts_with("Content-MD5 is 0123456789abcdef0123456789abcdef, but the body's MD5 is"),
+        "{error}"
+    );
+
+    let json = std::fs::read_to_string(V1).unwrap();
+    let form =
+        serde_urlencoded::to_string([("payload", json.as_str()), ("hash", "deadbeef")]).unwrap();
+    let (s, reason, _) = refused(
+        client
+            .post(format!("{}/postback/", intake.url))
+            .header("Host", host)
+            .body(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "checksum_mismatch"));
+
+    let (s, reason, error) = refused(
+        post(vec![b' '; 70 * 1024], "identity")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (413, "too_large"), "{error}");
+
+    // A decompression bomb: 64 MB of zeros in ~64 KB of zlib; cut off at 256 KB.
+    let mut bomb = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    for _ in 0..64 {
+        bomb.write_all(&vec![0u8; 1 << 20]).unwrap();
+    }
+    let bomb = bomb.finish().unwrap();
+    assert!(
+        bomb.len() < 64 * 1024,
+        "the bomb fits the body limit ({} bytes)",
+        bomb.len()
+    );
+    let (s, reason, _) = refused(post(bomb, "deflate").send().await.unwrap()).await;
+    assert_eq!((s, reason.as_str()), (413, "decompressed_too_large"));
+
+    let no_key = zlib(br#"{"os": "linux", "cpuUser": 1.0}"#);
+    let (s, reason, _) = refused(
+        client
+            .post(format!("{}/intake/", intake.url))
+            .header("Host", host)
+            .header("Content-Encoding", "deflate")
+            .body(no_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "missing_agent_key"));
+
+    let (s, reason, error) = refused(
+        client
+            .post(format!("{}/intake/?agent_key={KEY}", intake.url))
+            .header("Host", "localhost")
+            .body(v2.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "missing_account"), "{error}");
+
+    let (s, reason, error) = refused(post(v2.clone(), "br").send().await.unwrap()).await;
+    assert_eq!(
+        (s, reason.as_str()),
+        (415, "unsupported_encoding"),
+        "{error}"
+    );
+
+    // After all that, a good payload still goes through.
+    let r = v2_request(&client, &intake, host, &v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        envelopes(&intake.topic, 1).await.len(),
+        1,
+        "only the good payload was queued"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_cannot_take_the_write_gets_503_with_retry_after() {
+    // Nothing listens on port 1: librdkafka cannot deliver within the produce timeout.
+    let intake = start(IntakeConfig {
+        brokers: "127.0.0.1:1".into(),
+        topic: "squall.payloads".into(),
+        produce_timeout_ms: 1_000,
+        ..IntakeConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let v2 = std::fs::read(V2).unwrap();
+    let r = v2_request(&client, &intake, "acme.agent.example.com", &v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["reason"], "broker_unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_squall_intake_command_serves_and_stops_on_ctrl_c() {
+    use std::io::BufRead;
+    let topic = unique("payloads");
+    create_topic(&topic, 1).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args([
+            "intake",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--topic",
+            &topic,
+        ])
+        .args(["--brokers", &brokers(), "--domain", "squall.test"])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("intake listening") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "squall intake exited early"
+        );
+    }
+    let intake = Intake {
+        url: format!("http://127.0.0.1:{port}"),
+        topic: topic.clone(),
+        _stop: tokio::sync::oneshot::channel().0,
+    };
+    let v2 = std::fs::read(V2).unwrap();
+    let r = v2_request(
+        &reqwest::Client::new(),
+        &intake,
+        "acme.agent.squall.test",
+        &v2,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    let got = envelopes(&topic, 1).await;
+    assert_eq!(
+        got[0].1["account"], "acme",
+        "the --domain names the account host"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+}

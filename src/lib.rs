@@ -3,6 +3,7 @@
 //! `squall-runtime` (running it), `squall-spouts` and `squall-bolts` (components).
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod intake;
 
 pub use squall_runtime as runtime;

@@ -45,6 +45,18 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Serve the admin API (`/api/v1`: accounts, agent keys, devices).
+    Admin {
+        /// Address to listen on.
+        #[arg(long, env = "SQUALL_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// The accounts database, `sqlite://PATH`.
+        #[arg(long, env = "SQUALL_DB_URL", default_value = "sqlite://squall.db")]
+        db: String,
+        /// The bearer token every call must carry.
+        #[arg(long, env = "SQUALL_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Serve the intake agents post their payloads to (`POST /intake/`, `POST /postback/`),
     /// queueing them on Kafka.
     Intake {
@@ -117,6 +129,30 @@ fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Admin { listen, db, token } => {
+            if token.trim().len() < 16 {
+                anyhow::bail!("--token (SQUALL_ADMIN_TOKEN) must be at least 16 characters");
+            }
+            let store = squall_bolts::alert::accounts::SqliteStore::open_url(&db)
+                .with_context(|| format!("opening the accounts database {db}"))?;
+            let state = squall::admin::AdminState {
+                store: std::sync::Arc::new(store),
+                token: token.trim().into(),
+            };
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                tracing::info!(addr = %listen, %db, "admin API listening");
+                axum::serve(listener, squall::admin::router(state))
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Intake {
             listen,
             brokers,

@@ -1,3 +1,5 @@
-//! The alert pipeline's domain logic (issue 5 onwards): agent payload parsing so far.
+//! The alert pipeline's domain logic (issue 5 onwards): agent payload parsing and the
+//! accounts store so far.
 
+pub mod accounts;
 pub mod payload;

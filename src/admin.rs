@@ -1,0 +1,200 @@
+//! The admin API under `/api/v1`: accounts, agent keys and devices.
+//!
+//! Every call needs `Authorization: Bearer <admin token>` (401 otherwise). Errors are JSON
+//! `{"error": "...", "reason": "<code>"}`. Store calls block on SQLite, so they run on
+//! `spawn_blocking`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use squall_bolts::alert::accounts::{Account, AccountPatch, AccountStore, StoreError};
+
+/// What the admin API serves from.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The accounts store.
+    pub store: Arc<dyn AccountStore>,
+    /// The bearer token every call must carry.
+    pub token: Arc<str>,
+}
+
+/// An API error: status, reason code, message.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(serde_json::json!({ "error": self.2, "reason": self.1 })),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let (status, reason) = match &e {
+            StoreError::NoAccount(_) => (StatusCode::NOT_FOUND, "unknown_account"),
+            StoreError::NoDevice(_) => (StatusCode::NOT_FOUND, "unknown_device"),
+            StoreError::AccountExists(_) => (StatusCode::CONFLICT, "account_exists"),
+            StoreError::KeyTaken { .. } => (StatusCode::CONFLICT, "agent_key_taken"),
+            StoreError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
+            StoreError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "database"),
+        };
+        ApiError(status, reason, e.to_string())
+    }
+}
+
+/// Runs a blocking store call off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if t.as_bytes() == state.token.as_bytes() => next.run(request).await,
+        Some(_) => ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the bearer token is not valid".into(),
+        )
+        .into_response(),
+        None => ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <admin token>".into(),
+        )
+        .into_response(),
+    }
+}
+
+/// A JSON body, with serde's message naming the field when it does not parse.
+pub struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+        let bytes = if bytes.is_empty() {
+            axum::body::Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("invalid body: {e}"),
+            )
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    name: String,
+    device_quota: u32,
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    #[serde(rename = "agentKey")]
+    agent_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicePatch {
+    active: bool,
+}
+
+async fn create_account(
+    State(s): State<AdminState>,
+    Body(a): Body<NewAccount>,
+) -> Result<Response, ApiError> {
+    let account = Account {
+        name: a.name,
+        device_quota: a.device_quota,
+        active: a.active,
+    };
+    let created = blocking(move || s.store.create_account(&account)).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn update_account(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    Body(patch): Body<AccountPatch>,
+) -> Result<Json<Account>, ApiError> {
+    Ok(Json(
+        blocking(move || s.store.update_account(&name, &patch)).await?,
+    ))
+}
+
+async fn issue_key(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    Body(k): Body<NewKey>,
+) -> Result<Response, ApiError> {
+    let key = blocking(move || s.store.issue_agent_key(&name, k.agent_key.as_deref())).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "agentKey": key })),
+    )
+        .into_response())
+}
+
+async fn devices(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let devices = blocking(move || s.store.devices(&name)).await?;
+    Ok(Json(devices).into_response())
+}
+
+async fn update_device(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+    Body(p): Body<DevicePatch>,
+) -> Result<Response, ApiError> {
+    let device = blocking(move || s.store.set_device_active(id, p.active)).await?;
+    Ok(Json(device).into_response())
+}
+
+/// The `/api/v1` router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/api/v1/accounts", post(create_account))
+        .route("/api/v1/accounts/{name}", patch(update_account))
+        .route("/api/v1/accounts/{name}/agent-keys", post(issue_key))
+        .route("/api/v1/accounts/{name}/devices", get(devices))
+        .route("/api/v1/devices/{id}", patch(update_device))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}

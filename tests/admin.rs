@@ -1,0 +1,212 @@
+//! The admin API through real HTTP against a real SQLite file.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use squall::admin::{router, AdminState};
+use squall_bolts::alert::accounts::{AccountStore, Registration, SqliteStore};
+
+struct Admin {
+    url: String,
+    store: Arc<SqliteStore>,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+const TOKEN: &str = "s3cret-admin-token";
+
+async fn start() -> Admin {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("accounts.db")).unwrap());
+    let state = AdminState {
+        store: store.clone(),
+        token: TOKEN.into(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    Admin {
+        url,
+        store,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl Admin {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn every_call_needs_the_bearer_token() {
+    let admin = start().await;
+    let r = admin
+        .client
+        .get(format!("{}/accounts/acme/devices", admin.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["reason"], "unauthorized");
+    let r = admin
+        .client
+        .post(format!("{}/accounts", admin.url))
+        .bearer_auth("wrong")
+        .json(&json!({"name": "acme", "device_quota": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        admin.store.account("acme").unwrap().is_none(),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn accounts_agent_keys_and_devices_are_managed() {
+    use reqwest::Method;
+    let admin = start().await;
+    let (s, body) = admin
+        .call(
+            Method::POST,
+            "/accounts",
+            Some(json!({"name": "acme", "device_quota": 2, "active": true})),
+        )
+        .await;
+    assert_eq!(
+        (s, &body),
+        (
+            201,
+            &json!({"name": "acme", "device_quota": 2, "active": true})
+        )
+    );
+
+    let (s, body) = admin
+        .call(
+            Method::POST,
+            "/accounts",
+            Some(json!({"name": "acme", "device_quota": 1})),
+        )
+        .await;
+    assert_eq!((s, body["reason"].as_str()), (409, Some("account_exists")));
+    let (s, body) = admin
+        .call(
+            Method::POST,
+            "/accounts",
+            Some(json!({"name": "Not Valid", "device_quota": 1})),
+        )
+        .await;
+    assert_eq!((s, body["reason"].as_str()), (400, Some("invalid")));
+    assert!(
+        body["error"].as_str().unwrap().starts_with("name: "),
+        "{body}"
+    );
+    let (s, body) = admin
+        .call(Method::POST, "/accounts", Some(json!({"name": "x"})))
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `device_quota`"),
+        "{body}"
+    );
+
+    let (s, body) = admin
+        .call(
+            Method::PATCH,
+            "/accounts/acme",
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!((s, body["active"].as_bool()), (200, Some(false)));
+    let (s, body) = admin
+        .call(
+            Method::PATCH,
+            "/accounts/nope",
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!((s, body["reason"].as_str()), (404, Some("unknown_account")));
+
+    let (s, body) = admin
+        .call(Method::POST, "/accounts/acme/agent-keys", None)
+        .await;
+    assert_eq!(s, 201);
+    let key = body["agentKey"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 32);
+    let (s, body) = admin
+        .call(
+            Method::POST,
+            "/accounts/acme/agent-keys",
+            Some(json!({"agentKey": "f9ce01e1e962b59798d6350eb8cfce4c"})),
+        )
+        .await;
+    assert_eq!(
+        (s, body["agentKey"].as_str()),
+        (201, Some("f9ce01e1e962b59798d6350eb8cfce4c"))
+    );
+    admin
+        .call(
+            Method::POST,
+            "/accounts",
+            Some(json!({"name": "globex", "device_quota": 1})),
+        )
+        .await;
+    let (s, body) = admin
+        .call(
+            Method::POST,
+            "/accounts/globex/agent-keys",
+            Some(json!({"agentKey": key})),
+        )
+        .await;
+    assert_eq!((s, body["reason"].as_str()), (409, Some("agent_key_taken")));
+    assert_eq!(
+        admin.store.key_account(&key).unwrap().as_deref(),
+        Some("acme")
+    );
+
+    // A device registered by the pipeline shows up and can be deactivated.
+    let Registration::Registered(device) = admin
+        .store
+        .register_device("acme", &key, "web-01", 1_000)
+        .unwrap()
+    else {
+        panic!("registered")
+    };
+    let (s, body) = admin
+        .call(Method::GET, "/accounts/acme/devices", None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(body[0]["hostname"], "web-01");
+    assert_eq!(body[0]["active"], true);
+    let (s, body) = admin
+        .call(
+            Method::PATCH,
+            &format!("/devices/{}", device.id),
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!((s, body["active"].as_bool()), (200, Some(false)));
+    let (s, body) = admin
+        .call(
+            Method::PATCH,
+            "/devices/999",
+            Some(json!({"active": false})),
+        )
+        .await;
+    assert_eq!((s, body["reason"].as_str()), (404, Some("unknown_device")));
+}

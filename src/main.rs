@@ -116,6 +116,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Registers SIGINT (Ctrl-C) and SIGTERM handlers now, so a signal that arrives before
+/// the returned future is first polled is not lost (nor fatal), and resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
 fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
     if let Some(addr) = addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -141,14 +156,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async move {
+                let stop = shutdown_signal()?;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 tracing::info!(addr = %listen, %db, "admin API listening");
                 axum::serve(listener, squall::admin::router(state))
-                    .with_graceful_shutdown(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
+                    .with_graceful_shutdown(stop)
                     .await?;
                 Ok(ExitCode::SUCCESS)
             })
@@ -175,12 +189,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async move {
                 install_metrics(metrics_addr)?;
+                let stop = shutdown_signal()?;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
-                squall::intake::serve(config, listener, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                    tracing::info!("Ctrl-C: intake stopping");
+                squall::intake::serve(config, listener, async move {
+                    stop.await;
+                    tracing::info!("signal: intake stopping");
                 })
                 .await?;
                 Ok(ExitCode::SUCCESS)
@@ -219,13 +234,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("starting the tokio runtime")?;
             rt.block_on(async move {
                 install_metrics(metrics_addr)?;
+                let signal = shutdown_signal()?;
                 let running = RunningTopology::start(topology)?;
                 let stop = running.shutdown_handle();
                 tokio::spawn(async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        tracing::info!("Ctrl-C: shutting down, draining in-flight tuples");
-                        stop.shutdown();
-                    }
+                    signal.await;
+                    tracing::info!("signal: shutting down, draining in-flight tuples");
+                    stop.shutdown();
                 });
                 let report = running.join().await;
                 print!("{report}");

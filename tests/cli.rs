@@ -168,7 +168,7 @@ inputs = [{ from = "gen", grouping = "fields", fields = ["n"] }]
         );
     }
     let mut body = String::new();
-    for _ in 0..500 {
+    for _ in 0..5_000 {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .unwrap();

@@ -6,6 +6,7 @@
 //! - `log` ([`Log`]): logs each tuple.
 //! - `chaos` ([`Chaos`]): passes tuples through, failing, panicking or stalling on some.
 //! - `kafka` ([`KafkaBolt`]): produces each tuple to a topic, acked on the delivery report.
+//! - `enrich` ([`alert::enrich::Enrich`]): agent-key, account, device and quota checks.
 #![warn(missing_docs)]
 
 pub mod alert;
@@ -30,4 +31,7 @@ pub fn register(registry: &mut Registry) {
     registry.register_bolt("log", |c: &LogConfig| Log::new(c.clone()));
     registry.register_bolt("chaos", |c: &ChaosConfig| Chaos::new(c.clone()));
     registry.register_bolt("kafka", |c: &KafkaBoltConfig| KafkaBolt::new(c.clone()));
+    registry.register_bolt("enrich", |c: &alert::enrich::EnrichConfig| {
+        alert::enrich::Enrich::new(c.clone())
+    });
 }

@@ -43,8 +43,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use squall_topology::{
-    ComponentKind, OutputDeclarer, Spout, SpoutFactory, SpoutOutputCollector, SpoutStatus,
-    StreamDecl, Topology, TopologyContext, Values, DEFAULT_STREAM,
+    ComponentKind, MessageId, OutputDeclarer, Spout, SpoutFactory, SpoutOutputCollector,
+    SpoutStatus, StreamDecl, Topology, TopologyContext, Values, DEFAULT_STREAM,
 };
 
 use crate::routing::Captured;
@@ -90,7 +90,9 @@ impl CompleteTopology {
     }
 
     /// Replaces spout `id` by one that emits `tuples` on its default stream, spread over
-    /// its tasks, then is exhausted.
+    /// its tasks, then is exhausted. The tuples are tracked (message id = their index), so
+    /// with acking on the run completes only once every tuple tree is acked or failed
+    /// (failed ones are not replayed).
     pub fn mock_spout(self, id: &str, tuples: impl IntoIterator<Item = Values>) -> Self {
         self.mock_stream(id, DEFAULT_STREAM, tuples)
     }
@@ -237,8 +239,10 @@ impl Spout for MockSpout {
         let Some((stream, values)) = self.inputs.get(self.next) else {
             return SpoutStatus::Exhausted;
         };
+        let id = MessageId(self.next as u64);
         self.next += self.step;
-        out.emit_to(self.streams[*stream].id, values.clone(), None);
+        // Tracked, so the run completes only when every tuple tree is done (with acking on).
+        out.emit_to(self.streams[*stream].id, values.clone(), Some(id));
         SpoutStatus::Active
     }
 }

@@ -2,4 +2,5 @@
 //! accounts store so far.
 
 pub mod accounts;
+pub mod enrich;
 pub mod payload;

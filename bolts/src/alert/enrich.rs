@@ -1,0 +1,382 @@
+//! The `enrich` bolt: checks each payload envelope against the accounts store and attaches
+//! its device.
+//!
+//! Decisions, in order: the account must exist (`unknown_account`) and be active
+//! (`account_inactive`); the agent key must be issued to that account
+//! (`invalid_agent_key`); a known device must be active (`device_inactive`); an unknown one
+//! is registered if the account has quota left, else `quota_exceeded`. Unparsable
+//! envelopes or payloads are `malformed`. Rejections go to the `rejected` stream
+//! (`account`, `agent_key`, `reason`, `error`), are counted
+//! (`squall_rejected_total{reason}`) and acked: a rejection is an answer, not a failure.
+//!
+//! Store calls block on SQLite, so they run on a dedicated thread: on a cache miss the bolt
+//! holds the tuple, hands the lookup to that thread, and finishes the tuple when the thread
+//! wakes it. Lookups are cached for `cache_ttl_ms`, so admin changes take effect within
+//! that time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use squall_topology::{
+    values, Bolt, BoltError, BoltWaker, ComponentError, Fields, OutputCollector, OutputDeclarer,
+    TopologyContext, Tuple, Value,
+};
+
+use super::accounts::{Account, AccountStore, Registration, SqliteStore, StoreError};
+use super::payload::{self, Payload};
+
+/// The stream rejections go to.
+pub const REJECTED: &str = "rejected";
+
+fn default_ttl() -> u64 {
+    5_000
+}
+
+/// Options of `enrich`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichConfig {
+    /// The accounts database, `sqlite://PATH`.
+    pub db_url: String,
+    /// How long lookups are cached.
+    #[serde(default = "default_ttl")]
+    pub cache_ttl_ms: u64,
+    /// The input field holding the envelope (default `value`, as the kafka spout emits).
+    #[serde(default = "default_field")]
+    pub field: String,
+}
+
+fn default_field() -> String {
+    "value".into()
+}
+
+/// An envelope as the intake writes it.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    account: String,
+    agent_key: String,
+    received_at_ms: u64,
+    format: String,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// What the store said about one (account, key, hostname).
+#[derive(Clone, Debug)]
+enum Verdict {
+    Device(i64),
+    Reject(&'static str, String),
+}
+
+struct Job {
+    id: u64,
+    account: String,
+    agent_key: String,
+    hostname: String,
+    now_ms: i64,
+}
+
+struct Pending {
+    input: Tuple,
+    account: String,
+    agent_key: String,
+    time: f64,
+    format: String,
+    payload: Arc<Payload>,
+    key: (String, String, String),
+}
+
+/// The `enrich` bolt. Output fields: `device`, `account`, `agent_key`, `time` (event time,
+/// epoch seconds), `format`, `payload` (the parsed [`Payload`] as `Value::Any`).
+pub struct Enrich {
+    config: EnrichConfig,
+    store: Option<Arc<dyn AccountStore>>,
+    jobs: Option<Sender<Job>>,
+    answers: Option<Receiver<(u64, Result<Verdict, String>)>>,
+    pending: HashMap<u64, Pending>,
+    cache: HashMap<(String, String, String), (Verdict, Instant)>,
+    next: u64,
+}
+
+impl Enrich {
+    /// An enrich bolt with `config` (the database opens in `prepare`).
+    pub fn new(config: EnrichConfig) -> Result<Self, String> {
+        if !config.db_url.starts_with("sqlite://") && config.db_url != "sqlite::memory:" {
+            return Err(format!(
+                "`db_url` must be sqlite://PATH, got \"{}\"",
+                config.db_url
+            ));
+        }
+        Ok(Enrich {
+            config,
+            store: None,
+            jobs: None,
+            answers: None,
+            pending: HashMap::new(),
+            cache: HashMap::new(),
+            next: 0,
+        })
+    }
+
+    /// An enrich bolt on an already open store (tests, `squall up`).
+    pub fn with_store(store: Arc<dyn AccountStore>, cache_ttl_ms: u64) -> Self {
+        Enrich {
+            config: EnrichConfig {
+                db_url: String::new(),
+                cache_ttl_ms,
+                field: default_field(),
+            },
+            store: Some(store),
+            jobs: None,
+            answers: None,
+            pending: HashMap::new(),
+            cache: HashMap::new(),
+            next: 0,
+        }
+    }
+
+    fn reject(
+        out: &mut OutputCollector,
+        account: &str,
+        key: &str,
+        reason: &'static str,
+        error: String,
+    ) {
+        metrics::counter!("squall_rejected_total", "reason" => reason).increment(1);
+        tracing::debug!(account, reason, %error, "payload rejected");
+        out.emit_to(REJECTED, values![account, key, reason, error]);
+    }
+
+    fn finish(&mut self, p: Pending, verdict: &Verdict, out: &mut OutputCollector) {
+        match verdict {
+            Verdict::Device(id) => out.emit_anchored(
+                squall_topology::DEFAULT_STREAM,
+                &[&p.input],
+                values![
+                    *id,
+                    p.account,
+                    p.agent_key,
+                    p.time,
+                    p.format,
+                    Value::Any(p.payload)
+                ],
+            ),
+            Verdict::Reject(reason, error) => {
+                metrics::counter!("squall_rejected_total", "reason" => *reason).increment(1);
+                out.emit_anchored(
+                    REJECTED,
+                    &[&p.input],
+                    values![p.account, p.agent_key, *reason, error.clone()],
+                );
+            }
+        }
+        out.ack(&p.input);
+    }
+}
+
+/// Decides for one (account, key, hostname) against the store.
+fn decide(store: &dyn AccountStore, job: &Job) -> Result<Verdict, StoreError> {
+    match store.account(&job.account)? {
+        None => {
+            return Ok(Verdict::Reject(
+                "unknown_account",
+                format!("no account \"{}\"", job.account),
+            ))
+        }
+        Some(Account { active: false, .. }) => {
+            return Ok(Verdict::Reject(
+                "account_inactive",
+                format!("account \"{}\" is inactive", job.account),
+            ))
+        }
+        Some(_) => {}
+    }
+    if store.key_account(&job.agent_key)?.as_deref() != Some(job.account.as_str()) {
+        return Ok(Verdict::Reject(
+            "invalid_agent_key",
+            format!(
+                "agent key {} is not issued to account \"{}\"",
+                job.agent_key, job.account
+            ),
+        ));
+    }
+    Ok(
+        match store.register_device(&job.account, &job.agent_key, &job.hostname, job.now_ms)? {
+            Registration::Known(d) if !d.active => Verdict::Reject(
+                "device_inactive",
+                format!("device {} ({}) is inactive", d.id, d.hostname),
+            ),
+            Registration::Known(d) | Registration::Registered(d) => Verdict::Device(d.id),
+            Registration::QuotaExceeded => Verdict::Reject(
+                "quota_exceeded",
+                format!(
+                    "account \"{}\" has no device quota left for {}",
+                    job.account, job.hostname
+                ),
+            ),
+        },
+    )
+}
+
+impl Bolt for Enrich {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(Fields::new([
+            "device",
+            "account",
+            "agent_key",
+            "time",
+            "format",
+            "payload",
+        ]));
+        d.declare_stream(
+            REJECTED,
+            Fields::new(["account", "agent_key", "reason", "error"]),
+        );
+    }
+
+    fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
+        let store: Arc<dyn AccountStore> = match self.store.take() {
+            Some(s) => s,
+            None => Arc::new(SqliteStore::open_url(&self.config.db_url).map_err(|e| {
+                ComponentError::msg(format!("cannot open {}: {e}", self.config.db_url))
+            })?),
+        };
+        let waker: Option<BoltWaker> = ctx.waker();
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<Job>();
+        let (answer_tx, answers) = crossbeam_channel::unbounded();
+        let worker_store = store.clone();
+        std::thread::Builder::new()
+            .name(format!("enrich-db-{}", ctx.task_index()))
+            .spawn(move || {
+                for job in job_rx {
+                    let verdict = decide(&*worker_store, &job).map_err(|e| e.to_string());
+                    if answer_tx.send((job.id, verdict)).is_err() {
+                        return;
+                    }
+                    if let Some(w) = &waker {
+                        w.wake();
+                    }
+                }
+            })
+            .map_err(|e| ComponentError::msg(format!("cannot start the database thread: {e}")))?;
+        self.store = Some(store);
+        self.jobs = Some(jobs);
+        self.answers = Some(answers);
+        Ok(())
+    }
+
+    fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        self.wake(out);
+        if input.is_tick() {
+            return Ok(());
+        }
+        let raw = input
+            .get_by_field(&self.config.field)
+            .and_then(Value::as_bytes)
+            .ok_or_else(|| {
+                BoltError::msg(format!(
+                    "enrich: input has no `{}` bytes field",
+                    self.config.field
+                ))
+            })?
+            .to_vec();
+        let envelope: Envelope<'_> = match serde_json::from_slice(&raw) {
+            Ok(e) => e,
+            Err(e) => {
+                Self::reject(
+                    out,
+                    "",
+                    "",
+                    "malformed",
+                    format!("not a payload envelope: {e}"),
+                );
+                return Ok(());
+            }
+        };
+        let parsed = match payload::parse(envelope.payload.get().as_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                Self::reject(
+                    out,
+                    &envelope.account,
+                    &envelope.agent_key,
+                    "malformed",
+                    e.to_string(),
+                );
+                return Ok(());
+            }
+        };
+        let hostname = parsed
+            .hostname
+            .clone()
+            .or_else(|| parsed.uuid.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let time = parsed.event_time(envelope.received_at_ms as f64 / 1000.0);
+        let key = (
+            envelope.account.clone(),
+            envelope.agent_key.clone(),
+            hostname.clone(),
+        );
+        let pending = Pending {
+            input,
+            account: envelope.account.clone(),
+            agent_key: envelope.agent_key.clone(),
+            time,
+            format: envelope.format.to_string(),
+            payload: Arc::new(parsed),
+            key: key.clone(),
+        };
+        let ttl = Duration::from_millis(self.config.cache_ttl_ms);
+        if let Some((verdict, at)) = self.cache.get(&key) {
+            if at.elapsed() < ttl {
+                let verdict = verdict.clone();
+                out.hold();
+                self.finish(pending, &verdict, out);
+                return Ok(());
+            }
+        }
+        let id = self.next;
+        self.next += 1;
+        let job = Job {
+            id,
+            account: envelope.account,
+            agent_key: envelope.agent_key,
+            hostname,
+            now_ms: (envelope.received_at_ms as i64),
+        };
+        let Some(jobs) = &self.jobs else {
+            return Err(BoltError::msg("enrich used before prepare"));
+        };
+        jobs.send(job)
+            .map_err(|_| BoltError::msg("enrich: the database thread stopped"))?;
+        out.hold();
+        self.pending.insert(id, pending);
+        Ok(())
+    }
+
+    fn wake(&mut self, out: &mut OutputCollector) {
+        let Some(answers) = self.answers.clone() else {
+            return;
+        };
+        while let Ok((id, verdict)) = answers.try_recv() {
+            let Some(p) = self.pending.remove(&id) else {
+                continue;
+            };
+            match verdict {
+                Ok(verdict) => {
+                    self.cache
+                        .insert(p.key.clone(), (verdict.clone(), Instant::now()));
+                    self.finish(p, &verdict, out);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "enrich: store lookup failed; the payload will be retried");
+                    out.fail(&p.input, format!("accounts store: {error}"));
+                }
+            }
+        }
+    }
+}

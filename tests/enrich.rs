@@ -1,0 +1,126 @@
+//! The `enrich` bolt in a topology, against a real SQLite accounts file: every decision.
+
+use std::sync::Arc;
+
+use squall_bolts::alert::accounts::{Account, AccountStore, Registration, SqliteStore};
+use squall_bolts::alert::enrich::{Enrich, REJECTED};
+use squall_runtime::testing::CompleteTopology;
+use squall_topology::*;
+
+struct Source;
+impl Spout for Source {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(Fields::new(["value"]));
+    }
+    fn next_tuple(&mut self, _o: &mut SpoutOutputCollector) -> SpoutStatus {
+        SpoutStatus::Exhausted
+    }
+}
+
+fn envelope(account: &str, key: &str, hostname: &str) -> Values {
+    let mut payload: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fixtures/payloads/sd-agent-v2.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    payload["internalHostname"] = hostname.into();
+    payload["agentKey"] = key.into();
+    let e = serde_json::json!({
+        "account": account, "agent_key": key, "received_at_ms": 1_700_000_000_000u64,
+        "format": "v2", "payload": payload
+    });
+    values![serde_json::to_vec(&e).unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrich_accepts_registers_and_rejects_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("accounts.db")).unwrap());
+    let account = |name: &str, quota, active| Account {
+        name: name.into(),
+        device_quota: quota,
+        active,
+    };
+    store.create_account(&account("acme", 2, true)).unwrap();
+    store.create_account(&account("globex", 5, false)).unwrap();
+    store.create_account(&account("initech", 5, true)).unwrap();
+    let acme = store.issue_agent_key("acme", None).unwrap();
+    let globex = store.issue_agent_key("globex", None).unwrap();
+    let initech = store.issue_agent_key("initech", None).unwrap();
+    let Registration::Registered(old) = store
+        .register_device("initech", &initech, "old-box", 1)
+        .unwrap()
+    else {
+        panic!()
+    };
+    store.set_device_active(old.id, false).unwrap();
+
+    let mut b = TopologyBuilder::new("enrich");
+    b.set_spout("payloads", 1, || Source);
+    let s: Arc<dyn AccountStore> = store.clone();
+    b.set_bolt("enrich", 1, move || Enrich::with_store(s.clone(), 60_000))
+        .shuffle_grouping("payloads");
+    let inputs = vec![
+        envelope("acme", &acme, "web-01"),
+        envelope("acme", &acme, "web-01"),
+        envelope("acme", &globex, "web-01"),
+        envelope("globex", &globex, "db-01"),
+        envelope("nope", &acme, "web-01"),
+        envelope("acme", &acme, "web-02"),
+        envelope("acme", &acme, "web-03"),
+        envelope("initech", &initech, "old-box"),
+        values![b"not json".to_vec()],
+        values![
+            br#"{"account":"acme","agent_key":"k","received_at_ms":1,"format":"v2","payload":[1]}"#
+                .to_vec()
+        ],
+    ];
+    let done = CompleteTopology::new(b.build().unwrap())
+        .mock_spout("payloads", inputs)
+        .run()
+        .await
+        .unwrap();
+
+    let accepted = done.values("enrich", DEFAULT_STREAM);
+    let devices: Vec<i64> = accepted.iter().map(|v| v[0].as_int().unwrap()).collect();
+    assert_eq!(devices.len(), 3, "{accepted:?}");
+    assert_eq!(devices[0], devices[1], "the same device twice");
+    assert_ne!(devices[0], devices[2]);
+    assert_eq!(
+        accepted[0][3],
+        Value::Float(1487973674.928511),
+        "event time from collection_timestamp"
+    );
+    let mut reasons: Vec<String> = done
+        .values("enrich", REJECTED)
+        .iter()
+        .map(|v| v[2].as_str().unwrap().to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "account_inactive",
+            "device_inactive",
+            "invalid_agent_key",
+            "malformed",
+            "malformed",
+            "quota_exceeded",
+            "unknown_account"
+        ]
+    );
+    let report = done.report().component("enrich").unwrap().clone();
+    assert_eq!(
+        (report.acked, report.failed),
+        (10, 0),
+        "rejections are answers, not failures"
+    );
+    assert_eq!(
+        store.devices("acme").unwrap().len(),
+        2,
+        "quota 2: web-03 was not registered"
+    );
+}

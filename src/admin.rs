@@ -14,6 +14,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use squall_bolts::alert::accounts::{Account, AccountPatch, AccountStore, StoreError};
+use squall_bolts::alert::metrics_store::MetricsStore;
 
 /// What the admin API serves from.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct AdminState {
     pub store: Arc<dyn AccountStore>,
     /// The bearer token every call must carry.
     pub token: Arc<str>,
+    /// The metrics database, for the query API (`None`: those routes answer 404).
+    pub metrics: Option<Arc<MetricsStore>>,
 }
 
 /// An API error: status, reason code, message.
@@ -187,6 +190,80 @@ async fn update_device(
     Ok(Json(device).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsQuery {
+    metric: Option<String>,
+    device_name: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    resolution: Option<String>,
+}
+
+fn metrics_store(s: &AdminState) -> Result<Arc<MetricsStore>, ApiError> {
+    s.metrics.clone().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "no_metrics",
+            "this server has no metrics database".into(),
+        )
+    })
+}
+
+async fn latest(State(s): State<AdminState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    let db = metrics_store(&s)?;
+    match blocking(move || db.latest(id)).await? {
+        Some((time, values)) => Ok(Json(
+            serde_json::json!({ "device": id, "time": time, "values": values }),
+        )
+        .into_response()),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "no_data",
+            format!("device {id} has sent no data"),
+        )),
+    }
+}
+
+async fn metrics(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+    query: Result<axum::extract::Query<MetricsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+    let metric = q.metric.filter(|m| !m.is_empty()).ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "metric: required, e.g. ?metric=system.load.1".into(),
+        )
+    })?;
+    let hourly = match q.resolution.as_deref().unwrap_or("minute") {
+        "minute" => false,
+        "hour" => true,
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("resolution: \"{other}\" is not minute or hour"),
+            ))
+        }
+    };
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
+    let series = q.device_name.map(|d| format!("device_name={d}"));
+    let db = metrics_store(&s)?;
+    let m = metric.clone();
+    let points = blocking(move || db.query(id, &m, series.as_deref(), from, to, hourly)).await?;
+    Ok(Json(serde_json::json!({
+        "device": id,
+        "metric": metric,
+        "resolution": if hourly { "hour" } else { "minute" },
+        "points": points,
+    }))
+    .into_response())
+}
+
 /// The `/api/v1` router.
 pub fn router(state: AdminState) -> Router {
     Router::new()
@@ -195,6 +272,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/accounts/{name}/agent-keys", post(issue_key))
         .route("/api/v1/accounts/{name}/devices", get(devices))
         .route("/api/v1/devices/{id}", patch(update_device))
+        .route("/api/v1/devices/{id}/latest", get(latest))
+        .route("/api/v1/devices/{id}/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }

@@ -150,9 +150,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let store = squall_bolts::alert::accounts::SqliteStore::open_url(&db)
                 .with_context(|| format!("opening the accounts database {db}"))?;
+            let metrics = squall_bolts::alert::metrics_store::MetricsStore::open_url(&db)
+                .with_context(|| format!("opening the metrics tables in {db}"))?;
             let state = squall::admin::AdminState {
                 store: std::sync::Arc::new(store),
                 token: token.trim().into(),
+                metrics: Some(std::sync::Arc::new(metrics)),
             };
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async move {

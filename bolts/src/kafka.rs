@@ -11,10 +11,6 @@ use squall_topology::{
     Bolt, BoltError, BoltWaker, ComponentError, OutputCollector, TopologyContext, Tuple, Value,
 };
 
-fn default_value_field() -> String {
-    "value".into()
-}
-
 /// Options of the `kafka` bolt.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,9 +22,10 @@ pub struct KafkaBoltConfig {
     /// The input field used as record key (none: no key).
     #[serde(default)]
     pub key_field: Option<String>,
-    /// The input field used as record value (default `value`).
-    #[serde(default = "default_value_field")]
-    pub value_field: String,
+    /// The input field used as record value; absent: the whole tuple as a JSON object
+    /// (field name -> value).
+    #[serde(default)]
+    pub value_field: Option<String>,
     /// librdkafka settings passed through.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -136,17 +133,19 @@ impl Bolt for KafkaBolt {
         let Some(producer) = &self.producer else {
             return Err(BoltError::msg("kafka bolt used before prepare"));
         };
-        let value = input
-            .get_by_field(&self.config.value_field)
-            .ok_or_else(|| {
+        let payload = match &self.config.value_field {
+            None => Some(
+                serde_json::to_vec(&input.to_json_object())
+                    .map_err(|e| BoltError::msg(e.to_string()))?,
+            ),
+            Some(field) => bytes_of(input.get_by_field(field).ok_or_else(|| {
                 BoltError::msg(format!(
-                    "kafka: input from \"{}\" has no field `{}` (fields: {})",
+                    "kafka: input from \"{}\" has no field `{field}` (fields: {})",
                     input.source_component(),
-                    self.config.value_field,
                     input.fields()
                 ))
-            })?;
-        let payload = bytes_of(value);
+            })?),
+        };
         let key = match &self.config.key_field {
             None => None,
             Some(f) => bytes_of(input.get_by_field(f).ok_or_else(|| {

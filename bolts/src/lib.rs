@@ -7,6 +7,7 @@
 //! - `chaos` ([`Chaos`]): passes tuples through, failing, panicking or stalling on some.
 //! - `kafka` ([`KafkaBolt`]): produces each tuple to a topic, acked on the delivery report.
 //! - `enrich` ([`alert::enrich::Enrich`]): agent-key, account, device and quota checks.
+//! - `split`, `store` ([`alert::store`]): metric points, written to the metrics database.
 #![warn(missing_docs)]
 
 pub mod alert;
@@ -31,6 +32,12 @@ pub fn register(registry: &mut Registry) {
     registry.register_bolt("log", |c: &LogConfig| Log::new(c.clone()));
     registry.register_bolt("chaos", |c: &ChaosConfig| Chaos::new(c.clone()));
     registry.register_bolt("kafka", |c: &KafkaBoltConfig| KafkaBolt::new(c.clone()));
+    registry.register_bolt("split", |_: &alert::store::SplitConfig| {
+        Ok(alert::store::Split)
+    });
+    registry.register_bolt("store", |c: &alert::store::StoreConfig| {
+        alert::store::Store::new(c.clone())
+    });
     registry.register_bolt("enrich", |c: &alert::enrich::EnrichConfig| {
         alert::enrich::Enrich::new(c.clone())
     });

@@ -3,4 +3,6 @@
 
 pub mod accounts;
 pub mod enrich;
+pub mod metrics_store;
 pub mod payload;
+pub mod store;

@@ -265,3 +265,15 @@ fn chaos_bolt_failures_are_replayed_and_counts_stay_exact() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("chaos: failing tuple #3"), "{stderr}");
 }
+
+#[test]
+fn the_alert_pipeline_file_validates() {
+    let out = Command::new(BIN)
+        .args(["validate", "examples/topologies/alert_pipeline.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("<- enrich:rejected grouping shuffle"), "{text}");
+    assert!(text.contains("<- payloads:default grouping fields(key)"), "{text}");
+}

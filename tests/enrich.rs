@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use squall_bolts::alert::accounts::{Account, AccountStore, Registration, SqliteStore};
+use squall_bolts::alert::accounts::{
+    Account, AccountPatch, AccountStore, Registration, SqliteStore,
+};
 use squall_bolts::alert::enrich::{Enrich, REJECTED};
 use squall_runtime::testing::CompleteTopology;
+use squall_runtime::RunningTopology;
 use squall_topology::*;
 
 struct Source;
@@ -123,4 +126,100 @@ async fn enrich_accepts_registers_and_rejects_with_reasons() {
         2,
         "quota 2: web-03 was not registered"
     );
+}
+
+/// Emits what the test sends it, tracked.
+struct Feed(crossbeam_channel::Receiver<Values>, u64);
+impl Spout for Feed {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(Fields::new(["value"]));
+    }
+    fn next_tuple(&mut self, out: &mut SpoutOutputCollector) -> SpoutStatus {
+        if let Ok(v) = self.0.try_recv() {
+            self.1 += 1;
+            out.emit_tracked(v, MessageId(self.1));
+        }
+        SpoutStatus::Active
+    }
+}
+
+/// Reports every tuple of both enrich streams.
+struct Outcomes(tokio::sync::mpsc::UnboundedSender<(String, String)>);
+impl Bolt for Outcomes {
+    fn execute(&mut self, t: Tuple, _o: &mut OutputCollector) -> Result<(), BoltError> {
+        let what = if t.stream() == REJECTED {
+            t.str_by_field("reason").unwrap_or_default().to_string()
+        } else {
+            "accepted".to_string()
+        };
+        let _ = self.0.send((t.stream().to_string(), what));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_reach_a_long_lived_cache_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("accounts.db")).unwrap());
+    store
+        .create_account(&Account {
+            name: "acme".into(),
+            device_quota: 5,
+            active: true,
+        })
+        .unwrap();
+    let key = store.issue_agent_key("acme", None).unwrap();
+    let (feed, rx) = crossbeam_channel::unbounded();
+    let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let mut b = TopologyBuilder::new("enrich-cache");
+    b.set_spout("payloads", 1, move || Feed(rx.clone(), 0));
+    let s: Arc<dyn AccountStore> = store.clone();
+    // A cache that would hold decisions for an hour.
+    b.set_bolt("enrich", 1, move || {
+        Enrich::with_store(s.clone(), 3_600_000)
+    })
+    .shuffle_grouping("payloads");
+    b.set_bolt("outcomes", 1, move || Outcomes(tx.clone()))
+        .shuffle_grouping("enrich")
+        .grouping("enrich", REJECTED, Grouping::Shuffle);
+    let running = RunningTopology::start(b.build().unwrap()).unwrap();
+
+    feed.send(envelope("acme", &key, "web-01")).unwrap();
+    assert_eq!(outcomes.recv().await.unwrap().1, "accepted");
+    feed.send(envelope("acme", &key, "web-01")).unwrap();
+    assert_eq!(
+        outcomes.recv().await.unwrap().1,
+        "accepted",
+        "served from the cache"
+    );
+
+    // The operator deactivates the account; the agent keeps posting every 100 ms.
+    store
+        .update_account(
+            "acme",
+            &AccountPatch {
+                device_quota: None,
+                active: Some(false),
+            },
+        )
+        .unwrap();
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut posts = 0;
+    let rejected = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            every.tick().await;
+            posts += 1;
+            feed.send(envelope("acme", &key, "web-01")).unwrap();
+            if outcomes.recv().await.unwrap().1 == "account_inactive" {
+                return posts;
+            }
+        }
+    })
+    .await
+    .expect("the deactivation took effect within 5 s");
+    assert!(
+        rejected <= 15,
+        "within about a second of posts ({rejected})"
+    );
+    running.shutdown_and_join().await;
 }

@@ -113,6 +113,9 @@ pub trait AccountStore: Send + Sync {
     fn devices(&self, account: &str) -> Result<Vec<Device>, StoreError>;
     /// Activates or deactivates a device.
     fn set_device_active(&self, id: i64, active: bool) -> Result<Device, StoreError>;
+    /// A number that changes whenever an admin call changed accounts, keys or devices:
+    /// caches compare it to know when to drop what they hold.
+    fn admin_version(&self) -> Result<i64, StoreError>;
     /// Finds the device (account, agent key, hostname), or registers it if the account has
     /// quota left; updates `last_seen`.
     fn register_device(
@@ -125,7 +128,8 @@ pub trait AccountStore: Send + Sync {
 }
 
 /// The schema, one migration per entry; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE accounts (
         name TEXT PRIMARY KEY,
         device_quota INTEGER NOT NULL,
         active INTEGER NOT NULL
@@ -144,7 +148,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
         last_seen_ms INTEGER NOT NULL,
         UNIQUE (account, agent_key, hostname)
     );
-    CREATE INDEX devices_by_account ON devices(account, active);"];
+    CREATE INDEX devices_by_account ON devices(account, active);",
+    "CREATE TABLE admin_changes (version INTEGER NOT NULL);
+    INSERT INTO admin_changes (version) VALUES (0);",
+];
 
 /// The embedded store: one SQLite file.
 pub struct SqliteStore {
@@ -230,6 +237,11 @@ impl SqliteStore {
     }
 }
 
+fn bump(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute("UPDATE admin_changes SET version = version + 1", [])?;
+    Ok(())
+}
+
 fn get_account(conn: &Connection, name: &str) -> Result<Option<Account>, StoreError> {
     Ok(conn
         .query_row(
@@ -257,6 +269,7 @@ impl AccountStore for SqliteStore {
         if inserted == 0 {
             return Err(StoreError::AccountExists(account.name.clone()));
         }
+        bump(&conn)?;
         Ok(account.clone())
     }
 
@@ -274,6 +287,7 @@ impl AccountStore for SqliteStore {
             "UPDATE accounts SET device_quota = ?2, active = ?3 WHERE name = ?1",
             params![account.name, account.device_quota, account.active],
         )?;
+        bump(&conn)?;
         Ok(account)
     }
 
@@ -362,11 +376,18 @@ impl AccountStore for SqliteStore {
         if n == 0 {
             return Err(StoreError::NoDevice(id));
         }
+        bump(&conn)?;
         Ok(conn.query_row(
             &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
             params![id],
             device_from_row,
         )?)
+    }
+
+    fn admin_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT version FROM admin_changes", [], |r| r.get(0))?)
     }
 
     fn register_device(
@@ -518,6 +539,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!((patched.device_quota, patched.active), (10, false));
+        let before = store.admin_version().unwrap();
+        store.register_device("acme", &key, "web-04", 60).unwrap();
+        assert_eq!(
+            store.admin_version().unwrap(),
+            before,
+            "the pipeline's registrations are not admin changes"
+        );
+        store.set_device_active(d.id, true).unwrap();
+        assert_eq!(store.admin_version().unwrap(), before + 1);
     }
 
     #[test]

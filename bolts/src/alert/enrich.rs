@@ -11,8 +11,9 @@
 //!
 //! Store calls block on SQLite, so they run on a dedicated thread: on a cache miss the bolt
 //! holds the tuple, hands the lookup to that thread, and finishes the tuple when the thread
-//! wakes it. Lookups are cached for `cache_ttl_ms`, so admin changes take effect within
-//! that time.
+//! wakes it. Decisions are cached for `cache_ttl_ms`; admin changes (any account, key or
+//! device change through the admin API) empty the cache within about a second, because
+//! the database thread watches the store's admin version.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,6 +81,14 @@ struct Job {
     now_ms: i64,
 }
 
+/// What the database thread sends back.
+enum Answer {
+    /// The verdict of job `id`.
+    Verdict(u64, Result<Verdict, String>),
+    /// An admin change happened: drop the cache.
+    Invalidate,
+}
+
 struct Pending {
     input: Tuple,
     account: String,
@@ -96,7 +105,7 @@ pub struct Enrich {
     config: EnrichConfig,
     store: Option<Arc<dyn AccountStore>>,
     jobs: Option<Sender<Job>>,
-    answers: Option<Receiver<(u64, Result<Verdict, String>)>>,
+    answers: Option<Receiver<Answer>>,
     pending: HashMap<u64, Pending>,
     cache: HashMap<(String, String, String), (Verdict, Instant)>,
     next: u64,
@@ -252,13 +261,31 @@ impl Bolt for Enrich {
         std::thread::Builder::new()
             .name(format!("enrich-db-{}", ctx.task_index()))
             .spawn(move || {
-                for job in job_rx {
-                    let verdict = decide(&*worker_store, &job).map_err(|e| e.to_string());
-                    if answer_tx.send((job.id, verdict)).is_err() {
-                        return;
-                    }
+                let wake = || {
                     if let Some(w) = &waker {
                         w.wake();
+                    }
+                };
+                let mut version = worker_store.admin_version().ok();
+                loop {
+                    match job_rx.recv_timeout(Duration::from_millis(500)) {
+                        Ok(job) => {
+                            let verdict = decide(&*worker_store, &job).map_err(|e| e.to_string());
+                            if answer_tx.send(Answer::Verdict(job.id, verdict)).is_err() {
+                                return;
+                            }
+                            wake();
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                    }
+                    let now = worker_store.admin_version().ok();
+                    if now != version {
+                        version = now;
+                        if answer_tx.send(Answer::Invalidate).is_err() {
+                            return;
+                        }
+                        wake();
                     }
                 }
             })
@@ -362,7 +389,14 @@ impl Bolt for Enrich {
         let Some(answers) = self.answers.clone() else {
             return;
         };
-        while let Ok((id, verdict)) = answers.try_recv() {
+        while let Ok(answer) = answers.try_recv() {
+            let (id, verdict) = match answer {
+                Answer::Invalidate => {
+                    self.cache.clear();
+                    continue;
+                }
+                Answer::Verdict(id, verdict) => (id, verdict),
+            };
             let Some(p) = self.pending.remove(&id) else {
                 continue;
             };

@@ -272,8 +272,18 @@ fn the_alert_pipeline_file_validates() {
         .args(["validate", "examples/topologies/alert_pipeline.toml"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("<- enrich:rejected grouping shuffle"), "{text}");
-    assert!(text.contains("<- payloads:default grouping fields(key)"), "{text}");
+    assert!(
+        text.contains("<- enrich:rejected grouping shuffle"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<- payloads:default grouping fields(key)"),
+        "{text}"
+    );
 }

@@ -1,8 +1,9 @@
-//! The alert pipeline's domain logic (issue 5 onwards): agent payload parsing and the
-//! accounts store so far.
+//! The alert pipeline's domain logic: agent payloads, accounts, enrichment, metric storage,
+//! and rule evaluation.
 
 pub mod accounts;
 pub mod enrich;
 pub mod metrics_store;
 pub mod payload;
+pub mod rules;
 pub mod store;

@@ -1,0 +1,460 @@
+//! Alert rule evaluation: DOMAIN.md's semantics as a small state machine per (rule,
+//! device, series), on event time.
+//!
+//! - **Pending** at the first true evaluation `t0`; **fires** at the first true evaluation
+//!   with `t - t0 >= wait` (wait disabled or 0: at once). A false evaluation while pending
+//!   cancels it silently.
+//! - A firing alert **clears** at the first false evaluation (notified if the rule has
+//!   `fix`). While firing, it **repeats** every `repeat` seconds (never more often than
+//!   once a minute).
+//! - At most one open alert per (rule, device, series): the state is keyed by them.
+//! - A payload whose event time is not after the last one evaluated for the device is a
+//!   duplicate or a late arrival: [`DeviceState::evaluate`] ignores it.
+//! - No-data rules fire when a device has sent nothing for `wait` seconds of server time
+//!   and clear on its next payload ([`DeviceState::check_no_data`], [`DeviceState::seen`]).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How a value is compared with the rule's threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Comparison {
+    /// value > threshold
+    Gt,
+    /// value >= threshold
+    Gte,
+    /// value < threshold
+    Lt,
+    /// value <= threshold
+    Lte,
+    /// value == threshold
+    Eq,
+    /// value != threshold
+    Neq,
+}
+
+impl Comparison {
+    /// Whether `value` meets the condition against `threshold`.
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Gt => value > threshold,
+            Comparison::Gte => value >= threshold,
+            Comparison::Lt => value < threshold,
+            Comparison::Lte => value <= threshold,
+            Comparison::Eq => value == threshold,
+            Comparison::Neq => value != threshold,
+        }
+    }
+}
+
+/// The shortest repeat interval, in seconds.
+pub const MIN_REPEAT_S: f64 = 60.0;
+
+/// A threshold rule, as evaluation needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    /// The alert config id.
+    pub id: i64,
+    /// The comparison.
+    pub comparison: Comparison,
+    /// The threshold.
+    pub value: f64,
+    /// Seconds the condition must hold before firing (0: at once).
+    pub wait_s: f64,
+    /// Re-notify every this many seconds while firing (`None`: never); at least 60.
+    pub repeat_s: Option<f64>,
+    /// Notify when a firing alert clears.
+    pub fix: bool,
+}
+
+/// The state of one (rule, device, series).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Phase {
+    /// The condition holds since `since`, not yet for `wait`.
+    Pending {
+        /// Event time of the first true evaluation.
+        since: f64,
+    },
+    /// The alert is open.
+    Firing {
+        /// Event time it fired.
+        fired_at: f64,
+        /// Event time of the last notification (fire or repeat).
+        notified_at: f64,
+    },
+}
+
+/// What an evaluation decided; each is one notification (clears only with `fix`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Transition {
+    /// The alert fired.
+    Fire {
+        /// When it fired.
+        fired_at: f64,
+        /// The value that fired it.
+        value: f64,
+    },
+    /// Still firing, `repeat` elapsed.
+    Repeat {
+        /// When it fired.
+        fired_at: f64,
+        /// The current value.
+        value: f64,
+    },
+    /// The alert cleared.
+    Clear {
+        /// When it fired.
+        fired_at: f64,
+        /// When it cleared.
+        cleared_at: f64,
+        /// The value that cleared it.
+        value: f64,
+        /// Whether a "fixed" notification is due.
+        notify: bool,
+    },
+}
+
+/// Evaluates `rule` on `value` at event time `t`, moving `phase`.
+pub fn evaluate(rule: &Rule, phase: &mut Option<Phase>, t: f64, value: f64) -> Option<Transition> {
+    let holds = rule.comparison.holds(value, rule.value);
+    match (*phase, holds) {
+        (None, false) => None,
+        (None, true) if rule.wait_s <= 0.0 => {
+            *phase = Some(Phase::Firing {
+                fired_at: t,
+                notified_at: t,
+            });
+            Some(Transition::Fire { fired_at: t, value })
+        }
+        (None, true) => {
+            *phase = Some(Phase::Pending { since: t });
+            None
+        }
+        (Some(Phase::Pending { .. }), false) => {
+            *phase = None; // cancelled silently
+            None
+        }
+        (Some(Phase::Pending { since }), true) => {
+            if t - since >= rule.wait_s {
+                *phase = Some(Phase::Firing {
+                    fired_at: t,
+                    notified_at: t,
+                });
+                Some(Transition::Fire { fired_at: t, value })
+            } else {
+                None
+            }
+        }
+        (
+            Some(Phase::Firing {
+                fired_at,
+                notified_at,
+            }),
+            true,
+        ) => {
+            let every = rule.repeat_s?.max(MIN_REPEAT_S);
+            if t - notified_at >= every {
+                *phase = Some(Phase::Firing {
+                    fired_at,
+                    notified_at: t,
+                });
+                Some(Transition::Repeat { fired_at, value })
+            } else {
+                None
+            }
+        }
+        (Some(Phase::Firing { fired_at, .. }), false) => {
+            *phase = None;
+            Some(Transition::Clear {
+                fired_at,
+                cleared_at: t,
+                value,
+                notify: rule.fix,
+            })
+        }
+    }
+}
+
+/// All rule state of one device: what the `threshold` bolt keeps (and persists) per device.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceState {
+    /// Event time of the last evaluated payload.
+    pub last_time: Option<f64>,
+    /// Server time of the last payload received (no-data rules).
+    pub last_seen: Option<f64>,
+    /// Phase per (rule id, series).
+    pub phases: HashMap<(i64, String), Phase>,
+    /// No-data alerts open: rule id -> fired at (server time).
+    pub no_data: HashMap<i64, f64>,
+}
+
+impl DeviceState {
+    /// Evaluates a payload at event time `t`: `points` are (rule, series, value) triples
+    /// already matched to their rules. Returns the transitions with their rule and series,
+    /// or nothing at all if `t` is not after the last evaluated event time.
+    pub fn evaluate<'a>(
+        &mut self,
+        t: f64,
+        points: impl IntoIterator<Item = (&'a Rule, &'a str, f64)>,
+    ) -> Vec<(i64, String, Transition)> {
+        if self.last_time.is_some_and(|last| t <= last) {
+            return Vec::new(); // a duplicate or a late arrival: state must not move
+        }
+        self.last_time = Some(t);
+        let mut out = Vec::new();
+        for (rule, series, value) in points {
+            let key = (rule.id, series.to_string());
+            let mut phase = self.phases.get(&key).copied();
+            if let Some(tr) = evaluate(rule, &mut phase, t, value) {
+                out.push((rule.id, series.to_string(), tr));
+            }
+            match phase {
+                Some(p) => {
+                    self.phases.insert(key, p);
+                }
+                None => {
+                    self.phases.remove(&key);
+                }
+            }
+        }
+        out
+    }
+
+    /// A payload arrived at server time `now`: no-data alerts of the device clear.
+    /// Returns the cleared (rule id, fired at).
+    pub fn seen(&mut self, now: f64) -> Vec<(i64, f64)> {
+        self.last_seen = Some(self.last_seen.map_or(now, |s| s.max(now)));
+        self.no_data.drain().collect()
+    }
+
+    /// Checks no-data rules `(rule id, wait seconds)` at server time `now`; returns the rules
+    /// that fire now (each fires once until the device is seen again).
+    pub fn check_no_data(
+        &mut self,
+        now: f64,
+        rules: impl IntoIterator<Item = (i64, f64)>,
+    ) -> Vec<i64> {
+        let Some(seen) = self.last_seen else {
+            return Vec::new();
+        };
+        let mut fired = Vec::new();
+        for (id, wait) in rules {
+            if now - seen >= wait && !self.no_data.contains_key(&id) {
+                self.no_data.insert(id, now);
+                fired.push(id);
+            }
+        }
+        fired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rule(wait: f64, repeat: Option<f64>, fix: bool) -> Rule {
+        Rule {
+            id: 1,
+            comparison: Comparison::Gte,
+            value: 4.0,
+            wait_s: wait,
+            repeat_s: repeat,
+            fix,
+        }
+    }
+
+    fn run(rule: &Rule, evals: &[(f64, f64)]) -> Vec<(f64, Transition)> {
+        let mut phase = None;
+        evals
+            .iter()
+            .filter_map(|&(t, v)| evaluate(rule, &mut phase, t, v).map(|tr| (t, tr)))
+            .collect()
+    }
+
+    #[test]
+    fn wait_fires_at_t0_plus_wait_not_before_and_once() {
+        let r = rule(120.0, None, true);
+        let got = run(
+            &r,
+            &[
+                (0.0, 5.0),
+                (60.0, 5.0),
+                (119.9, 6.0),
+                (120.0, 5.0),
+                (180.0, 5.0),
+                (900.0, 7.0),
+            ],
+        );
+        assert_eq!(
+            got,
+            [(
+                120.0,
+                Transition::Fire {
+                    fired_at: 120.0,
+                    value: 5.0
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn a_false_evaluation_while_pending_cancels_silently_and_restarts_the_clock() {
+        let r = rule(120.0, None, true);
+        let got = run(
+            &r,
+            &[
+                (0.0, 5.0),
+                (60.0, 1.0),
+                (100.0, 5.0),
+                (200.0, 5.0),
+                (220.0, 5.0),
+            ],
+        );
+        assert_eq!(
+            got,
+            [(
+                220.0,
+                Transition::Fire {
+                    fired_at: 220.0,
+                    value: 5.0
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn clears_at_the_first_false_evaluation_with_fix() {
+        let got = run(
+            &rule(0.0, None, true),
+            &[(0.0, 5.0), (60.0, 5.0), (120.0, 3.0), (180.0, 3.0)],
+        );
+        assert_eq!(
+            got,
+            [
+                (
+                    0.0,
+                    Transition::Fire {
+                        fired_at: 0.0,
+                        value: 5.0
+                    }
+                ),
+                (
+                    120.0,
+                    Transition::Clear {
+                        fired_at: 0.0,
+                        cleared_at: 120.0,
+                        value: 3.0,
+                        notify: true
+                    }
+                ),
+            ]
+        );
+        let got = run(&rule(0.0, None, false), &[(0.0, 5.0), (120.0, 3.0)]);
+        assert!(matches!(got[1].1, Transition::Clear { notify: false, .. }));
+    }
+
+    #[test]
+    fn repeats_every_repeat_seconds_never_more_than_once_a_minute() {
+        let evals: Vec<(f64, f64)> = (0..=20).map(|i| (i as f64 * 30.0, 9.0)).collect();
+        let got = run(&rule(0.0, Some(120.0), false), &evals);
+        let times: Vec<f64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(times, [0.0, 120.0, 240.0, 360.0, 480.0, 600.0]);
+        let got = run(&rule(0.0, Some(10.0), false), &evals);
+        let times: Vec<f64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(
+            times,
+            [0.0, 60.0, 120.0, 180.0, 240.0, 300.0, 360.0, 420.0, 480.0, 540.0, 600.0]
+        );
+    }
+
+    #[test]
+    fn comparisons() {
+        let c = |c: Comparison, v| c.holds(v, 4.0);
+        assert!(c(Comparison::Gt, 4.1) && !c(Comparison::Gt, 4.0));
+        assert!(c(Comparison::Gte, 4.0) && !c(Comparison::Gte, 3.9));
+        assert!(c(Comparison::Lt, 3.9) && !c(Comparison::Lt, 4.0));
+        assert!(c(Comparison::Lte, 4.0) && !c(Comparison::Lte, 4.1));
+        assert!(c(Comparison::Eq, 4.0) && !c(Comparison::Eq, 4.1));
+        assert!(c(Comparison::Neq, 4.1) && !c(Comparison::Neq, 4.0));
+    }
+
+    #[test]
+    fn duplicates_and_late_payloads_do_not_move_device_state() {
+        let r = rule(120.0, None, true);
+        let mut d = DeviceState::default();
+        assert!(d.evaluate(1000.0, [(&r, "", 5.0)]).is_empty());
+        // A late payload (earlier event time) with a false value must not cancel pending.
+        assert!(d.evaluate(990.0, [(&r, "", 1.0)]).is_empty());
+        assert!(
+            d.evaluate(1000.0, [(&r, "", 1.0)]).is_empty(),
+            "a duplicate"
+        );
+        let fired = d.evaluate(1120.0, [(&r, "", 5.0)]);
+        assert_eq!(
+            fired.len(),
+            1,
+            "the pending clock survived the late and duplicate payloads"
+        );
+        // Series are independent alerts.
+        let both = d.evaluate(1200.0, [(&r, "device_name=sda", 5.0), (&r, "", 1.0)]);
+        assert_eq!(both.len(), 1);
+        assert!(matches!(both[0].2, Transition::Clear { .. }));
+        assert!(d.phases.contains_key(&(1, "device_name=sda".to_string())));
+    }
+
+    #[test]
+    fn no_data_fires_once_after_wait_and_clears_on_the_next_payload() {
+        let mut d = DeviceState::default();
+        assert!(
+            d.check_no_data(10_000.0, [(7, 300.0)]).is_empty(),
+            "never seen: nothing to miss"
+        );
+        d.seen(1_000.0);
+        assert!(d.check_no_data(1_299.0, [(7, 300.0)]).is_empty());
+        assert_eq!(d.check_no_data(1_300.0, [(7, 300.0)]), [7]);
+        assert!(
+            d.check_no_data(1_400.0, [(7, 300.0)]).is_empty(),
+            "fires once"
+        );
+        assert_eq!(d.seen(1_500.0), [(7, 1_300.0)]);
+        assert!(d.no_data.is_empty());
+    }
+
+    proptest! {
+        /// Random event sequences: fires exactly when the condition held continuously for
+        /// `wait`, fires and clears alternate, a clear only follows a fire.
+        #[test]
+        fn fires_exactly_when_the_condition_held_for_wait(
+            steps in proptest::collection::vec((1u32..200, any::<bool>()), 1..80),
+            wait in 0u32..400,
+        ) {
+            let r = rule(f64::from(wait), None, true);
+            let mut phase = None;
+            let mut t = 0.0;
+            let mut true_since: Option<f64> = None;
+            let mut open = false;
+            for (dt, holds) in steps {
+                t += f64::from(dt);
+                let value = if holds { 5.0 } else { 1.0 };
+                let tr = evaluate(&r, &mut phase, t, value);
+                if holds {
+                    let since = *true_since.get_or_insert(t);
+                    let should_fire = !open && t - since >= f64::from(wait);
+                    let fired = matches!(tr, Some(Transition::Fire { .. }));
+                    prop_assert_eq!(fired, should_fire);
+                    if should_fire { open = true; }
+                } else {
+                    true_since = None;
+                    let cleared = matches!(tr, Some(Transition::Clear { .. }));
+                    prop_assert_eq!(cleared, open);
+                    let fired = matches!(tr, Some(Transition::Fire { .. }));
+                    prop_assert!(!fired, "a false evaluation never fires");
+                    open = false;
+                }
+            }
+        }
+    }
+}

@@ -14,6 +14,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use squall_bolts::alert::accounts::{Account, AccountPatch, AccountStore, StoreError};
+use squall_bolts::alert::configs::{AlertConfig, StoredConfig};
 use squall_bolts::alert::metrics_store::MetricsStore;
 
 /// What the admin API serves from.
@@ -264,6 +265,92 @@ async fn metrics(
     .into_response())
 }
 
+/// Parses and validates an alert config body; 400 naming the field otherwise.
+fn alert_config(body: &[u8]) -> Result<AlertConfig, ApiError> {
+    AlertConfig::from_json(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.to_string()))
+}
+
+fn unknown_config(id: i64) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "unknown_config",
+        format!("no alert config {id}"),
+    )
+}
+
+async fn create_config(
+    State(s): State<AdminState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let config = alert_config(&body)?;
+    let account = config.account.clone();
+    let stored = blocking(move || s.store.create_config(&config))
+        .await
+        .map_err(|e| match e.1 {
+            "unknown_account" => ApiError(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("account: no account \"{account}\""),
+            ),
+            _ => e,
+        })?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigsQuery {
+    account: Option<String>,
+}
+
+async fn list_configs(
+    State(s): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<ConfigsQuery>,
+) -> Result<Json<Vec<StoredConfig>>, ApiError> {
+    Ok(Json(
+        blocking(move || s.store.configs(q.account.as_deref())).await?,
+    ))
+}
+
+async fn get_config(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+) -> Result<Json<StoredConfig>, ApiError> {
+    blocking(move || s.store.config(id))
+        .await?
+        .map(Json)
+        .ok_or_else(|| unknown_config(id))
+}
+
+async fn replace_config(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<StoredConfig>, ApiError> {
+    let config = alert_config(&body)?;
+    let stored = StoredConfig {
+        id,
+        config: config.clone(),
+    };
+    if blocking(move || s.store.replace_config(id, &config)).await? {
+        Ok(Json(stored))
+    } else {
+        Err(unknown_config(id))
+    }
+}
+
+async fn delete_config(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    if blocking(move || s.store.delete_config(id)).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(unknown_config(id))
+    }
+}
+
 /// The `/api/v1` router.
 pub fn router(state: AdminState) -> Router {
     Router::new()
@@ -272,6 +359,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/accounts/{name}/agent-keys", post(issue_key))
         .route("/api/v1/accounts/{name}/devices", get(devices))
         .route("/api/v1/devices/{id}", patch(update_device))
+        .route(
+            "/api/v1/alerts/configs",
+            post(create_config).get(list_configs),
+        )
+        .route(
+            "/api/v1/alerts/configs/{id}",
+            get(get_config).put(replace_config).delete(delete_config),
+        )
         .route("/api/v1/devices/{id}/latest", get(latest))
         .route("/api/v1/devices/{id}/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))

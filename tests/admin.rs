@@ -211,3 +211,87 @@ async fn accounts_agent_keys_and_devices_are_managed() {
         .await;
     assert_eq!((s, body["reason"].as_str()), (404, Some("unknown_device")));
 }
+
+#[tokio::test]
+async fn alert_configs_are_created_listed_replaced_and_deleted() {
+    use reqwest::Method;
+    let admin = start().await;
+    admin
+        .call(
+            Method::POST,
+            "/accounts",
+            Some(json!({"name": "acme", "device_quota": 2})),
+        )
+        .await;
+    let config = json!({
+        "account": "acme", "name": "High load", "kind": "threshold",
+        "subject": {"type": "account"}, "metric": "system.load.1",
+        "series": {"device_name": "/dev/sda1"}, "comparison": "gte", "value": 4,
+        "wait": {"seconds": 120, "enabled": true}, "repeat": {"seconds": 600, "enabled": false},
+        "fix": true,
+        "recipients": [
+            {"type": "webhook", "url": "http://127.0.0.1:9009/hook"},
+            {"type": "slack", "url": "http://127.0.0.1:9009/slack"},
+            {"type": "pagerduty", "url": "http://127.0.0.1:9009/pd", "routing_key": "R0UT1NG"}
+        ]
+    });
+    let (s, created) = admin
+        .call(Method::POST, "/alerts/configs", Some(config.clone()))
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["metric"], "system.load.1");
+
+    let mut bad = config.clone();
+    bad["recipients"][2]["routing_key"] = json!("");
+    let (s, body) = admin.call(Method::POST, "/alerts/configs", Some(bad)).await;
+    assert_eq!((s, body["reason"].as_str()), (400, Some("invalid")));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("recipients[2].routing_key: "),
+        "{body}"
+    );
+    let mut bad = config.clone();
+    bad["comparison"] = json!("bigger");
+    let (s, body) = admin.call(Method::POST, "/alerts/configs", Some(bad)).await;
+    assert_eq!(s, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("comparison: unknown variant `bigger`"),
+        "{body}"
+    );
+    let mut bad = config.clone();
+    bad["account"] = json!("nope");
+    let (s, body) = admin.call(Method::POST, "/alerts/configs", Some(bad)).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("account: no account \"nope\""))
+    );
+
+    let (s, list) = admin
+        .call(Method::GET, "/alerts/configs?account=acme", None)
+        .await;
+    assert_eq!((s, list.as_array().unwrap().len()), (200, 1));
+    let mut changed = config.clone();
+    changed["value"] = json!(8);
+    let (s, body) = admin
+        .call(Method::PUT, &format!("/alerts/configs/{id}"), Some(changed))
+        .await;
+    assert_eq!((s, body["value"].as_f64()), (200, Some(8.0)));
+    let (s, body) = admin
+        .call(Method::GET, &format!("/alerts/configs/{id}"), None)
+        .await;
+    assert_eq!((s, body["value"].as_f64()), (200, Some(8.0)));
+    let (s, _) = admin
+        .call(Method::DELETE, &format!("/alerts/configs/{id}"), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, body) = admin
+        .call(Method::GET, &format!("/alerts/configs/{id}"), None)
+        .await;
+    assert_eq!((s, body["reason"].as_str()), (404, Some("unknown_config")));
+}

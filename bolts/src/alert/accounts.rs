@@ -12,6 +12,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rand::RngCore;
+
+use super::configs::{self, AlertConfig, StoredConfig};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +115,16 @@ pub trait AccountStore: Send + Sync {
     fn devices(&self, account: &str) -> Result<Vec<Device>, StoreError>;
     /// Activates or deactivates a device.
     fn set_device_active(&self, id: i64, active: bool) -> Result<Device, StoreError>;
+    /// Stores a new alert config (its account must exist).
+    fn create_config(&self, config: &AlertConfig) -> Result<StoredConfig, StoreError>;
+    /// The alert config `id`.
+    fn config(&self, id: i64) -> Result<Option<StoredConfig>, StoreError>;
+    /// Every alert config, or those of `account`.
+    fn configs(&self, account: Option<&str>) -> Result<Vec<StoredConfig>, StoreError>;
+    /// Replaces alert config `id`; `false` if there is none.
+    fn replace_config(&self, id: i64, config: &AlertConfig) -> Result<bool, StoreError>;
+    /// Deletes alert config `id`; `false` if there is none.
+    fn delete_config(&self, id: i64) -> Result<bool, StoreError>;
     /// A number that changes whenever an admin call changed accounts, keys or devices:
     /// caches compare it to know when to drop what they hold.
     fn admin_version(&self) -> Result<i64, StoreError>;
@@ -382,6 +394,35 @@ impl AccountStore for SqliteStore {
             params![id],
             device_from_row,
         )?)
+    }
+
+    fn create_config(&self, config: &AlertConfig) -> Result<StoredConfig, StoreError> {
+        let conn = self.conn();
+        let stored = configs::create(&conn, config)?;
+        bump(&conn)?;
+        Ok(stored)
+    }
+
+    fn config(&self, id: i64) -> Result<Option<StoredConfig>, StoreError> {
+        configs::get(&self.conn(), id)
+    }
+
+    fn configs(&self, account: Option<&str>) -> Result<Vec<StoredConfig>, StoreError> {
+        configs::list(&self.conn(), account)
+    }
+
+    fn replace_config(&self, id: i64, config: &AlertConfig) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let done = configs::replace(&conn, id, config)?;
+        bump(&conn)?;
+        Ok(done)
+    }
+
+    fn delete_config(&self, id: i64) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let done = configs::delete(&conn, id)?;
+        bump(&conn)?;
+        Ok(done)
     }
 
     fn admin_version(&self) -> Result<i64, StoreError> {

@@ -2,6 +2,7 @@
 //! and rule evaluation.
 
 pub mod accounts;
+pub mod configs;
 pub mod enrich;
 pub mod metrics_store;
 pub mod payload;

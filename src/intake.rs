@@ -252,6 +252,26 @@ fn hex_md5(bytes: &[u8]) -> String {
 }
 
 impl Intake {
+    /// The checks both formats share: the body size, then the account.
+    fn admit(
+        &self,
+        body: &[u8],
+        headers: &HeaderMap,
+        query_account: Option<&str>,
+    ) -> Result<String, Refusal> {
+        if body.len() > self.config.max_body_bytes {
+            return Err(refuse(
+                Reason::TooLarge,
+                format!(
+                    "the body is {} bytes; the limit is {}",
+                    body.len(),
+                    self.config.max_body_bytes
+                ),
+            ));
+        }
+        self.account(headers, query_account)
+    }
+
     fn account(&self, headers: &HeaderMap, query: Option<&str>) -> Result<String, Refusal> {
         let host = headers
             .get(header::HOST)
@@ -467,17 +487,7 @@ async fn intake_v2(
     let started = Instant::now();
     let body_len = body.len();
     let result = async {
-        if body.len() > intake.config.max_body_bytes {
-            return Err(refuse(
-                Reason::TooLarge,
-                format!(
-                    "the body is {} bytes; the limit is {}",
-                    body.len(),
-                    intake.config.max_body_bytes
-                ),
-            ));
-        }
-        let account = intake.account(&headers, query.account.as_deref())?;
+        let account = intake.admit(&body, &headers, query.account.as_deref())?;
         let header_text = |name: header::HeaderName| {
             headers
                 .get(name)
@@ -516,17 +526,7 @@ async fn postback_v1(
     let started = Instant::now();
     let body_len = body.len();
     let result = async {
-        if body.len() > intake.config.max_body_bytes {
-            return Err(refuse(
-                Reason::TooLarge,
-                format!(
-                    "the body is {} bytes; the limit is {}",
-                    body.len(),
-                    intake.config.max_body_bytes
-                ),
-            ));
-        }
-        let account = intake.account(&headers, query.account.as_deref())?;
+        let account = intake.admit(&body, &headers, query.account.as_deref())?;
         let form: Postback = serde_urlencoded::from_bytes(&body)
             .map_err(|e| refuse(Reason::Malformed, format!("the body is not a form: {e}")))?;
         let payload = form

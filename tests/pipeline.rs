@@ -30,6 +30,19 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// GETs `url` from the API with the admin token and returns its JSON body.
+async fn get_json(client: &reqwest::Client, url: String) -> Json {
+    client
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn md5_hex(b: &[u8]) -> String {
     format!("{:x}", Md5::digest(b))
 }
@@ -167,15 +180,7 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
     .expect("three payloads processed within a minute");
 
     // Devices were registered for the two acme agents.
-    let devices: Json = client
-        .get(format!("{api}/accounts/acme/devices"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let devices: Json = get_json(&client, format!("{api}/accounts/acme/devices")).await;
     let id_of = |host: &str| -> i64 {
         devices
             .as_array()
@@ -188,15 +193,7 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
     };
     let (web_v2, web_v1) = (id_of("web-01.example.com"), id_of("web-01"));
 
-    let latest: Json = client
-        .get(format!("{api}/devices/{web_v2}/latest"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let latest: Json = get_json(&client, format!("{api}/devices/{web_v2}/latest")).await;
     assert_eq!(
         latest["time"], 1487973674.928511,
         "event time is the agent's collection_timestamp"
@@ -207,17 +204,9 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
         0.332
     );
 
-    let minutes: Json = client
-        .get(format!(
+    let minutes: Json = get_json(&client, format!(
             "{api}/devices/{web_v2}/metrics?metric=system.disk.in_use&device_name=/dev/sda1&resolution=minute"
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )).await;
     let points = minutes["points"].as_array().unwrap();
     assert_eq!(points.len(), 1);
     assert_eq!(points[0]["value"], 0.332);
@@ -225,29 +214,15 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
         points[0]["time"], 1487973660,
         "the start of the payload's minute"
     );
-    let hours: Json = client
-        .get(format!(
-            "{api}/devices/{web_v2}/metrics?metric=system.load.1&resolution=hour"
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hours: Json = get_json(
+        &client,
+        format!("{api}/devices/{web_v2}/metrics?metric=system.load.1&resolution=hour"),
+    )
+    .await;
     assert_eq!(hours["points"][0]["hour"]["count"], 1);
     assert_eq!(hours["points"][0]["hour"]["last"], 0.21);
 
-    let v1_latest: Json = client
-        .get(format!("{api}/devices/{web_v1}/latest"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v1_latest: Json = get_json(&client, format!("{api}/devices/{web_v1}/latest")).await;
     assert_eq!(
         v1_latest["values"]["loadAvrg"], 0.21,
         "v1 numeric strings are parsed"
@@ -257,17 +232,11 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
         33.0
     );
 
-    let bad: Json = client
-        .get(format!(
-            "{api}/devices/{web_v2}/metrics?resolution=day&metric=x"
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bad: Json = get_json(
+        &client,
+        format!("{api}/devices/{web_v2}/metrics?resolution=day&metric=x"),
+    )
+    .await;
     assert_eq!(bad["reason"], "invalid");
 
     // The rejection is on the rejected topic, with its reason.

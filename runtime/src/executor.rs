@@ -339,6 +339,17 @@ impl BoltTask {
         acked
     }
 
+    /// Fails the tracked input being executed (if the bolt did not already settle it).
+    fn fail_current(&mut self, edges: &TupleEdges, reason: &FailReason) {
+        if self.book.take_current().is_none() {
+            return;
+        }
+        let acking = self.acking.as_mut().expect("tracked implies acking");
+        for msg in fail_msgs(edges, reason) {
+            acking.push(msg);
+        }
+    }
+
     /// Calls the bolt's `wake` and settles what it did.
     fn wake(&mut self) {
         let result = catch_unwind(AssertUnwindSafe(|| self.bolt.wake(&mut self.out)));
@@ -387,15 +398,12 @@ impl BoltTask {
                     panic = %message,
                     "bolt panicked; the tuple failed and the bolt keeps running"
                 );
-                if tracked && self.book.take_current().is_some() {
+                if tracked {
                     let reason = FailReason::Panic {
                         component: component.to_string(),
                         message,
                     };
-                    let acking = self.acking.as_mut().expect("tracked implies acking");
-                    for msg in fail_msgs(&edges, &reason) {
-                        acking.push(msg);
-                    }
+                    self.fail_current(&edges, &reason);
                 }
                 return None;
             }
@@ -414,15 +422,12 @@ impl BoltTask {
             Some(error) => {
                 self.metrics.count_failed(&self.stats.counters, "failed", 1);
                 tracing::warn!(component, task = %self.stats.task, %error, "tuple failed");
-                if tracked && self.book.take_current().is_some() {
+                if tracked {
                     let reason = FailReason::Failed {
                         component: component.to_string(),
                         error,
                     };
-                    let acking = self.acking.as_mut().expect("tracked implies acking");
-                    for msg in fail_msgs(&edges, &reason) {
-                        acking.push(msg);
-                    }
+                    self.fail_current(&edges, &reason);
                 }
             }
             None if hold && tracked => held = self.book.hold_current(edges),

@@ -41,4 +41,13 @@ pub fn register(registry: &mut Registry) {
     registry.register_bolt("enrich", |c: &alert::enrich::EnrichConfig| {
         alert::enrich::Enrich::new(c.clone())
     });
+    registry.register_bolt("threshold", |c: &alert::threshold::ThresholdConfig| {
+        alert::threshold::Threshold::new(c.clone())
+    });
+    registry.register_bolt("notify", |_: &alert::notify::NotifyConfig| {
+        Ok(alert::notify::Notify)
+    });
+    registry.register_bolt("deliver", |c: &alert::notify::DeliverConfig| {
+        alert::notify::Deliver::new(c.clone())
+    });
 }

@@ -128,6 +128,13 @@ fn key_hash(values: &[Value], keys: &[usize], seed: u64) -> u64 {
     h.finish()
 }
 
+/// The task index (`0..task_count`) a fields grouping sends a tuple with these key values
+/// to: lets a task tell which keys are its own (e.g. to reload their state after a restart).
+pub fn fields_task(key: &[Value], task_count: usize) -> usize {
+    let keys: SmallVec<[usize; 2]> = (0..key.len()).collect();
+    (key_hash(key, &keys, 0) % task_count.max(1) as u64) as usize
+}
+
 impl GroupingRouter {
     /// A router for `grouping` over `tasks` subscriber tasks, reading keys from tuples with
     /// `fields`. `producer_index` staggers the round-robin start of different producers.
@@ -239,6 +246,15 @@ mod tests {
             counts[t[0]] += 1;
         }
         assert_eq!(counts, [100; 4]);
+    }
+
+    #[test]
+    fn fields_task_agrees_with_the_fields_router() {
+        let mut r = GroupingRouter::new(&Grouping::Fields(vec!["n".into()]), fields(), 3, 0);
+        for i in 0..100i64 {
+            let t = route(&mut r, &values!["w", i]);
+            assert_eq!(t.as_slice(), &[fields_task(&values![i], 3)]);
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use def::{
     TopologyDef,
 };
 pub use file::{load_topology_file, parse_document, EnvOverrides, FileError, ENV_PREFIX};
-pub use grouping::{CustomGrouping, Grouping, GroupingRouter, Targets};
+pub use grouping::{fields_task, CustomGrouping, Grouping, GroupingRouter, Targets};
 pub use intern::intern;
 pub use registry::{Options, Registry};
 pub use tuple::{

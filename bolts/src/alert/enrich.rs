@@ -94,13 +94,14 @@ struct Pending {
     account: String,
     agent_key: String,
     time: f64,
+    received_at: f64,
     format: String,
     payload: Arc<Payload>,
     key: (String, String, String),
 }
 
 /// The `enrich` bolt. Output fields: `device`, `account`, `agent_key`, `time` (event time,
-/// epoch seconds), `format`, `payload` (the parsed [`Payload`] as `Value::Any`).
+/// epoch seconds), `received_at` (server receive time, epoch seconds), `format`, `payload` (the parsed [`Payload`] as `Value::Any`).
 pub struct Enrich {
     config: EnrichConfig,
     store: Option<Arc<dyn AccountStore>>,
@@ -170,6 +171,7 @@ impl Enrich {
                     p.account,
                     p.agent_key,
                     p.time,
+                    p.received_at,
                     p.format,
                     Value::Any(p.payload)
                 ],
@@ -238,6 +240,7 @@ impl Bolt for Enrich {
             "account",
             "agent_key",
             "time",
+            "received_at",
             "format",
             "payload",
         ]));
@@ -353,6 +356,7 @@ impl Bolt for Enrich {
             account: envelope.account.clone(),
             agent_key: envelope.agent_key.clone(),
             time,
+            received_at: envelope.received_at_ms as f64 / 1000.0,
             format: envelope.format.to_string(),
             payload: Arc::new(parsed),
             key: key.clone(),

@@ -1,10 +1,13 @@
 //! The alert pipeline's domain logic: agent payloads, accounts, enrichment, metric storage,
-//! and rule evaluation.
+//! rule evaluation with durable alert state, and notifications.
 
 pub mod accounts;
+pub mod alerts;
 pub mod configs;
 pub mod enrich;
 pub mod metrics_store;
+pub mod notify;
 pub mod payload;
 pub mod rules;
 pub mod store;
+pub mod threshold;

@@ -26,8 +26,8 @@ use super::payload::Payload;
 #[serde(deny_unknown_fields)]
 pub struct SplitConfig {}
 
-/// Emits `device`, `account`, `time`, `points` (the [`Payload`] as `Value::Any`) for each
-/// enriched payload; counts skipped values in `squall_split_skipped_total`.
+/// Emits `device`, `account`, `agent_key`, `hostname`, `time`, `received_at`, `points` (the
+/// [`Payload`] as `Value::Any`) for each enriched payload; counts skipped values in `squall_split_skipped_total`.
 #[derive(Default)]
 pub struct Split;
 
@@ -47,7 +47,15 @@ fn payload_of(t: &Tuple, field: &str) -> Result<Arc<Payload>, BoltError> {
 
 impl Bolt for Split {
     fn declare_outputs(&self, d: &mut OutputDeclarer) {
-        d.declare(Fields::new(["device", "account", "time", "points"]));
+        d.declare(Fields::new([
+            "device",
+            "account",
+            "agent_key",
+            "hostname",
+            "time",
+            "received_at",
+            "points",
+        ]));
     }
 
     fn execute(&mut self, t: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
@@ -60,10 +68,18 @@ impl Bolt for Split {
         }
         metrics::counter!("squall_split_points_total").increment(payload.points.len() as u64);
         let field = |name: &str| t.get_by_field(name).cloned().unwrap_or(Value::Null);
+        let hostname = payload
+            .hostname
+            .clone()
+            .or_else(|| payload.uuid.clone())
+            .unwrap_or_else(|| "unknown".into());
         out.emit(values![
             field("device"),
             field("account"),
+            field("agent_key"),
+            hostname,
             field("time"),
+            field("received_at"),
             Value::Any(payload)
         ]);
         Ok(())

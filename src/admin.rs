@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use squall_bolts::alert::accounts::{Account, AccountPatch, AccountStore, StoreError};
 use squall_bolts::alert::configs::{AlertConfig, StoredConfig};
+use squall_bolts::alert::alerts::{AlertStore, Delivery, TriggeredAlert};
 use squall_bolts::alert::metrics_store::MetricsStore;
 
 /// What the admin API serves from.
@@ -26,6 +27,8 @@ pub struct AdminState {
     pub token: Arc<str>,
     /// The metrics database, for the query API (`None`: those routes answer 404).
     pub metrics: Option<Arc<MetricsStore>>,
+    /// The alert tables, for `/alerts/triggered` and `/notifications` (`None`: 404).
+    pub alerts: Option<Arc<AlertStore>>,
 }
 
 /// An API error: status, reason code, message.
@@ -211,6 +214,40 @@ fn metrics_store(s: &AdminState) -> Result<Arc<MetricsStore>, ApiError> {
     })
 }
 
+fn alert_store(s: &AdminState) -> Result<Arc<AlertStore>, ApiError> {
+    s.alerts.clone().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "no_alerts",
+            "this server has no alert database".into(),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct TriggeredQuery {
+    #[serde(default)]
+    closed: bool,
+    account: Option<String>,
+}
+
+async fn triggered(
+    State(s): State<AdminState>,
+    query: Result<axum::extract::Query<TriggeredQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<TriggeredAlert>>, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+    let db = alert_store(&s)?;
+    Ok(Json(
+        blocking(move || db.triggered(q.closed, q.account.as_deref())).await?,
+    ))
+}
+
+async fn notifications(State(s): State<AdminState>) -> Result<Json<Vec<Delivery>>, ApiError> {
+    let db = alert_store(&s)?;
+    Ok(Json(blocking(move || db.deliveries()).await?))
+}
+
 async fn latest(State(s): State<AdminState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
     let db = metrics_store(&s)?;
     match blocking(move || db.latest(id)).await? {
@@ -367,6 +404,8 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/alerts/configs/{id}",
             get(get_config).put(replace_config).delete(delete_config),
         )
+        .route("/api/v1/alerts/triggered", get(triggered))
+        .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/devices/{id}/latest", get(latest))
         .route("/api/v1/devices/{id}/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod intake;
+pub mod up;
 
 pub use squall_runtime as runtime;
 pub use squall_topology as topology;

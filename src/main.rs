@@ -57,6 +57,42 @@ enum Command {
         #[arg(long, env = "SQUALL_ADMIN_TOKEN", hide_env_values = true)]
         token: String,
     },
+    /// Run the whole alert pipeline in one process: broker (embedded unless
+    /// `kafka.brokers` is set), database, intake, admin API, alert topology, notifier.
+    Up {
+        /// The configuration file (default: `squall.toml` if present). Every key can be
+        /// overridden as `SQUALL__SECTION__KEY`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Serve Prometheus metrics on this address.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
+    },
+    /// Deliver the notifications queued on `squall.notifications` (webhook, Slack,
+    /// PagerDuty), with retries; each id is delivered at most once.
+    Notifier {
+        /// Kafka bootstrap servers.
+        #[arg(long, env = "SQUALL_KAFKA_BROKERS")]
+        brokers: String,
+        /// The database delivery outcomes are recorded in, `sqlite://PATH`.
+        #[arg(long, env = "SQUALL_DB_URL", default_value = "sqlite://squall.db")]
+        db: String,
+        /// Notifications older than this many seconds are archived, not sent.
+        #[arg(long, default_value_t = 3600)]
+        max_age_s: u64,
+        /// First retry delay (doubles per attempt, with jitter).
+        #[arg(long, default_value_t = 500)]
+        initial_backoff_ms: u64,
+        /// Longest retry delay.
+        #[arg(long, default_value_t = 60_000)]
+        max_backoff_ms: u64,
+        /// Delivery tasks.
+        #[arg(long, default_value_t = 2)]
+        parallelism: i64,
+        /// Serve Prometheus metrics on this address.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
+    },
     /// Serve the intake agents post their payloads to (`POST /intake/`, `POST /postback/`),
     /// queueing them on Kafka.
     Intake {
@@ -142,8 +178,81 @@ fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Up {
+            config,
+            metrics_addr,
+        } => {
+            let config = squall::up::UpConfig::load(config.as_deref(), std::env::vars())?;
+            // The embedded broker lives on this thread for as long as the process runs.
+            let mock = if config.kafka.brokers.trim().is_empty() {
+                let cluster = rdkafka::mocking::MockCluster::new(1)
+                    .context("starting the embedded Kafka broker")?;
+                for t in squall::up::TOPICS {
+                    cluster
+                        .create_topic(t, config.kafka.partitions, 1)
+                        .with_context(|| format!("creating topic {t}"))?;
+                }
+                Some(cluster)
+            } else {
+                None
+            };
+            let brokers = match &mock {
+                Some(c) => c.bootstrap_servers(),
+                None => config.kafka.brokers.trim().to_string(),
+            };
+            let create_topics = mock.is_none();
+            let rt = runtime()?;
+            rt.block_on(async move {
+                install_metrics(metrics_addr)?;
+                let stop = shutdown_signal()?;
+                squall::up::run(config, brokers, create_topics, stop).await
+            })?;
+            drop(rt);
+            drop(mock);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Notifier {
+            brokers,
+            db,
+            max_age_s,
+            initial_backoff_ms,
+            max_backoff_ms,
+            parallelism,
+            metrics_addr,
+        } => {
+            let section = squall::up::NotifierSection {
+                max_age_s,
+                initial_backoff_ms,
+                max_backoff_ms,
+                parallelism,
+                ..Default::default()
+            };
+            let topology = squall::up::notifier_topology(&brokers, &db, &section)?;
+            runtime()?.block_on(async move {
+                install_metrics(metrics_addr)?;
+                let signal = shutdown_signal()?;
+                let running = RunningTopology::start(topology)?;
+                tracing::info!(%brokers, %db, "notifier running");
+                let stop = running.shutdown_handle();
+                tokio::spawn(async move {
+                    signal.await;
+                    tracing::info!("signal: notifier stopping after in-flight deliveries");
+                    stop.shutdown();
+                });
+                let report = running.join().await;
+                print!("{report}");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Admin { listen, db, token } => {
             if token.trim().len() < 16 {
                 anyhow::bail!("--token (SQUALL_ADMIN_TOKEN) must be at least 16 characters");
@@ -156,6 +265,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 store: std::sync::Arc::new(store),
                 token: token.trim().into(),
                 metrics: Some(std::sync::Arc::new(metrics)),
+                alerts: Some(std::sync::Arc::new(
+                    squall_bolts::alert::alerts::AlertStore::open_url(&db)
+                        .with_context(|| format!("opening the alert tables in {db}"))?,
+                )),
             };
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async move {

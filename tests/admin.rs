@@ -22,6 +22,7 @@ async fn start() -> Admin {
         store: store.clone(),
         token: TOKEN.into(),
         metrics: None,
+        alerts: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1", listener.local_addr().unwrap());

@@ -121,6 +121,7 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
         store: accounts.clone(),
         token: TOKEN.into(),
         metrics: Some(Arc::new(MetricsStore::open_url(&db_url).unwrap())),
+        alerts: None,
     };
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
 

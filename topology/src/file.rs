@@ -110,8 +110,37 @@ pub fn load_topology_file(
     sets: &[String],
     env: &EnvOverrides,
 ) -> Result<TopologyDef, FileError> {
-    let display = path.display().to_string();
-    let mut builder = config::Config::builder().add_source(config::File::from(path).required(true));
+    load_from(
+        config::File::from(path).required(true),
+        path.display().to_string(),
+        sets,
+        env,
+    )
+}
+
+/// Like [`load_topology_file`], for a TOML document held in memory (`name` appears in
+/// errors): how `squall up` runs the topology file built into the binary.
+pub fn load_topology_toml(
+    text: &str,
+    name: &str,
+    sets: &[String],
+    env: &EnvOverrides,
+) -> Result<TopologyDef, FileError> {
+    load_from(
+        config::File::from_str(text, config::FileFormat::Toml),
+        name.to_string(),
+        sets,
+        env,
+    )
+}
+
+fn load_from(
+    source: impl config::Source + Send + Sync + 'static,
+    display: String,
+    sets: &[String],
+    env: &EnvOverrides,
+) -> Result<TopologyDef, FileError> {
+    let mut builder = config::Config::builder().add_source(source);
     let vars: Option<config::Map<String, String>> = match env {
         EnvOverrides::Off => None,
         EnvOverrides::Process => Some(std::env::vars().collect()),

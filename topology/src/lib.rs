@@ -32,7 +32,9 @@ pub use def::{
     ComponentDef, ComponentKind, ComponentSource, GroupingDef, InputDef, TopologyConfig,
     TopologyDef,
 };
-pub use file::{load_topology_file, parse_document, EnvOverrides, FileError, ENV_PREFIX};
+pub use file::{
+    load_topology_file, load_topology_toml, parse_document, EnvOverrides, FileError, ENV_PREFIX,
+};
 pub use grouping::{fields_task, CustomGrouping, Grouping, GroupingRouter, Targets};
 pub use intern::intern;
 pub use registry::{Options, Registry};

@@ -14,8 +14,8 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use squall_bolts::alert::accounts::{Account, AccountPatch, AccountStore, StoreError};
-use squall_bolts::alert::configs::{AlertConfig, StoredConfig};
 use squall_bolts::alert::alerts::{AlertStore, Delivery, TriggeredAlert};
+use squall_bolts::alert::configs::{AlertConfig, StoredConfig};
 use squall_bolts::alert::metrics_store::MetricsStore;
 
 /// What the admin API serves from.

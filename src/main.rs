@@ -89,6 +89,9 @@ enum Command {
         /// Delivery tasks.
         #[arg(long, default_value_t = 2)]
         parallelism: i64,
+        /// Prefix of the topic (`PREFIXnotifications`) and consumer group names.
+        #[arg(long, default_value = "squall.")]
+        prefix: String,
         /// Serve Prometheus metrics on this address.
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
@@ -196,7 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mock = if config.kafka.brokers.trim().is_empty() {
                 let cluster = rdkafka::mocking::MockCluster::new(1)
                     .context("starting the embedded Kafka broker")?;
-                for t in squall::up::TOPICS {
+                for t in squall::up::Names::new(&config.kafka.prefix).topics() {
                     cluster
                         .create_topic(t, config.kafka.partitions, 1)
                         .with_context(|| format!("creating topic {t}"))?;
@@ -227,6 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             initial_backoff_ms,
             max_backoff_ms,
             parallelism,
+            prefix,
             metrics_addr,
         } => {
             let section = squall::up::NotifierSection {
@@ -236,7 +240,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 parallelism,
                 ..Default::default()
             };
-            let topology = squall::up::notifier_topology(&brokers, &db, &section)?;
+            let topology = squall::up::notifier_topology(
+                &brokers,
+                &db,
+                &squall::up::Names::new(&prefix),
+                &squall::up::consumer_options(10_000),
+                &section,
+            )?;
             runtime()?.block_on(async move {
                 install_metrics(metrics_addr)?;
                 let signal = shutdown_signal()?;

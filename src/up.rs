@@ -31,17 +31,46 @@ use squall_topology::{load_topology_toml, EnvOverrides, Topology, TopologyBuilde
 /// The alert topology `squall up` runs.
 pub const ALERTING_TOML: &str = include_str!("../examples/topologies/alerting.toml");
 
-/// The topic payload envelopes go to.
-pub const PAYLOADS_TOPIC: &str = "squall.payloads";
-/// The topic notifications go to.
-pub const NOTIFICATIONS_TOPIC: &str = "squall.notifications";
-/// Every topic `squall up` creates.
-pub const TOPICS: [&str; 4] = [
-    PAYLOADS_TOPIC,
-    NOTIFICATIONS_TOPIC,
-    "squall.rejected",
-    "squall.dead-letter",
-];
+/// The topics (after `kafka.prefix`, default `squall.`) and consumer groups `squall up` uses.
+#[derive(Clone, Debug)]
+pub struct Names {
+    /// Payload envelopes from the intake.
+    pub payloads: String,
+    /// Notifications from the alert topology.
+    pub notifications: String,
+    /// Rejected payloads.
+    pub rejected: String,
+    /// Records that failed every retry.
+    pub dead_letter: String,
+    /// The alert topology's consumer group.
+    pub alerting_group: String,
+    /// The notifier's consumer group.
+    pub notifier_group: String,
+}
+
+impl Names {
+    /// The names under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Names {
+            payloads: format!("{prefix}payloads"),
+            notifications: format!("{prefix}notifications"),
+            rejected: format!("{prefix}rejected"),
+            dead_letter: format!("{prefix}dead-letter"),
+            alerting_group: format!("{prefix}alerting"),
+            notifier_group: format!("{prefix}notifier"),
+        }
+    }
+
+    /// Every topic.
+    pub fn topics(&self) -> [&str; 4] {
+        [
+            &self.payloads,
+            &self.notifications,
+            &self.rejected,
+            &self.dead_letter,
+        ]
+    }
+}
 
 /// `[intake]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -99,6 +128,11 @@ pub struct KafkaSection {
     pub brokers: String,
     /// Partitions of the topics created when missing.
     pub partitions: i32,
+    /// Prefix of every topic and consumer group name.
+    pub prefix: String,
+    /// Consumer group session timeout: how soon the partitions of a member that died
+    /// without leaving are handed to another.
+    pub session_timeout_ms: u64,
 }
 
 impl Default for KafkaSection {
@@ -106,6 +140,8 @@ impl Default for KafkaSection {
         KafkaSection {
             brokers: String::new(),
             partitions: 4,
+            prefix: "squall.".into(),
+            session_timeout_ms: 10_000,
         }
     }
 }
@@ -241,10 +277,32 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
     Ok(())
 }
 
-/// The alert topology with `brokers` and `db_url` filled in (plus `--set` style `sets`).
-pub fn alerting_topology(brokers: &str, db_url: &str, sets: &[String]) -> anyhow::Result<Topology> {
+/// librdkafka options of the consumers: the group session timeout, heartbeats well
+/// inside it.
+pub fn consumer_options(session_timeout_ms: u64) -> serde_json::Value {
+    json!({
+        "session.timeout.ms": session_timeout_ms.to_string(),
+        "heartbeat.interval.ms": (session_timeout_ms / 5).max(100).to_string(),
+    })
+}
+
+/// The alert topology with `brokers`, `db_url`, topic names and consumer options filled
+/// in (plus `--set` style `sets`).
+pub fn alerting_topology(
+    brokers: &str,
+    db_url: &str,
+    names: &Names,
+    consumer: &serde_json::Value,
+    sets: &[String],
+) -> anyhow::Result<Topology> {
     let mut all: Vec<String> = vec![
+        format!("spouts.payloads.options={consumer}"),
         format!("spouts.payloads.brokers={brokers}"),
+        format!("spouts.payloads.topic={}", names.payloads),
+        format!("spouts.payloads.group_id={}", names.alerting_group),
+        format!("spouts.payloads.dead_letter_topic={}", names.dead_letter),
+        format!("bolts.notifications.topic={}", names.notifications),
+        format!("bolts.rejected.topic={}", names.rejected),
         format!("bolts.notifications.brokers={brokers}"),
         format!("bolts.rejected.brokers={brokers}"),
         format!("bolts.enrich.db_url={db_url}"),
@@ -257,12 +315,14 @@ pub fn alerting_topology(brokers: &str, db_url: &str, sets: &[String]) -> anyhow
         .map_err(|e| anyhow::anyhow!("alerting.toml: {e}"))
 }
 
-/// The notifier: the `kafka` spout on `squall.notifications` (group `squall-notifier`),
+/// The notifier: the `kafka` spout on `squall.notifications` (group `squall.notifier`),
 /// at-least-once, feeding the `deliver` bolt, fields-grouped by key so each alert's
 /// notifications to one recipient are delivered in order.
 pub fn notifier_topology(
     brokers: &str,
     db_url: &str,
+    names: &Names,
+    consumer: &serde_json::Value,
     n: &NotifierSection,
 ) -> anyhow::Result<Topology> {
     let mut b = TopologyBuilder::new("notifier");
@@ -276,8 +336,10 @@ pub fn notifier_topology(
         "kafka",
         options(json!({
             "brokers": brokers,
-            "topic": NOTIFICATIONS_TOPIC,
-            "group_id": "squall-notifier",
+            "topic": names.notifications,
+            "group_id": names.notifier_group,
+            "dead_letter_topic": names.dead_letter,
+            "options": consumer,
             "retry": {"max_retries": 1_000_000, "initial_delay_ms": 1000, "max_delay_ms": 60000},
         })),
     );
@@ -336,8 +398,9 @@ pub async fn run(
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let token = admin_token(&config)?;
     let db = config.db.url.clone();
+    let names = Names::new(&config.kafka.prefix);
     if create_topics {
-        ensure_topics(&brokers, &TOPICS, config.kafka.partitions).await?;
+        ensure_topics(&brokers, &names.topics(), config.kafka.partitions).await?;
     }
 
     let (accounts, metrics, alerts) = {
@@ -382,7 +445,7 @@ pub async fn run(
     let intake_addr = intake_listener.local_addr()?;
     let intake_config = crate::intake::IntakeConfig {
         brokers: brokers.clone(),
-        topic: PAYLOADS_TOPIC.into(),
+        topic: names.payloads.clone(),
         domain: config.intake.domain.clone(),
         max_body_bytes: config.intake.max_body_bytes,
         max_payload_bytes: config.intake.max_payload_bytes,
@@ -395,8 +458,16 @@ pub async fn run(
         stopped(),
     ));
 
-    let topology = RunningTopology::start(alerting_topology(&brokers, &db, &[])?)?;
-    let notifier = RunningTopology::start(notifier_topology(&brokers, &db, &config.notifier)?)?;
+    let consumer = consumer_options(config.kafka.session_timeout_ms);
+    let topology =
+        RunningTopology::start(alerting_topology(&brokers, &db, &names, &consumer, &[])?)?;
+    let notifier = RunningTopology::start(notifier_topology(
+        &brokers,
+        &db,
+        &names,
+        &consumer,
+        &config.notifier,
+    )?)?;
 
     println!("squall is up");
     println!("  intake     http://{intake_addr}/intake/   (agents post here)");

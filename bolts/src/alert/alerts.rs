@@ -256,12 +256,7 @@ impl AlertStore {
                         tx.execute(
                             "UPDATE alerts SET closed_at = ?4 WHERE config_id = ?1 AND device = ?2
                              AND series = ?3 AND closed_at IS NULL",
-                            params![
-                                a.config_id,
-                                a.device,
-                                series_key(&a.series),
-                                a.fired_at
-                            ],
+                            params![a.config_id, a.device, series_key(&a.series), a.fired_at],
                         )?;
                         tx.execute(
                             "INSERT INTO alerts (config_id, account, device, hostname, metric,

@@ -445,8 +445,7 @@ async fn deliver(shared: &Arc<Shared>, n: Notification) -> Result<(), String> {
             Attempt::Done(status, code, reason) => break (status, code, reason),
             Attempt::Retry(code, reason, retry_after) => {
                 tracing::warn!(id = %n.id, kind, attempt = attempts, %reason, "delivery failed; retrying");
-                metrics::counter!("squall_notification_retries_total", "type" => kind)
-                    .increment(1);
+                metrics::counter!("squall_notification_retries_total", "type" => kind).increment(1);
                 last = (code, reason);
                 let base = shared
                     .config
@@ -504,9 +503,10 @@ impl Bolt for Deliver {
             .user_agent(concat!("squall-notifier/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ComponentError::msg(format!("cannot build the HTTP client: {e}")))?;
-        self.runtime = Some(tokio::runtime::Handle::try_current().map_err(|e| {
-            ComponentError::msg(format!("deliver needs a tokio runtime: {e}"))
-        })?);
+        self.runtime = Some(
+            tokio::runtime::Handle::try_current()
+                .map_err(|e| ComponentError::msg(format!("deliver needs a tokio runtime: {e}")))?,
+        );
         self.shared = Some(Arc::new(Shared {
             config: self.config.clone(),
             store: Arc::new(store),

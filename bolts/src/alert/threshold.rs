@@ -662,10 +662,8 @@ impl Bolt for Threshold {
                     let mut done: Vec<Answer> = Vec::new();
                     for job in std::iter::once(first).chain(job_rx.try_iter().take(4_095)) {
                         match job {
-                            Job::Observe(id, obs) => done.push((
-                                Some(id),
-                                engine.observe(&obs).map_err(|e| e.to_string()),
-                            )),
+                            Job::Observe(id, obs) => done
+                                .push((Some(id), engine.observe(&obs).map_err(|e| e.to_string()))),
                             Job::Tick(now) => {
                                 done.push((None, engine.tick(now).map_err(|e| e.to_string())))
                             }
@@ -733,7 +731,9 @@ impl Bolt for Threshold {
                             Value::any(serde_json::to_value(&e).expect("events serialise"))
                         ];
                         match &input {
-                            Some(t) => out.emit_anchored(squall_topology::DEFAULT_STREAM, &[t], row),
+                            Some(t) => {
+                                out.emit_anchored(squall_topology::DEFAULT_STREAM, &[t], row)
+                            }
                             None => out.emit_unanchored(row),
                         }
                     }
@@ -838,7 +838,10 @@ mod tests {
         let t0 = 1_000_000.0;
         assert!(load(&mut e, 1, t0, 5.0).is_empty(), "pending only");
         assert!(load(&mut e, 1, t0 + 60.0, 6.0).is_empty());
-        assert!(load(&mut e, 1, t0 + 119.0, 6.0).is_empty(), "not before t0+120");
+        assert!(
+            load(&mut e, 1, t0 + 119.0, 6.0).is_empty(),
+            "not before t0+120"
+        );
         let fired = load(&mut e, 1, t0 + 120.0, 7.0);
         assert_eq!(kinds(&fired), [EventKind::Fire]);
         assert_eq!(
@@ -860,7 +863,10 @@ mod tests {
         let cleared = load(&mut e, 1, t0 + 240.0, 1.0);
         assert_eq!(kinds(&cleared), [EventKind::Clear]);
         assert!(store.triggered(false, None).unwrap().is_empty());
-        assert_eq!(store.triggered(true, None).unwrap()[0].closed_at, Some(t0 + 240.0));
+        assert_eq!(
+            store.triggered(true, None).unwrap()[0].closed_at,
+            Some(t0 + 240.0)
+        );
     }
 
     #[test]
@@ -877,7 +883,10 @@ mod tests {
         );
         assert!(load(&mut e, 1, 0.0, 5.0).is_empty());
         assert!(load(&mut e, 1, 30.0, 1.0).is_empty(), "cancelled");
-        assert!(load(&mut e, 1, 70.0, 5.0).is_empty(), "pending again from 70");
+        assert!(
+            load(&mut e, 1, 70.0, 5.0).is_empty(),
+            "pending again from 70"
+        );
         assert_eq!(kinds(&load(&mut e, 1, 130.0, 5.0)), [EventKind::Fire]);
         assert!(load(&mut e, 1, 400.0, 5.0).is_empty());
         assert_eq!(kinds(&load(&mut e, 1, 430.0, 5.0)), [EventKind::Repeat]);
@@ -897,9 +906,16 @@ mod tests {
 
         let mut b = Engine::new(cfg.clone(), Arc::new(AlertStore::open_url(&url).unwrap()));
         assert_eq!(b.load(|_| true).unwrap(), 1);
-        assert!(load(&mut b, 1, 100.0, 9.0).is_empty(), "replayed: nothing moves");
+        assert!(
+            load(&mut b, 1, 100.0, 9.0).is_empty(),
+            "replayed: nothing moves"
+        );
         let fired = load(&mut b, 1, 220.0, 9.0);
-        assert_eq!(kinds(&fired), [EventKind::Fire], "the pending clock survived");
+        assert_eq!(
+            kinds(&fired),
+            [EventKind::Fire],
+            "the pending clock survived"
+        );
         drop(b);
 
         let mut c = Engine::new(cfg, Arc::new(AlertStore::open_url(&url).unwrap()));
@@ -908,7 +924,10 @@ mod tests {
             fired,
             "a replay of the firing payload re-emits the same notification ids"
         );
-        assert!(load(&mut c, 1, 300.0, 9.0).is_empty(), "still open, no repeat");
+        assert!(
+            load(&mut c, 1, 300.0, 9.0).is_empty(),
+            "still open, no repeat"
+        );
     }
 
     #[test]

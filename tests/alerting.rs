@@ -1,0 +1,653 @@
+//! The alert pipeline end to end, the way a user runs it: `squall up` as a process on the
+//! real broker, alert configs through the admin API, payloads built like the real v2
+//! agent (zlib, Content-MD5) posted over HTTP, notifications received by an HTTP
+//! receiver in this test. Event time comes from the payloads, so a 120 s wait takes no
+//! real time.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use md5::{Digest, Md5};
+use serde_json::{json, Value as Json};
+use support::*;
+
+const TOKEN: &str = "alerting-test-admin-token";
+const KEY: &str = "f9ce01e1e962b59798d6350eb8cfce4c";
+const HOST: &str = "web-01.example.com";
+
+/// A `squall up` process and where it listens.
+struct Up {
+    child: Child,
+    intake: String,
+    admin: String,
+}
+
+impl Up {
+    fn start(dir: &Path, prefix: &str, env: &[(&str, &str)]) -> Up {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_squall"));
+        cmd.arg("up")
+            .current_dir(dir)
+            .env("SQUALL__DATA_DIR", dir.join("data"))
+            .env("SQUALL__KAFKA__BROKERS", brokers())
+            .env("SQUALL__KAFKA__PREFIX", prefix)
+            .env("SQUALL__KAFKA__PARTITIONS", "2")
+            .env("SQUALL__KAFKA__SESSION_TIMEOUT_MS", "6000")
+            .env("SQUALL__INTAKE__LISTEN", "127.0.0.1:0")
+            .env("SQUALL__ADMIN__LISTEN", "127.0.0.1:0")
+            .env("SQUALL__ADMIN__TOKEN", TOKEN)
+            .env("SQUALL__NOTIFIER__INITIAL_BACKOFF_MS", "50")
+            .env("SQUALL__NOTIFIER__MAX_BACKOFF_MS", "200")
+            .env("RUST_LOG", "info,squall_spouts=warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut intake, mut admin) = (None, None);
+        while intake.is_none() || admin.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("squall up prints where it listens");
+            let url = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .map(|u| {
+                    u.trim_end_matches("/intake/")
+                        .trim_end_matches("/api/v1/")
+                        .to_string()
+                });
+            if line.trim_start().starts_with("intake") {
+                intake = url;
+            } else if line.trim_start().starts_with("admin API") {
+                admin = url;
+            }
+        }
+        Up {
+            child,
+            intake: intake.unwrap(),
+            admin: admin.unwrap(),
+        }
+    }
+
+    /// Ctrl-C, and a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(self.child.wait().unwrap().success(), "clean exit on Ctrl-C");
+    }
+
+    /// SIGKILL: no graceful anything.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    key: String,
+    body: Json,
+    answered: u16,
+}
+
+/// An HTTP receiver: `/flaky` answers 503 three times then 200, `/down` always 503,
+/// `/hang` never answers its first request (later ones 200), anything else 200. `got`
+/// holds the answered requests; `arrived` counts every request on arrival.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Received>>>,
+    arrived: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let path = uri.path().to_string();
+    let seen = r
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|x| x.path == path)
+        .count();
+    let arrival = {
+        let mut a = r.arrived.lock().unwrap();
+        let n = a.entry(path.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let status = match path.as_str() {
+        "/flaky" if seen < 3 => StatusCode::SERVICE_UNAVAILABLE,
+        "/down" => StatusCode::SERVICE_UNAVAILABLE,
+        "/hang" if arrival == 1 => std::future::pending().await,
+        _ => StatusCode::OK,
+    };
+    r.got.lock().unwrap().push(Received {
+        path,
+        key: headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        body: serde_json::from_str(&body).unwrap_or(Json::Null),
+        answered: status.as_u16(),
+    });
+    status
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, String) {
+        let r = Receiver::default();
+        let app = axum::Router::new()
+            .fallback(axum::routing::post(receive))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (r, url)
+    }
+
+    fn on(&self, path: &str) -> Vec<Received> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|x| x.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (bounded) until `path` got `n` requests.
+    async fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        wait_until(timeout, || {
+            (self.on(path).len() >= n).then(|| self.on(path))
+        })
+        .await
+        .unwrap_or_else(|| panic!("{path}: {n} requests expected, got {:?}", self.on(path)))
+    }
+}
+
+/// Polls `check` every 50 ms until it returns something or `timeout` passes.
+async fn wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        every.tick().await;
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+    }
+}
+
+struct Api {
+    client: reqwest::Client,
+    admin: String,
+    intake: String,
+}
+
+impl Api {
+    fn new(up: &Up) -> Api {
+        Api {
+            client: reqwest::Client::new(),
+            admin: up.admin.clone(),
+            intake: up.intake.clone(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> (u16, Json) {
+        let mut req = self
+            .client
+            .request(method, format!("{}/api/v1{path}", self.admin))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Json::Null))
+    }
+
+    async fn post(&self, path: &str, body: Json) -> Json {
+        let (status, json) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!((200..300).contains(&status), "POST {path}: {status} {json}");
+        json
+    }
+
+    async fn get(&self, path: &str) -> Json {
+        let (status, json) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {json}");
+        json
+    }
+
+    /// GETs `path` every 50 ms until `done` holds for its body (panics after `timeout`).
+    async fn wait_get(&self, path: &str, timeout: Duration, done: impl Fn(&Json) -> bool) -> Json {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            every.tick().await;
+            let body = self.get(path).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "GET {path}: still {body} after {timeout:?}"
+            );
+        }
+    }
+
+    /// Account `acme` with the agent key.
+    async fn account(&self) {
+        self.post(
+            "/accounts",
+            json!({"name": "acme", "device_quota": 10, "active": true}),
+        )
+        .await;
+        self.post("/accounts/acme/agent-keys", json!({ "agentKey": KEY }))
+            .await;
+    }
+
+    /// Posts a v2 payload exactly as the agent does: the real fixture with this
+    /// collection time and load, zlib-compressed, Content-MD5 of the body as sent.
+    async fn payload(&self, t: f64, load: f64) {
+        let mut p: Json = serde_json::from_slice(
+            &std::fs::read(format!(
+                "{}/../shared/fixtures/payloads/sd-agent-v2.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        p["collection_timestamp"] = json!(t);
+        p["system.load.1"] = json!(load);
+        p["agentKey"] = json!(KEY);
+        p["internalHostname"] = json!(HOST);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&serde_json::to_vec(&p).unwrap()).unwrap();
+        let body = z.finish().unwrap();
+        let r = self
+            .client
+            .post(format!("{}/intake/?agent_key={KEY}", self.intake))
+            .header("Host", "acme.agent.example.com")
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "deflate")
+            .header("Content-MD5", format!("{:x}", Md5::digest(&body)))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    }
+}
+
+fn config(receiver: &str, patch: Json) -> Json {
+    let mut c = json!({
+        "account": "acme",
+        "name": "High load",
+        "kind": "threshold",
+        "subject": {"type": "account"},
+        "metric": "system.load.1",
+        "comparison": "gte",
+        "value": 4,
+        "wait": {"seconds": 120, "enabled": true},
+        "repeat": {"seconds": 600, "enabled": true},
+        "fix": true,
+        "recipients": [
+            {"type": "webhook", "url": format!("{receiver}/hook")},
+            {"type": "slack", "url": format!("{receiver}/slack")},
+            {"type": "pagerduty", "url": format!("{receiver}/pd"), "routing_key": "R0UT1NG"}
+        ]
+    });
+    for (k, v) in patch.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// A whole-second event time well in the past (event time, not server time, drives rules).
+fn t0() -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (now - 7200) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_rule_fires_once_repeats_and_clears_with_each_recipients_exact_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = Receiver::start().await;
+    let up = Up::start(dir.path(), &format!("{}.", unique("e2e")), &[]);
+    let api = Api::new(&up);
+    api.account().await;
+    let created = api.post("/alerts/configs", config(&url, json!({}))).await;
+    let config_id = created["id"].as_i64().unwrap();
+
+    let t0 = t0();
+    api.payload(t0, 5.0).await; // pending from t0
+    api.payload(t0 + 60.0, 5.0).await;
+    api.payload(t0 + 60.0, 5.0).await; // an agent's retry: a duplicate
+    api.payload(t0 + 119.0, 6.0).await; // not yet
+    api.payload(t0 + 120.0, 7.0).await; // fires here
+    api.payload(t0 + 100.0, 0.5).await; // late: must not cancel or clear
+    api.payload(t0 + 180.0, 8.0).await; // firing, repeat not due
+    api.payload(t0 + 720.0, 9.0).await; // repeat due (600 s after t0+120)
+    api.payload(t0 + 780.0, 1.0).await; // clears
+
+    // Each recipient's notifications of one alert are delivered in order, so the resolved
+    // one arriving means everything before it arrived too.
+    let hook = receiver.wait("/hook", 3, Duration::from_secs(90)).await;
+    let slack = receiver.wait("/slack", 3, Duration::from_secs(30)).await;
+    let pd = receiver.wait("/pd", 3, Duration::from_secs(30)).await;
+
+    let statuses: Vec<&str> = hook
+        .iter()
+        .map(|r| r.body["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["firing", "firing", "resolved"], "{hook:#?}");
+    let device = api.get("/accounts/acme/devices").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let first = &hook[0].body;
+    assert_eq!(first["version"], "4");
+    assert_eq!(first["receiver"], "squall");
+    let alert = &first["alerts"][0];
+    assert_eq!(
+        alert["labels"],
+        json!({"alertname": "High load", "account": "acme", "device": HOST,
+               "device_id": device.to_string(), "metric": "system.load.1"})
+    );
+    assert_eq!(
+        alert["annotations"]["value"], "7",
+        "the value that fired it"
+    );
+    assert_eq!(alert["annotations"]["threshold"], "gte 4");
+    assert!(alert["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("High load: system.load.1 = 7 on web-01.example.com"));
+    assert_eq!(alert["endsAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(
+        hook[1].body["alerts"][0]["annotations"]["value"], "9",
+        "the repeat"
+    );
+    let resolved = &hook[2].body["alerts"][0];
+    assert_eq!(resolved["status"], "resolved");
+    assert_ne!(resolved["endsAt"], "0001-01-01T00:00:00Z");
+    for r in &hook {
+        assert_eq!(
+            r.body["alerts"][0]["startsAt"], alert["startsAt"],
+            "one alert"
+        );
+        assert_eq!(r.body["alerts"][0]["fingerprint"], alert["fingerprint"]);
+    }
+    let keys: std::collections::BTreeSet<&str> = hook.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "an Idempotency-Key per notification");
+    assert!(keys.iter().all(|k| !k.is_empty()));
+
+    let texts: Vec<&str> = slack
+        .iter()
+        .map(|r| r.body["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts[0].starts_with("[FIRING] High load: system.load.1 = 7"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].starts_with("[FIRING] High load (still firing)"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[2].starts_with("[RESOLVED] High load resolved"),
+        "{texts:?}"
+    );
+    assert_eq!(
+        slack[0].body.as_object().unwrap().len(),
+        1,
+        "just {{\"text\"}}"
+    );
+
+    let actions: Vec<&str> = pd
+        .iter()
+        .map(|r| r.body["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["trigger", "trigger", "resolve"]);
+    for r in &pd {
+        assert_eq!(r.body["routing_key"], "R0UT1NG");
+        assert_eq!(r.body["dedup_key"], pd[0].body["dedup_key"]);
+        assert_eq!(r.body["payload"]["source"], HOST);
+        assert_eq!(r.body["payload"]["severity"], "critical");
+        assert!(!r.body["payload"]["summary"].as_str().unwrap().is_empty());
+    }
+
+    let open = api.get("/alerts/triggered?closed=false").await;
+    assert_eq!(open, json!([]), "nothing open after the clear");
+    let closed = api.get("/alerts/triggered?closed=true").await;
+    assert_eq!(closed.as_array().unwrap().len(), 1, "{closed}");
+    assert_eq!(closed[0]["config_id"], config_id);
+    assert_eq!(closed[0]["device"], device);
+    assert_eq!(closed[0]["metric"], "system.load.1");
+    assert_eq!(
+        closed[0]["fired_at"],
+        t0 + 120.0,
+        "fired at t0+120, not before"
+    );
+    assert_eq!(closed[0]["closed_at"], t0 + 780.0);
+    assert_eq!(closed[0]["last_value"], 1.0);
+    let deliveries = api.get("/notifications").await;
+    assert_eq!(deliveries.as_array().unwrap().len(), 9, "{deliveries}");
+    assert!(deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["status"] == "delivered"));
+    // Nothing else arrives: exactly three per recipient.
+    assert_eq!(receiver.got.lock().unwrap().len(), 9);
+    up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_data_fires_after_its_wait_and_clears_on_the_next_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = Receiver::start().await;
+    let up = Up::start(dir.path(), &format!("{}.", unique("e2e")), &[]);
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"name": "Silent", "kind": "no_data", "metric": null, "comparison": null,
+                   "value": null, "wait": {"seconds": 2, "enabled": true},
+                   "repeat": {"seconds": 600, "enabled": false},
+                   "recipients": [{"type": "webhook", "url": format!("{url}/hook")}]}),
+        ),
+    )
+    .await;
+    api.payload(t0(), 1.0).await;
+    let fired = receiver.wait("/hook", 1, Duration::from_secs(60)).await;
+    assert_eq!(fired[0].body["status"], "firing");
+    assert!(fired[0].body["alerts"][0]["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("no data from web-01.example.com for 2 s"));
+    let open = api.get("/alerts/triggered").await;
+    assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+    assert_eq!(open[0]["metric"], Json::Null);
+
+    api.payload(t0() + 60.0, 1.0).await;
+    let both = receiver.wait("/hook", 2, Duration::from_secs(60)).await;
+    assert_eq!(both[1].body["status"], "resolved");
+    assert_eq!(api.get("/alerts/triggered").await, json!([]));
+    up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_receiver_gets_it_once_and_one_down_past_max_age_gets_it_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = Receiver::start().await;
+    let up = Up::start(
+        dir.path(),
+        &format!("{}.", unique("e2e")),
+        &[("SQUALL__NOTIFIER__MAX_AGE_S", "3")],
+    );
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"wait": {"seconds": 0, "enabled": false},
+                   "recipients": [{"type": "webhook", "url": format!("{url}/flaky")},
+                                  {"type": "webhook", "url": format!("{url}/down")}]}),
+        ),
+    )
+    .await;
+    api.payload(t0(), 5.0).await;
+
+    let flaky = receiver.wait("/flaky", 4, Duration::from_secs(60)).await;
+    let answered: Vec<u16> = flaky.iter().map(|r| r.answered).collect();
+    assert_eq!(answered, [503, 503, 503, 200]);
+    assert!(
+        flaky.iter().all(|r| r.key == flaky[0].key),
+        "one id, retried"
+    );
+
+    let outcomes = api
+        .wait_get("/notifications", Duration::from_secs(60), |d| {
+            d.as_array().unwrap().len() == 2
+        })
+        .await;
+    let by_status: HashMap<String, Json> = outcomes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["status"].as_str().unwrap().to_string(), d.clone()))
+        .collect();
+    assert_eq!(by_status["delivered"]["attempts"], 4);
+    assert_eq!(by_status["delivered"]["id"], flaky[0].key.as_str());
+    let archived = &by_status["archived"];
+    assert!(
+        archived["reason"].as_str().unwrap().contains("max_age_s"),
+        "{archived}"
+    );
+    assert!(receiver.on("/down").iter().all(|r| r.answered == 503));
+    // After the final outcome nothing is sent again.
+    assert_eq!(receiver.on("/flaky").len(), 4);
+    up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_wait_and_mid_delivery_it_neither_misses_nor_repeats_a_notification() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("{}.", unique("e2e"));
+    let (receiver, url) = Receiver::start().await;
+    let up = Up::start(dir.path(), &prefix, &[]);
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"recipients": [{"type": "webhook", "url": format!("{url}/hang")}]}),
+        ),
+    )
+    .await;
+    let t0 = t0();
+    api.payload(t0, 5.0).await;
+    api.payload(t0 + 60.0, 5.0).await;
+    // Mid-wait (pending since t0). Whether or not the threshold bolt got to these payloads
+    // before the kill, the restarted process must fire exactly at t0+120: from the state it
+    // persisted, or by replaying the uncommitted payloads.
+    api.wait_get("/accounts/acme/devices", Duration::from_secs(60), |d| {
+        d.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    up.kill();
+
+    let up = Up::start(dir.path(), &prefix, &[]);
+    let api = Api::new(&up);
+    api.payload(t0 + 90.0, 5.0).await;
+    api.payload(t0 + 120.0, 5.0).await; // fires
+                                        // Mid-delivery: the receiver holds the first request unanswered; kill the process.
+    wait_until(Duration::from_secs(90), || {
+        let n = receiver.arrived.lock().unwrap().get("/hang").copied();
+        (n >= Some(1)).then_some(())
+    })
+    .await
+    .expect("the notification reached the receiver");
+    up.kill();
+
+    // After the restart the notification is delivered (the receiver now answers), once.
+    let up = Up::start(dir.path(), &prefix, &[]);
+    let api = Api::new(&up);
+    let got = receiver.wait("/hang", 1, Duration::from_secs(90)).await;
+    assert_eq!(got[0].body["status"], "firing");
+    let delivered = api
+        .wait_get("/notifications", Duration::from_secs(60), |d| {
+            d.as_array().unwrap().len() == 1
+        })
+        .await;
+    assert_eq!(delivered[0]["status"], "delivered");
+    assert_eq!(delivered[0]["id"], got[0].key.as_str());
+
+    api.payload(t0 + 180.0, 5.0).await; // still firing, no repeat due
+    api.payload(t0 + 240.0, 1.0).await; // clears
+    let all = receiver.wait("/hang", 2, Duration::from_secs(60)).await;
+    let statuses: Vec<&str> = all
+        .iter()
+        .map(|r| r.body["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["firing", "resolved"],
+        "no missed or duplicate notification"
+    );
+    assert_ne!(all[0].key, all[1].key);
+    let closed = api
+        .wait_get(
+            "/alerts/triggered?closed=true",
+            Duration::from_secs(30),
+            |d| d.as_array().unwrap().len() == 1,
+        )
+        .await;
+    assert_eq!(closed[0]["fired_at"], t0 + 120.0, "not early: at t0+120");
+    assert_eq!(closed[0]["closed_at"], t0 + 240.0);
+    assert_eq!(api.get("/alerts/triggered").await, json!([]));
+    up.stop();
+}

@@ -651,3 +651,30 @@ async fn killed_mid_wait_and_mid_delivery_it_neither_misses_nor_repeats_a_notifi
     assert_eq!(api.get("/alerts/triggered").await, json!([]));
     up.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_embedded_defaults_squall_up_needs_no_broker_and_still_notifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = Receiver::start().await;
+    // No brokers configured: `squall up` runs librdkafka's in-process cluster.
+    let up = Up::start(dir.path(), "squall.", &[("SQUALL__KAFKA__BROKERS", "")]);
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"wait": {"seconds": 0, "enabled": false},
+                   "recipients": [{"type": "slack", "url": format!("{url}/slack")}]}),
+        ),
+    )
+    .await;
+    api.payload(t0(), 4.0).await;
+    let got = receiver.wait("/slack", 1, Duration::from_secs(60)).await;
+    assert!(got[0].body["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("[FIRING] High load: system.load.1 = 4"));
+    assert!(dir.path().join("data/squall.db").exists());
+    up.stop();
+}

@@ -45,17 +45,26 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
-    /// Serve the admin API (`/api/v1`: accounts, agent keys, devices).
+    /// Serve the admin API (`/api/v1`: accounts, agent keys, devices, alert configs,
+    /// alerts, metrics), or `admin import FILE`.
     Admin {
+        /// What to do instead of serving.
+        #[command(subcommand)]
+        action: Option<AdminAction>,
         /// Address to listen on.
         #[arg(long, env = "SQUALL_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
         /// The accounts database, `sqlite://PATH`.
-        #[arg(long, env = "SQUALL_DB_URL", default_value = "sqlite://squall.db")]
+        #[arg(
+            long,
+            env = "SQUALL_DB_URL",
+            default_value = "sqlite://squall.db",
+            global = true
+        )]
         db: String,
-        /// The bearer token every call must carry.
+        /// The bearer token every call must carry (required to serve).
         #[arg(long, env = "SQUALL_ADMIN_TOKEN", hide_env_values = true)]
-        token: String,
+        token: Option<String>,
     },
     /// Run the whole alert pipeline in one process: broker (embedded unless
     /// `kafka.brokers` is set), database, intake, admin API, alert topology, notifier.
@@ -127,6 +136,17 @@ enum Command {
         /// Serve Prometheus metrics on this address.
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Load accounts, agent keys and alert configs from a fixtures file
+    /// (`{"accounts": [...], "alerts": [...]}`), in one transaction; importing again
+    /// changes nothing. Prints what was done as JSON.
+    Import {
+        /// The fixtures file.
+        file: PathBuf,
     },
 }
 
@@ -263,7 +283,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Admin { listen, db, token } => {
+        Command::Admin {
+            action: Some(AdminAction::Import { file }),
+            db,
+            ..
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let fixtures = squall_bolts::alert::fixtures::Fixtures::from_json(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let store = squall_bolts::alert::accounts::SqliteStore::open_url(&db)
+                .with_context(|| format!("opening the accounts database {db}"))?;
+            let report = store
+                .import(&fixtures)
+                .with_context(|| format!("importing {}", file.display()))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin {
+            action: None,
+            listen,
+            db,
+            token,
+        } => {
+            let token = token.unwrap_or_default();
             if token.trim().len() < 16 {
                 anyhow::bail!("--token (SQUALL_ADMIN_TOKEN) must be at least 16 characters");
             }

@@ -287,3 +287,66 @@ fn the_alert_pipeline_file_validates() {
         "{text}"
     );
 }
+
+#[test]
+fn admin_import_loads_a_fixtures_file_once_and_names_bad_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("squall.db").display());
+    let config = |i: usize, comparison: &str| {
+        format!(
+            r#"{{"account": "acme", "name": "load {i}", "kind": "threshold",
+               "subject": {{"type": "agent_key", "id": "key-{i}"}}, "metric": "system.load.1",
+               "comparison": "{comparison}", "value": 4, "wait": {{"seconds": 60, "enabled": true}},
+               "repeat": {{"seconds": 600, "enabled": false}}, "fix": true,
+               "recipients": [{{"type": "slack", "url": "http://127.0.0.1:9/s"}}]}}"#
+        )
+    };
+    let file = write(
+        &dir,
+        "fixtures.json",
+        &format!(
+            r#"{{"accounts": [{{"name": "acme", "device_quota": 10, "active": true,
+                 "agent_keys": ["key-0", "key-1"]}}], "alerts": [{}, {}]}}"#,
+            config(0, "gte"),
+            config(1, "lt")
+        ),
+    );
+    let import = |file: &std::path::Path| {
+        Command::new(BIN)
+            .args(["admin", "import"])
+            .arg(file)
+            .args(["--db", &db])
+            .output()
+            .unwrap()
+    };
+    let first = import(&file);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(report["accounts_created"], 1);
+    assert_eq!(report["keys_issued"], 2);
+    assert_eq!(report["configs_created"], 2);
+    let again: serde_json::Value = serde_json::from_slice(&import(&file).stdout).unwrap();
+    assert_eq!(
+        again["configs_created"], 0,
+        "importing again changes nothing"
+    );
+    assert_eq!(again["configs_present"], 2);
+
+    let bad = write(
+        &dir,
+        "bad.json",
+        &format!(
+            r#"{{"accounts": [], "alerts": [{}, {}]}}"#,
+            config(0, "gte"),
+            config(1, "bigger")
+        ),
+    );
+    let out = import(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("alerts[1].comparison"), "{err}");
+}

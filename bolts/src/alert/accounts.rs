@@ -170,7 +170,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-fn valid_name(name: &str) -> Result<(), StoreError> {
+pub(crate) fn valid_name(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -244,12 +244,12 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-fn bump(conn: &Connection) -> Result<(), StoreError> {
+pub(crate) fn bump(conn: &Connection) -> Result<(), StoreError> {
     conn.execute("UPDATE admin_changes SET version = version + 1", [])?;
     Ok(())
 }

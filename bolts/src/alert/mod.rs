@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod configs;
 pub mod enrich;
+pub mod fixtures;
 pub mod metrics_store;
 pub mod notify;
 pub mod payload;

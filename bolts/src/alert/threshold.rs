@@ -134,11 +134,34 @@ pub struct Observation {
     pub payload: Arc<Payload>,
 }
 
-/// The configs of one account, ready to evaluate.
+/// The configs of one account, ready to evaluate, indexed by subject so a payload only
+/// meets its own (an account may hold a set of configs per device: tens of thousands).
+#[derive(Default)]
 struct AccountRules {
     threshold: Vec<(Rule, Arc<StoredConfig>)>,
+    account_wide: Vec<usize>,
+    by_device: HashMap<i64, Vec<usize>>,
+    by_key: HashMap<String, Vec<usize>>,
     no_data: Vec<Arc<StoredConfig>>,
     by_id: HashMap<i64, Arc<StoredConfig>>,
+}
+
+impl AccountRules {
+    /// The threshold rules applying to `device` posting with `agent_key`.
+    fn threshold_for<'a>(
+        &'a self,
+        device: i64,
+        agent_key: &str,
+    ) -> impl Iterator<Item = &'a (Rule, Arc<StoredConfig>)> + 'a {
+        let none: &[usize] = &[];
+        let by_device = self.by_device.get(&device).map_or(none, Vec::as_slice);
+        let by_key = self.by_key.get(agent_key).map_or(none, Vec::as_slice);
+        self.account_wide
+            .iter()
+            .chain(by_device)
+            .chain(by_key)
+            .map(|&i| &self.threshold[i])
+    }
 }
 
 /// What is persisted per device.
@@ -230,11 +253,7 @@ impl Engine {
         if let Some(r) = self.rules.get(account) {
             return Ok(r.clone());
         }
-        let mut rules = AccountRules {
-            threshold: Vec::new(),
-            no_data: Vec::new(),
-            by_id: HashMap::new(),
-        };
+        let mut rules = AccountRules::default();
         for c in self.configs.configs(Some(account))? {
             let c = Arc::new(c);
             rules.by_id.insert(c.id, c.clone());
@@ -242,6 +261,16 @@ impl Engine {
                 Kind::NoData => rules.no_data.push(c),
                 Kind::Threshold => {
                     if let Some(rule) = c.config.rule(c.id) {
+                        let i = rules.threshold.len();
+                        match &c.config.subject {
+                            Subject::Account => rules.account_wide.push(i),
+                            Subject::Device { id } => {
+                                rules.by_device.entry(*id).or_default().push(i)
+                            }
+                            Subject::AgentKey { id } => {
+                                rules.by_key.entry(id.clone()).or_default().push(i)
+                            }
+                        }
                         rules.threshold.push((rule, c));
                     }
                 }
@@ -310,10 +339,7 @@ impl Engine {
         }
 
         let mut points: Vec<(&Rule, String, f64, &MetricPoint, &StoredConfig)> = Vec::new();
-        for (rule, c) in &rules.threshold {
-            if !applies(&c.config.subject, obs.device, &obs.agent_key) {
-                continue;
-            }
+        for (rule, c) in rules.threshold_for(obs.device, &obs.agent_key) {
             let Some(metric) = c.config.metric.as_deref() else {
                 continue;
             };

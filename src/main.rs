@@ -105,6 +105,11 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
     },
+    /// Benchmarks of the alert pipeline.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Serve the intake agents post their payloads to (`POST /intake/`, `POST /postback/`),
     /// queueing them on Kafka.
     Intake {
@@ -136,6 +141,47 @@ enum Command {
         /// Serve Prometheus metrics on this address.
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Push a file of raw v2 payloads through the alert topology (enrich, split, store,
+    /// threshold, notify; no HTTP, no broker) as fast as it goes; print one JSON line.
+    Pipeline {
+        /// One payload per line, as the agent sends it before compression.
+        #[arg(long)]
+        payloads: PathBuf,
+        /// Accounts, agent keys and alert configs (as `squall admin import` takes).
+        #[arg(long)]
+        fixtures: PathBuf,
+        /// The account the payloads belong to (default: the fixtures' only account).
+        #[arg(long)]
+        account: Option<String>,
+        /// Where the benchmark's database goes (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Write `payloads.ndjson` and `fixtures.json` for `bench pipeline`.
+    Generate {
+        /// Devices (one agent key each).
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        /// Payloads per device, a minute apart.
+        #[arg(long, default_value_t = 5)]
+        per_device: usize,
+        /// Threshold configs per device.
+        #[arg(long, default_value_t = 5)]
+        rules: usize,
+        /// The real v2 payload to vary.
+        #[arg(long, default_value = "../shared/fixtures/payloads/sd-agent-v2.json")]
+        template: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -241,6 +287,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             drop(rt);
             drop(mock);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Generate {
+                    devices,
+                    per_device,
+                    rules,
+                    template,
+                    out,
+                },
+        } => {
+            squall::bench::generate(&template, devices, per_device, rules, &out)?;
+            eprintln!(
+                "wrote {} payloads and {} configs to {}",
+                devices * per_device,
+                devices * rules,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Pipeline {
+                    payloads,
+                    fixtures,
+                    account,
+                    dir,
+                    workers,
+                },
+        } => {
+            let (dir, temporary) = match dir {
+                Some(d) => (d, false),
+                None => (
+                    std::env::temp_dir().join(format!("squall-bench-{}", std::process::id())),
+                    true,
+                ),
+            };
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            if let Some(w) = workers {
+                rt.worker_threads(w.max(1));
+            }
+            let rt = rt
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            let result = rt.block_on(squall::bench::pipeline(
+                &payloads,
+                &fixtures,
+                account.as_deref(),
+                &dir,
+            ));
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            println!("{}", serde_json::to_string(&result?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Notifier {

@@ -350,3 +350,34 @@ fn admin_import_loads_a_fixtures_file_once_and_names_bad_fields() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("alerts[1].comparison"), "{err}");
 }
+
+#[test]
+fn bench_pipeline_counts_what_the_alert_topology_produced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gen = Command::new(BIN)
+        .args(["bench", "generate", "--devices", "20", "--per-device", "6"])
+        .args(["--rules", "2", "--out"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    let out = Command::new(BIN)
+        .args(["bench", "pipeline", "--payloads"])
+        .arg(data.join("payloads.ndjson"))
+        .arg("--fixtures")
+        .arg(data.join("fixtures.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["payloads"], 120);
+    assert_eq!(r["rejected"], 0);
+    // The load rule (wait 120 s) fires on each device's third payload and clears on its
+    // sixth; the cpuUser rule never holds.
+    assert_eq!(r["triggers"], 20, "{r}");
+    assert_eq!(r["clears"], 20, "{r}");
+    assert_eq!(r["notifications"], 40, "one recipient each: {r}");
+    assert!(r["points"].as_u64().unwrap() >= 120 * 50, "{r}");
+    assert!(r["payloads_per_s"].as_f64().unwrap() > 0.0);
+}

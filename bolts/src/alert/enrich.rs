@@ -109,6 +109,9 @@ pub struct Enrich {
     answers: Option<Receiver<Answer>>,
     pending: HashMap<u64, Pending>,
     cache: HashMap<(String, String, String), (Verdict, Instant)>,
+    /// Lookups in flight per key: while any is, a cached verdict must not let a later
+    /// payload of the same device overtake the earlier ones (rules depend on order).
+    inflight: HashMap<(String, String, String), usize>,
     next: u64,
 }
 
@@ -128,6 +131,7 @@ impl Enrich {
             answers: None,
             pending: HashMap::new(),
             cache: HashMap::new(),
+            inflight: HashMap::new(),
             next: 0,
         })
     }
@@ -145,6 +149,7 @@ impl Enrich {
             answers: None,
             pending: HashMap::new(),
             cache: HashMap::new(),
+            inflight: HashMap::new(),
             next: 0,
         }
     }
@@ -362,7 +367,8 @@ impl Bolt for Enrich {
             key: key.clone(),
         };
         let ttl = Duration::from_millis(self.config.cache_ttl_ms);
-        if let Some((verdict, at)) = self.cache.get(&key) {
+        let queued_behind = self.inflight.get(&key).is_some_and(|n| *n > 0);
+        if let Some((verdict, at)) = self.cache.get(&key).filter(|_| !queued_behind) {
             if at.elapsed() < ttl {
                 let verdict = verdict.clone();
                 out.hold();
@@ -385,6 +391,7 @@ impl Bolt for Enrich {
         jobs.send(job)
             .map_err(|_| BoltError::msg("enrich: the database thread stopped"))?;
         out.hold();
+        *self.inflight.entry(key).or_default() += 1;
         self.pending.insert(id, pending);
         Ok(())
     }
@@ -404,6 +411,12 @@ impl Bolt for Enrich {
             let Some(p) = self.pending.remove(&id) else {
                 continue;
             };
+            if let Some(n) = self.inflight.get_mut(&p.key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.inflight.remove(&p.key);
+                }
+            }
             match verdict {
                 Ok(verdict) => {
                     self.cache

@@ -361,7 +361,11 @@ fn bench_pipeline_counts_what_the_alert_topology_produced() {
         .arg(&data)
         .output()
         .unwrap();
-    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
     let out = Command::new(BIN)
         .args(["bench", "pipeline", "--payloads"])
         .arg(data.join("payloads.ndjson"))
@@ -369,7 +373,11 @@ fn bench_pipeline_counts_what_the_alert_topology_produced() {
         .arg(data.join("fixtures.json"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["payloads"], 120);
     assert_eq!(r["rejected"], 0);

@@ -15,7 +15,9 @@
 //!   the crash is still produced; the notifier delivers each id once.
 //! - **No-data** rules are checked on tick tuples (`tick_interval_ms`) against server
 //!   time: a device that has sent nothing for `wait.seconds` fires; its next payload clears
-//!   it. At start each task reloads the state of the devices the fields grouping sends it.
+//!   it. At start each task reloads the state of the devices the fields grouping sends it,
+//!   and its first tick emits the open no-data alerts again (same ids): a tick has no
+//!   input to anchor to, so this is what keeps a crash from losing such a notification.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -210,6 +212,8 @@ pub struct Engine {
     dirty: HashSet<i64>,
     changes: Vec<AlertChange>,
     version: Option<i64>,
+    /// Set by [`Engine::load`]: the first tick re-emits the open no-data alerts.
+    replay_open_no_data: bool,
 }
 
 impl Engine {
@@ -224,6 +228,7 @@ impl Engine {
             dirty: HashSet::new(),
             changes: Vec::new(),
             version,
+            replay_open_no_data: false,
         }
     }
 
@@ -232,6 +237,11 @@ impl Engine {
     pub fn load(&mut self, mine: impl Fn(i64) -> bool) -> Result<usize, StoreError> {
         let rows = self.store.device_states(mine)?;
         let n = rows.len();
+        // A no-data alert fires on a tick, with no input to anchor its notification to:
+        // if the process died between committing it and producing the notification, it
+        // would be lost. So the first tick after a restart emits the open ones again
+        // (same ids; the notifier delivers each id once).
+        self.replay_open_no_data = true;
         for (device, _, blob) in rows {
             if let Some(p) = decode(device, &blob) {
                 self.devices.insert(device, p);
@@ -437,13 +447,13 @@ impl Engine {
                 }
             }
         }
-        if !new_events.is_empty() {
-            entry.recent.push((ms(t), new_events.clone()));
+        events.extend(new_events);
+        if !events.is_empty() {
+            entry.recent.push((ms(t), events.clone()));
             if entry.recent.len() > RECENT {
                 entry.recent.remove(0);
             }
         }
-        events.extend(new_events);
         self.dirty.insert(obs.device);
         self.changes.extend(changes);
         Ok(events)
@@ -465,10 +475,25 @@ impl Engine {
             }
         }
         let mut events = Vec::new();
+        let replay = std::mem::take(&mut self.replay_open_no_data);
         for (&device, entry) in self.devices.iter_mut() {
             let Some(r) = rules.get(&entry.account) else {
                 continue;
             };
+            if replay {
+                for (&id, &fired_at) in &entry.state.no_data {
+                    if let Some(c) = r.by_id.get(&id) {
+                        events.push(no_data_event(
+                            c,
+                            entry,
+                            device,
+                            EventKind::Fire,
+                            fired_at,
+                            fired_at,
+                        ));
+                    }
+                }
+            }
             let candidates: Vec<(i64, f64)> = r
                 .no_data
                 .iter()
@@ -1009,5 +1034,32 @@ mod tests {
         e.commit().unwrap();
         let cleared = load(&mut e, 4, 1500.0, 0.0);
         assert_eq!(kinds(&cleared), [EventKind::Clear]);
+    }
+
+    #[test]
+    fn after_a_restart_the_first_tick_re_emits_open_no_data_alerts_with_their_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let cfg = configs();
+        add(
+            &cfg,
+            serde_json::json!({"kind": "no_data", "metric": null, "comparison": null,
+                               "value": null, "wait": {"seconds": 60, "enabled": true}}),
+        );
+        let mut a = Engine::new(cfg.clone(), Arc::new(AlertStore::open_url(&url).unwrap()));
+        load(&mut a, 4, 1000.0, 0.0);
+        let fired = a.tick(1100.0).unwrap();
+        a.commit().unwrap();
+        assert_eq!(kinds(&fired), [EventKind::Fire]);
+        drop(a); // died before the notification was produced, perhaps
+
+        let mut b = Engine::new(cfg, Arc::new(AlertStore::open_url(&url).unwrap()));
+        b.load(|_| true).unwrap();
+        assert_eq!(
+            b.tick(1101.0).unwrap(),
+            fired,
+            "the same event, the same id"
+        );
+        assert!(b.tick(1102.0).unwrap().is_empty(), "once");
     }
 }

@@ -34,6 +34,7 @@ pub(crate) struct QueueTx {
     tx: mpsc::UnboundedSender<Vec<Tuple>>,
     room: Arc<Semaphore>,
     depth: Arc<Depth>,
+    capacity: usize,
 }
 
 /// The receiving side of a task queue.
@@ -58,6 +59,7 @@ pub(crate) fn queue(capacity: usize) -> (QueueTx, QueueRx, Arc<Depth>) {
             tx,
             room: room.clone(),
             depth: depth.clone(),
+            capacity: capacity.max(1),
         },
         QueueRx {
             rx,
@@ -75,7 +77,29 @@ pub(crate) struct Closed;
 impl QueueTx {
     /// Sends `batch` (at most `capacity` tuples), waiting for room. Returns how long it
     /// waited for room.
-    pub(crate) async fn send(&self, batch: Vec<Tuple>) -> Result<Duration, (Closed, Vec<Tuple>)> {
+    pub(crate) async fn send(
+        &self,
+        mut batch: Vec<Tuple>,
+    ) -> Result<Duration, (Closed, Vec<Tuple>)> {
+        // A batch larger than the whole queue (one call emitting more tuples than the
+        // capacity) could never get its permits at once: it goes in chunks that fit.
+        let mut waited = Duration::ZERO;
+        while batch.len() > self.capacity {
+            let rest = batch.split_off(self.capacity);
+            match self.send_fitting(batch).await {
+                Ok(w) => waited += w,
+                Err((closed, mut failed)) => {
+                    failed.extend(rest);
+                    return Err((closed, failed));
+                }
+            }
+            batch = rest;
+        }
+        Ok(waited + self.send_fitting(batch).await?)
+    }
+
+    /// Sends a batch of at most `capacity` tuples, waiting for room for all of them.
+    async fn send_fitting(&self, batch: Vec<Tuple>) -> Result<Duration, (Closed, Vec<Tuple>)> {
         let n = batch.len() as u32;
         let mut waited = Duration::ZERO;
         match self.room.try_acquire_many(n) {

@@ -569,3 +569,52 @@ async fn options_keep_the_topology_open_until_shutdown() {
     let report = running.shutdown_and_join().await;
     assert_eq!(report.component("sink").unwrap().executed, 0);
 }
+
+/// Emits `n` tuples per input in one call.
+struct FanOut(usize);
+impl Bolt for FanOut {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(Fields::new(["i"]));
+    }
+    fn execute(&mut self, _t: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        for i in 0..self.0 {
+            out.emit(values![i as i64]);
+        }
+        Ok(())
+    }
+}
+
+/// Counts what it receives.
+struct Tally(Arc<AtomicUsize>);
+impl Bolt for Tally {
+    fn execute(&mut self, _t: Tuple, _o: &mut OutputCollector) -> Result<(), BoltError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_call_may_emit_more_tuples_than_a_queue_holds() {
+    // Queues of 8 tuples; each input fans out to 50 in one execute call. A batch larger
+    // than the whole queue used to wait forever for room it could never get.
+    let mut b = TopologyBuilder::new("fan-out");
+    b.config().queue_capacity = 8;
+    b.config().batch_size = 4;
+    b.set_spout("src", 1, || Silent);
+    b.set_bolt("fan", 1, || FanOut(50)).shuffle_grouping("src");
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    b.set_bolt("sink", 1, move || Tally(g.clone()))
+        .shuffle_grouping("fan");
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        CompleteTopology::new(b.build().unwrap())
+            .mock_spout("src", keyed_input(20))
+            .run(),
+    )
+    .await
+    .expect("the topology completes")
+    .unwrap();
+    assert_eq!(got.load(Ordering::Relaxed), 20 * 50);
+    assert_eq!(done.values("fan", DEFAULT_STREAM).len(), 20 * 50);
+}

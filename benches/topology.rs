@@ -206,5 +206,74 @@ fn payload_parse(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, topologies, routing, payload_parse);
+/// Rule evaluation per payload: the threshold engine matching a real v2 payload's points
+/// against the device's 5 configs (subject: its agent key) among 5,000 of its account, and
+/// moving their state (in memory; the database commit per batch is not included).
+fn rule_evaluation(c: &mut Criterion) {
+    use squall_bolts::alert::accounts::{Account, AccountStore, SqliteStore};
+    use squall_bolts::alert::alerts::AlertStore;
+    use squall_bolts::alert::configs::AlertConfig;
+    use squall_bolts::alert::threshold::{Engine, Observation};
+    let path = format!(
+        "{}/../shared/fixtures/payloads/sd-agent-v2.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let Ok(bytes) = std::fs::read(&path) else {
+        eprintln!("skipping rule evaluation: {path} not found");
+        return;
+    };
+    let payload = std::sync::Arc::new(squall_bolts::alert::payload::parse(&bytes).unwrap());
+    let configs = SqliteStore::in_memory().unwrap();
+    configs
+        .create_account(&Account {
+            name: "bench".into(),
+            device_quota: 1000,
+            active: true,
+        })
+        .unwrap();
+    let metrics = [
+        "system.load.1",
+        "cpuUser",
+        "memPhysUsed",
+        "system.load.5",
+        "cpuWait",
+    ];
+    for device in 0..1000 {
+        for (i, metric) in metrics.iter().enumerate() {
+            let c = serde_json::json!({
+                "account": "bench", "name": format!("rule {i}"), "kind": "threshold",
+                "subject": {"type": "agent_key", "id": format!("key-{device}")},
+                "metric": metric, "comparison": "gte", "value": 1e12,
+                "wait": {"seconds": 120, "enabled": true},
+                "repeat": {"seconds": 600, "enabled": false}, "fix": true,
+                "recipients": [{"type": "webhook", "url": "http://127.0.0.1:9/h"}]
+            });
+            let c = AlertConfig::from_json(&serde_json::to_vec(&c).unwrap()).unwrap();
+            configs.create_config(&c).unwrap();
+        }
+    }
+    let store = std::sync::Arc::new(AlertStore::open_url("sqlite::memory:").unwrap());
+    let mut engine = Engine::new(std::sync::Arc::new(configs), store);
+    let mut t = 1_790_000_000.0;
+    let mut g = c.benchmark_group("rule evaluation");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("one v2 payload, 5 of 5,000 configs", |b| {
+        b.iter(|| {
+            t += 60.0;
+            let obs = Observation {
+                device: 7,
+                account: "bench".into(),
+                agent_key: "key-7".into(),
+                hostname: "web-7".into(),
+                time: t,
+                received_at: t,
+                payload: payload.clone(),
+            };
+            black_box(engine.observe(&obs).unwrap())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, topologies, routing, payload_parse, rule_evaluation);
 criterion_main!(benches);

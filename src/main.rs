@@ -247,11 +247,40 @@ fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+/// A multi-threaded runtime with `workers` threads (default: one per core).
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(w) = workers {
+        rt.worker_threads(w.max(1));
+    }
+    rt.enable_all()
         .build()
         .context("starting the tokio runtime")
+}
+
+/// Runs `topology` until its spouts are exhausted or a signal asks it to drain (`what`
+/// names it in the log); prints its report.
+fn run_until_signal(
+    topology: Topology,
+    what: &'static str,
+    workers: Option<usize>,
+    metrics_addr: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    runtime(workers)?.block_on(async move {
+        install_metrics(metrics_addr)?;
+        let signal = shutdown_signal()?;
+        let running = RunningTopology::start(topology)?;
+        tracing::info!("{what} running");
+        let stop = running.shutdown_handle();
+        tokio::spawn(async move {
+            signal.await;
+            tracing::info!("signal: {what} draining in-flight tuples");
+            stop.shutdown();
+        });
+        let report = running.join().await;
+        print!("{report}");
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -279,7 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => config.kafka.brokers.trim().to_string(),
             };
             let create_topics = mock.is_none();
-            let rt = runtime()?;
+            let rt = runtime(None)?;
             rt.block_on(async move {
                 install_metrics(metrics_addr)?;
                 let stop = shutdown_signal()?;
@@ -325,15 +354,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     true,
                 ),
             };
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            if let Some(w) = workers {
-                rt.worker_threads(w.max(1));
-            }
-            let rt = rt
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
-            let result = rt.block_on(squall::bench::pipeline(
+            let result = runtime(workers)?.block_on(squall::bench::pipeline(
                 &payloads,
                 &fixtures,
                 account.as_deref(),
@@ -369,21 +390,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &squall::up::consumer_options(10_000),
                 &section,
             )?;
-            runtime()?.block_on(async move {
-                install_metrics(metrics_addr)?;
-                let signal = shutdown_signal()?;
-                let running = RunningTopology::start(topology)?;
-                tracing::info!(%brokers, %db, "notifier running");
-                let stop = running.shutdown_handle();
-                tokio::spawn(async move {
-                    signal.await;
-                    tracing::info!("signal: notifier stopping after in-flight deliveries");
-                    stop.shutdown();
-                });
-                let report = running.join().await;
-                print!("{report}");
-                Ok(ExitCode::SUCCESS)
-            })
+            tracing::info!(%brokers, %db, "notifier starting");
+            run_until_signal(topology, "notifier", None, metrics_addr)
         }
         Command::Admin {
             action: Some(AdminAction::Import { file }),
@@ -495,28 +503,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            if let Some(w) = workers {
-                rt.worker_threads(w.max(1));
-            }
-            let rt = rt
-                .enable_all()
-                .build()
-                .context("starting the tokio runtime")?;
-            rt.block_on(async move {
-                install_metrics(metrics_addr)?;
-                let signal = shutdown_signal()?;
-                let running = RunningTopology::start(topology)?;
-                let stop = running.shutdown_handle();
-                tokio::spawn(async move {
-                    signal.await;
-                    tracing::info!("signal: shutting down, draining in-flight tuples");
-                    stop.shutdown();
-                });
-                let report = running.join().await;
-                print!("{report}");
-                Ok(ExitCode::SUCCESS)
-            })
+            run_until_signal(topology, "topology", workers, metrics_addr)
         }
     }
 }

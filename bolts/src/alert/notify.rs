@@ -329,12 +329,7 @@ pub struct Deliver {
 impl Deliver {
     /// A deliver bolt with `config` (the database opens in `prepare`).
     pub fn new(config: DeliverConfig) -> Result<Self, String> {
-        if !config.db_url.starts_with("sqlite://") {
-            return Err(format!(
-                "`db_url` must be sqlite://PATH, got \"{}\"",
-                config.db_url
-            ));
-        }
+        super::require_sqlite_url(&config.db_url)?;
         if config.initial_backoff_ms == 0 || config.max_backoff_ms < config.initial_backoff_ms {
             return Err("`initial_backoff_ms` must be > 0 and <= `max_backoff_ms`".into());
         }

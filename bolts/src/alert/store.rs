@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::Deserialize;
@@ -19,6 +19,7 @@ use squall_topology::{
 };
 
 use super::metrics_store::MetricsStore;
+use super::now_secs;
 use super::payload::Payload;
 
 /// Options of `split` (none).
@@ -120,12 +121,7 @@ pub struct Store {
 impl Store {
     /// A store bolt with `config` (the database opens in `prepare`).
     pub fn new(config: StoreConfig) -> Result<Self, String> {
-        if !config.db_url.starts_with("sqlite://") {
-            return Err(format!(
-                "`db_url` must be sqlite://PATH, got \"{}\"",
-                config.db_url
-            ));
-        }
+        super::require_sqlite_url(&config.db_url)?;
         Ok(Store {
             config,
             writes: None,
@@ -134,13 +130,6 @@ impl Store {
             next: 0,
         })
     }
-}
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 impl Bolt for Store {

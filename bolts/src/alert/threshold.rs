@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,7 @@ use squall_topology::{
 use super::accounts::{AccountStore, SqliteStore, StoreError};
 use super::alerts::{series_key, AlertChange, AlertStore, TriggeredAlert};
 use super::configs::{Kind, Recipient, StoredConfig, Subject};
+use super::now_secs;
 use super::payload::{MetricPoint, Payload};
 use super::rules::{Comparison, DeviceState, Phase, Rule, Transition};
 
@@ -619,12 +620,7 @@ pub struct Threshold {
 impl Threshold {
     /// A threshold bolt with `config` (the database opens in `prepare`).
     pub fn new(config: ThresholdConfig) -> Result<Self, String> {
-        if !config.db_url.starts_with("sqlite://") {
-            return Err(format!(
-                "`db_url` must be sqlite://PATH, got \"{}\"",
-                config.db_url
-            ));
-        }
+        super::require_sqlite_url(&config.db_url)?;
         Ok(Threshold {
             config,
             jobs: None,
@@ -633,13 +629,6 @@ impl Threshold {
             next: 0,
         })
     }
-}
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 fn observation(t: &Tuple) -> Result<Observation, BoltError> {

@@ -8,6 +8,7 @@
 //! Registering a new device checks and inserts in one immediate (write-locked)
 //! transaction, so a burst of new devices never exceeds the quota.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -136,7 +137,34 @@ pub trait AccountStore: Send + Sync {
         agent_key: &str,
         hostname: &str,
         now_ms: i64,
-    ) -> Result<Registration, StoreError>;
+    ) -> Result<Registration, StoreError> {
+        let mut out = self.register_devices(&[Sighting {
+            account,
+            agent_key,
+            hostname,
+            now_ms,
+        }])?;
+        Ok(out.pop().expect("one answer per sighting"))
+    }
+    /// [`AccountStore::register_device`] for several sightings in one transaction, in
+    /// order (a quota filled by an earlier one counts for the later ones).
+    fn register_devices(&self, batch: &[Sighting<'_>]) -> Result<Vec<Registration>, StoreError>;
+    /// Moves `last_seen` of devices forward to the given times `(device id, ms)`, in one
+    /// transaction.
+    fn touch_devices(&self, seen: &[(i64, i64)]) -> Result<(), StoreError>;
+}
+
+/// A payload's device as [`AccountStore::register_devices`] takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct Sighting<'a> {
+    /// Account name.
+    pub account: &'a str,
+    /// Agent key.
+    pub agent_key: &'a str,
+    /// Hostname (or uuid).
+    pub hostname: &'a str,
+    /// When the payload was received, epoch ms.
+    pub now_ms: i64,
 }
 
 /// The schema, one migration per entry; `PRAGMA user_version` records how many ran.
@@ -229,6 +257,9 @@ impl SqliteStore {
 
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Durable against a killed process (the WAL survives); a power cut may lose the
+        // last commits, as with every WAL database in NORMAL mode.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -431,60 +462,83 @@ impl AccountStore for SqliteStore {
             .query_row("SELECT version FROM admin_changes", [], |r| r.get(0))?)
     }
 
-    fn register_device(
-        &self,
-        account: &str,
-        agent_key: &str,
-        hostname: &str,
-        now_ms: i64,
-    ) -> Result<Registration, StoreError> {
+    fn register_devices(&self, batch: &[Sighting<'_>]) -> Result<Vec<Registration>, StoreError> {
         let mut conn = self.conn();
-        // Immediate: the quota check and the insert hold the write lock together.
+        // Immediate: the quota checks and the inserts hold the write lock together.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let known = tx
-            .query_row(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE account = ?1 AND agent_key = ?2 AND hostname = ?3"),
-                params![account, agent_key, hostname],
-                device_from_row,
-            )
-            .optional()?;
-        if let Some(mut device) = known {
-            tx.execute(
-                "UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1",
-                params![device.id, now_ms],
+        // Devices in use per account, counted once per batch.
+        let mut used: HashMap<&str, (u32, u32)> = HashMap::new();
+        let mut out = Vec::with_capacity(batch.len());
+        {
+            let mut find = tx.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE account = ?1 AND agent_key = ?2 AND hostname = ?3"
+            ))?;
+            let mut seen = tx.prepare_cached(
+                "UPDATE devices SET last_seen_ms = max(last_seen_ms, ?2) WHERE id = ?1",
             )?;
-            tx.commit()?;
-            device.last_seen_ms = now_ms;
-            return Ok(Registration::Known(device));
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO devices (account, agent_key, hostname, active, first_seen_ms, last_seen_ms)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?4)",
+            )?;
+            for s in batch {
+                let known = find
+                    .query_row(params![s.account, s.agent_key, s.hostname], device_from_row)
+                    .optional()?;
+                if let Some(mut device) = known {
+                    seen.execute(params![device.id, s.now_ms])?;
+                    device.last_seen_ms = device.last_seen_ms.max(s.now_ms);
+                    out.push(Registration::Known(device));
+                    continue;
+                }
+                let (quota, in_use) = match used.entry(s.account) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let quota = match get_account(&tx, s.account)? {
+                            Some(a) => a.device_quota,
+                            None => return Err(StoreError::NoAccount(s.account.into())),
+                        };
+                        let n: u32 = tx.query_row(
+                            "SELECT COUNT(*) FROM devices WHERE account = ?1 AND active = 1",
+                            params![s.account],
+                            |r| r.get(0),
+                        )?;
+                        e.insert((quota, n))
+                    }
+                };
+                if *in_use >= *quota {
+                    out.push(Registration::QuotaExceeded);
+                    continue;
+                }
+                insert.execute(params![s.account, s.agent_key, s.hostname, s.now_ms])?;
+                *in_use += 1;
+                out.push(Registration::Registered(Device {
+                    id: tx.last_insert_rowid(),
+                    account: s.account.into(),
+                    agent_key: s.agent_key.into(),
+                    hostname: s.hostname.into(),
+                    active: true,
+                    first_seen_ms: s.now_ms,
+                    last_seen_ms: s.now_ms,
+                }));
+            }
         }
-        let quota: u32 = match get_account(&tx, account)? {
-            Some(a) => a.device_quota,
-            None => return Err(StoreError::NoAccount(account.into())),
-        };
-        let used: u32 = tx.query_row(
-            "SELECT COUNT(*) FROM devices WHERE account = ?1 AND active = 1",
-            params![account],
-            |r| r.get(0),
-        )?;
-        if used >= quota {
-            return Ok(Registration::QuotaExceeded);
-        }
-        tx.execute(
-            "INSERT INTO devices (account, agent_key, hostname, active, first_seen_ms, last_seen_ms)
-             VALUES (?1, ?2, ?3, 1, ?4, ?4)",
-            params![account, agent_key, hostname, now_ms],
-        )?;
-        let id = tx.last_insert_rowid();
         tx.commit()?;
-        Ok(Registration::Registered(Device {
-            id,
-            account: account.into(),
-            agent_key: agent_key.into(),
-            hostname: hostname.into(),
-            active: true,
-            first_seen_ms: now_ms,
-            last_seen_ms: now_ms,
-        }))
+        Ok(out)
+    }
+
+    fn touch_devices(&self, seen: &[(i64, i64)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE devices SET last_seen_ms = max(last_seen_ms, ?2) WHERE id = ?1",
+            )?;
+            for (id, ms) in seen {
+                update.execute(params![id, ms])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 
@@ -502,6 +556,45 @@ mod tests {
             })
             .unwrap();
         store.issue_agent_key("acme", None).unwrap()
+    }
+
+    #[test]
+    fn a_batch_registers_in_order_and_fills_the_quota_once() {
+        let store = SqliteStore::in_memory().unwrap();
+        let key = acme(&store, 2);
+        let at = |hostname, now_ms| Sighting {
+            account: "acme",
+            agent_key: &key,
+            hostname,
+            now_ms,
+        };
+        let got = store
+            .register_devices(&[at("a", 1), at("b", 2), at("a", 3), at("c", 4)])
+            .unwrap();
+        assert!(matches!(&got[0], Registration::Registered(d) if d.hostname == "a"));
+        assert!(matches!(&got[1], Registration::Registered(d) if d.hostname == "b"));
+        assert!(
+            matches!(&got[2], Registration::Known(d) if d.hostname == "a" && d.last_seen_ms == 3)
+        );
+        assert_eq!(
+            got[3],
+            Registration::QuotaExceeded,
+            "the batch filled the quota"
+        );
+        let a = store
+            .devices("acme")
+            .unwrap()
+            .into_iter()
+            .find(|d| d.hostname == "a")
+            .unwrap();
+        store.touch_devices(&[(a.id, 100), (a.id, 50)]).unwrap();
+        let a = store
+            .devices("acme")
+            .unwrap()
+            .into_iter()
+            .find(|d| d.hostname == "a")
+            .unwrap();
+        assert_eq!(a.last_seen_ms, 100, "last_seen only moves forward");
     }
 
     #[test]

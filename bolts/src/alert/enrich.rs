@@ -11,9 +11,13 @@
 //!
 //! Store calls block on SQLite, so they run on a dedicated thread: on a cache miss the bolt
 //! holds the tuple, hands the lookup to that thread, and finishes the tuple when the thread
-//! wakes it. Decisions are cached for `cache_ttl_ms`; admin changes (any account, key or
-//! device change through the admin API) empty the cache within about a second, because
-//! the database thread watches the store's admin version.
+//! wakes it. The thread decides whatever queued up while it worked as one batch, new
+//! devices registered in one transaction. Decisions are cached for `cache_ttl_ms` (ten
+//! minutes by default: agents post every minute, so a shorter cache would send nearly every
+//! payload to the database); admin changes (any account, key or device change through the
+//! admin API) empty the cache within about a second, because the database thread watches
+//! the store's admin version. A payload answered from the cache still moves its device's
+//! `last_seen`, batched on the same thread.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,14 +31,14 @@ use squall_topology::{
     TopologyContext, Tuple, Value,
 };
 
-use super::accounts::{Account, AccountStore, Registration, SqliteStore, StoreError};
+use super::accounts::{Account, AccountStore, Registration, Sighting, SqliteStore, StoreError};
 use super::payload::{self, Payload};
 
 /// The stream rejections go to.
 pub const REJECTED: &str = "rejected";
 
 fn default_ttl() -> u64 {
-    5_000
+    600_000
 }
 
 /// Options of `enrich`.
@@ -81,6 +85,14 @@ struct Job {
     now_ms: i64,
 }
 
+/// What the bolt asks its database thread.
+enum Request {
+    /// Decide a payload.
+    Decide(Job),
+    /// A cached device sent a payload at this time (epoch ms): move its `last_seen`.
+    Seen(i64, i64),
+}
+
 /// What the database thread sends back.
 enum Answer {
     /// The verdict of job `id`.
@@ -105,7 +117,7 @@ struct Pending {
 pub struct Enrich {
     config: EnrichConfig,
     store: Option<Arc<dyn AccountStore>>,
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<Request>>,
     answers: Option<Receiver<Answer>>,
     pending: HashMap<u64, Pending>,
     cache: HashMap<(String, String, String), (Verdict, Instant)>,
@@ -194,48 +206,89 @@ impl Enrich {
     }
 }
 
-/// Decides for one (account, key, hostname) against the store.
-fn decide(store: &dyn AccountStore, job: &Job) -> Result<Verdict, StoreError> {
+/// The account and agent-key checks of one job: a rejection, or `None` when the device
+/// is to be looked up (or registered).
+fn check(store: &dyn AccountStore, job: &Job) -> Result<Option<Verdict>, StoreError> {
     match store.account(&job.account)? {
         None => {
-            return Ok(Verdict::Reject(
+            return Ok(Some(Verdict::Reject(
                 "unknown_account",
                 format!("no account \"{}\"", job.account),
-            ))
+            )))
         }
         Some(Account { active: false, .. }) => {
-            return Ok(Verdict::Reject(
+            return Ok(Some(Verdict::Reject(
                 "account_inactive",
                 format!("account \"{}\" is inactive", job.account),
-            ))
+            )))
         }
         Some(_) => {}
     }
     if store.key_account(&job.agent_key)?.as_deref() != Some(job.account.as_str()) {
-        return Ok(Verdict::Reject(
+        return Ok(Some(Verdict::Reject(
             "invalid_agent_key",
             format!(
                 "agent key {} is not issued to account \"{}\"",
                 job.agent_key, job.account
             ),
-        ));
+        )));
     }
-    Ok(
-        match store.register_device(&job.account, &job.agent_key, &job.hostname, job.now_ms)? {
-            Registration::Known(d) if !d.active => Verdict::Reject(
-                "device_inactive",
-                format!("device {} ({}) is inactive", d.id, d.hostname),
-            ),
-            Registration::Known(d) | Registration::Registered(d) => Verdict::Device(d.id),
-            Registration::QuotaExceeded => Verdict::Reject(
-                "quota_exceeded",
-                format!(
-                    "account \"{}\" has no device quota left for {}",
-                    job.account, job.hostname
-                ),
-            ),
-        },
-    )
+    Ok(None)
+}
+
+/// Decides a batch of jobs against the store, registering new devices in one transaction.
+fn decide(store: &dyn AccountStore, jobs: &[Job]) -> Vec<Result<Verdict, String>> {
+    let mut out: Vec<Result<Verdict, String>> = Vec::with_capacity(jobs.len());
+    let mut lookups = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        match check(store, job) {
+            Ok(Some(reject)) => out.push(Ok(reject)),
+            Ok(None) => {
+                lookups.push(i);
+                out.push(Err(String::new())); // replaced below
+            }
+            Err(e) => out.push(Err(e.to_string())),
+        }
+    }
+    if lookups.is_empty() {
+        return out;
+    }
+    let sightings: Vec<Sighting<'_>> = lookups
+        .iter()
+        .map(|&i| Sighting {
+            account: &jobs[i].account,
+            agent_key: &jobs[i].agent_key,
+            hostname: &jobs[i].hostname,
+            now_ms: jobs[i].now_ms,
+        })
+        .collect();
+    match store.register_devices(&sightings) {
+        Ok(registrations) => {
+            for (&i, r) in lookups.iter().zip(registrations) {
+                let job = &jobs[i];
+                out[i] = Ok(match r {
+                    Registration::Known(d) if !d.active => Verdict::Reject(
+                        "device_inactive",
+                        format!("device {} ({}) is inactive", d.id, d.hostname),
+                    ),
+                    Registration::Known(d) | Registration::Registered(d) => Verdict::Device(d.id),
+                    Registration::QuotaExceeded => Verdict::Reject(
+                        "quota_exceeded",
+                        format!(
+                            "account \"{}\" has no device quota left for {}",
+                            job.account, job.hostname
+                        ),
+                    ),
+                });
+            }
+        }
+        Err(e) => {
+            for i in lookups {
+                out[i] = Err(e.to_string());
+            }
+        }
+    }
+    out
 }
 
 impl Bolt for Enrich {
@@ -263,7 +316,7 @@ impl Bolt for Enrich {
             })?),
         };
         let waker: Option<BoltWaker> = ctx.waker();
-        let (jobs, job_rx) = crossbeam_channel::unbounded::<Job>();
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<Request>();
         let (answer_tx, answers) = crossbeam_channel::unbounded();
         let worker_store = store.clone();
         std::thread::Builder::new()
@@ -277,12 +330,35 @@ impl Bolt for Enrich {
                 let mut version = worker_store.admin_version().ok();
                 loop {
                     match job_rx.recv_timeout(Duration::from_millis(500)) {
-                        Ok(job) => {
-                            let verdict = decide(&*worker_store, &job).map_err(|e| e.to_string());
-                            if answer_tx.send(Answer::Verdict(job.id, verdict)).is_err() {
-                                return;
+                        Ok(first) => {
+                            let mut jobs = Vec::new();
+                            let mut seen: HashMap<i64, i64> = HashMap::new();
+                            for request in
+                                std::iter::once(first).chain(job_rx.try_iter().take(1023))
+                            {
+                                match request {
+                                    Request::Decide(job) => jobs.push(job),
+                                    Request::Seen(device, ms) => {
+                                        let at = seen.entry(device).or_insert(ms);
+                                        *at = (*at).max(ms);
+                                    }
+                                }
                             }
-                            wake();
+                            if !seen.is_empty() {
+                                let seen: Vec<(i64, i64)> = seen.into_iter().collect();
+                                if let Err(error) = worker_store.touch_devices(&seen) {
+                                    tracing::warn!(%error, "enrich: last_seen not updated");
+                                }
+                            }
+                            if !jobs.is_empty() {
+                                for (job, verdict) in jobs.iter().zip(decide(&*worker_store, &jobs))
+                                {
+                                    if answer_tx.send(Answer::Verdict(job.id, verdict)).is_err() {
+                                        return;
+                                    }
+                                }
+                                wake();
+                            }
                         }
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
@@ -371,6 +447,10 @@ impl Bolt for Enrich {
         if let Some((verdict, at)) = self.cache.get(&key).filter(|_| !queued_behind) {
             if at.elapsed() < ttl {
                 let verdict = verdict.clone();
+                if let (Verdict::Device(id), Some(jobs)) = (&verdict, &self.jobs) {
+                    // Best effort: if the thread has stopped, the next miss reports it.
+                    let _ = jobs.send(Request::Seen(*id, envelope.received_at_ms as i64));
+                }
                 out.hold();
                 self.finish(pending, &verdict, out);
                 return Ok(());
@@ -388,7 +468,7 @@ impl Bolt for Enrich {
         let Some(jobs) = &self.jobs else {
             return Err(BoltError::msg("enrich used before prepare"));
         };
-        jobs.send(job)
+        jobs.send(Request::Decide(job))
             .map_err(|_| BoltError::msg("enrich: the database thread stopped"))?;
         out.hold();
         *self.inflight.entry(key).or_default() += 1;

@@ -1,22 +1,32 @@
 //! Metric storage: the latest values per device, minute snapshots (kept for a retention
 //! window) and hourly aggregates (kept forever), in SQLite.
 //!
-//! Writes are idempotent under replay: a minute snapshot is keyed by (device, metric,
-//! series, minute) and keeps the value with the latest event time; an hour is recomputed
-//! from its minutes whenever one of them changes; the latest-value record only moves
-//! forward in event time. Replaying a payload therefore changes nothing.
+//! One row per device and minute holds all of that minute's points (a MessagePack list
+//! of `(metric, series, value)`), so storing a payload of sixty points costs three small
+//! writes, not sixty: the minute's row, the device's latest-minute pointer and a
+//! "this hour changed" mark. Hourly aggregates are rolled up from the minutes by
+//! [`MetricsStore::roll_up`] once an hour has passed (the `store` bolt runs it every
+//! minute, and before retention deletes anything); an hour that is still open or was
+//! changed by a late payload is computed from its minutes when queried, so a query never
+//! sees a stale aggregate.
+//!
+//! Writes are idempotent under replay: a minute keeps the payload with the latest event
+//! time (a later payload in the same minute replaces it); the latest-value pointer only
+//! moves forward in event time; aggregates are recomputed from the minutes, never
+//! incremented. Replaying a payload therefore changes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use super::accounts::StoreError;
 use super::payload::MetricPoint;
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE metric_minutes (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE metric_minutes (
         device INTEGER NOT NULL, metric TEXT NOT NULL, series TEXT NOT NULL,
         minute INTEGER NOT NULL, time REAL NOT NULL, value REAL NOT NULL,
         PRIMARY KEY (device, metric, series, minute)
@@ -26,16 +36,44 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE metric_minutes (
         count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, last REAL NOT NULL,
         PRIMARY KEY (device, metric, series, hour)
     ) WITHOUT ROWID;
-    CREATE TABLE latest (device INTEGER PRIMARY KEY, time REAL NOT NULL, points TEXT NOT NULL);"];
+    CREATE TABLE latest (device INTEGER PRIMARY KEY, time REAL NOT NULL, points TEXT NOT NULL);",
+    // Version 2: one row per device and minute (a row per point made `store` the pipeline's
+    // bottleneck). Data of version 1 is not carried over (no release ever wrote it).
+    "DROP TABLE metric_minutes; DROP TABLE metric_hours; DROP TABLE latest;
+    CREATE TABLE metric_minutes (
+        device INTEGER NOT NULL, minute INTEGER NOT NULL, time REAL NOT NULL, points BLOB NOT NULL,
+        PRIMARY KEY (device, minute)
+    ) WITHOUT ROWID;
+    CREATE TABLE metric_hours (
+        device INTEGER NOT NULL, hour INTEGER NOT NULL, aggregates BLOB NOT NULL,
+        PRIMARY KEY (device, hour)
+    ) WITHOUT ROWID;
+    CREATE TABLE metric_hours_changed (
+        device INTEGER NOT NULL, hour INTEGER NOT NULL, PRIMARY KEY (device, hour)
+    ) WITHOUT ROWID;
+    CREATE TABLE latest (device INTEGER PRIMARY KEY, time REAL NOT NULL, minute INTEGER NOT NULL);",
+];
 
 /// The series key of a point: its labels as `k=v` pairs joined by `,` (empty if none).
 pub fn series_of(point: &MetricPoint) -> String {
-    point
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    match point.labels.as_slice() {
+        [] => String::new(),
+        [(k, v)] => format!("{k}={v}"),
+        labels => labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// `metric` or `metric{series}`: the keys of [`MetricsStore::latest`].
+fn latest_key(metric: &str, series: &str) -> String {
+    if series.is_empty() {
+        metric.to_string()
+    } else {
+        format!("{metric}{{{series}}}")
+    }
 }
 
 /// One stored value.
@@ -55,7 +93,7 @@ pub struct StoredPoint {
 }
 
 /// An hour's aggregate of its minute snapshots.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct HourAggregate {
     /// Minutes with a value.
     pub count: i64,
@@ -67,6 +105,35 @@ pub struct HourAggregate {
     pub max: f64,
     /// Of the latest minute.
     pub last: f64,
+}
+
+impl HourAggregate {
+    fn add(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        self.last = value;
+    }
+}
+
+/// A minute row's points as stored.
+type MinutePoints = Vec<(String, String, f64)>;
+/// An hour row's aggregates as stored.
+type HourRows = Vec<(String, String, HourAggregate)>;
+
+fn decode<T: serde::de::DeserializeOwned>(blob: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(blob).map_err(|e| StoreError::Invalid {
+        field: "points",
+        message: format!("a stored row does not decode: {e}"),
+    })
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec(value).map_err(|e| StoreError::Invalid {
+        field: "points",
+        message: format!("cannot encode: {e}"),
+    })
 }
 
 /// The metrics database.
@@ -85,6 +152,7 @@ impl MetricsStore {
             })?;
         let mut conn = Connection::open(Path::new(path))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // The metrics tables may share a file with the accounts, so they keep their own
         // schema version in a table rather than in `user_version`.
@@ -120,74 +188,96 @@ impl MetricsStore {
     /// transaction.
     pub fn write(&self, batch: &[(i64, f64, &[MetricPoint])]) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut hours: BTreeSet<(i64, i64)> = BTreeSet::new();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut minute = tx.prepare_cached(
-                "INSERT INTO metric_minutes (device, metric, series, minute, time, value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (device, metric, series, minute) DO UPDATE
-                 SET time = excluded.time, value = excluded.value WHERE excluded.time >= metric_minutes.time",
+                "INSERT INTO metric_minutes (device, minute, time, points) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (device, minute) DO UPDATE
+                 SET time = excluded.time, points = excluded.points
+                 WHERE excluded.time >= metric_minutes.time",
             )?;
             let mut latest = tx.prepare_cached(
-                "INSERT INTO latest (device, time, points) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (device) DO UPDATE SET time = excluded.time, points = excluded.points
+                "INSERT INTO latest (device, time, minute) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (device) DO UPDATE SET time = excluded.time, minute = excluded.minute
                  WHERE excluded.time >= latest.time",
             )?;
+            let mut changed = tx.prepare_cached(
+                "INSERT OR IGNORE INTO metric_hours_changed (device, hour) VALUES (?1, ?2)",
+            )?;
+            let mut rows: Vec<(&str, String, f64)> = Vec::new();
             for (device, time, points) in batch {
                 let m = (time / 60.0).floor() as i64;
-                hours.insert((*device, m.div_euclid(60)));
-                let mut snapshot = serde_json::Map::new();
-                for p in points.iter() {
-                    let series = series_of(p);
-                    minute.execute(params![device, p.name, series, m, time, p.value])?;
-                    let key = if series.is_empty() {
-                        p.name.clone()
-                    } else {
-                        format!("{}{{{series}}}", p.name)
-                    };
-                    snapshot.insert(key, p.value.into());
-                }
-                latest.execute(params![
-                    device,
-                    time,
-                    serde_json::Value::Object(snapshot).to_string()
-                ])?;
-            }
-            let mut hour = tx.prepare_cached(
-                "INSERT OR REPLACE INTO metric_hours (device, metric, series, hour, count, sum, min, max, last)
-                 SELECT device, metric, series, ?2, COUNT(*), SUM(value), MIN(value), MAX(value),
-                        (SELECT m2.value FROM metric_minutes m2
-                          WHERE m2.device = m.device AND m2.metric = m.metric AND m2.series = m.series
-                            AND m2.minute >= ?2 * 60 AND m2.minute < (?2 + 1) * 60
-                          ORDER BY m2.minute DESC LIMIT 1)
-                 FROM metric_minutes m
-                 WHERE device = ?1 AND minute >= ?2 * 60 AND minute < (?2 + 1) * 60
-                 GROUP BY device, metric, series",
-            )?;
-            for (device, h) in hours {
-                hour.execute(params![device, h])?;
+                rows.clear();
+                rows.extend(
+                    points
+                        .iter()
+                        .map(|p| (p.name.as_str(), series_of(p), p.value)),
+                );
+                minute.execute(params![device, m, time, encode(&rows)?])?;
+                latest.execute(params![device, time, m])?;
+                changed.execute(params![device, m.div_euclid(60)])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
 
+    /// Rolls up every changed hour that ended before `now` (epoch seconds) into its
+    /// aggregate row, in one transaction. Returns how many hours were rolled up.
+    pub fn roll_up(&self, now: f64) -> Result<usize, StoreError> {
+        let current_hour = (now / 3600.0).floor() as i64;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let hours: Vec<(i64, i64)> = {
+            let mut stmt =
+                tx.prepare("SELECT device, hour FROM metric_hours_changed WHERE hour < ?1")?;
+            let rows = stmt.query_map(params![current_hour], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (device, hour) in &hours {
+            let aggregates: HourRows = aggregate_hour(&tx, *device, *hour)?
+                .into_iter()
+                .map(|((metric, series), a)| (metric, series, a))
+                .collect();
+            tx.execute(
+                "INSERT OR REPLACE INTO metric_hours (device, hour, aggregates) VALUES (?1, ?2, ?3)",
+                params![device, hour, encode(&aggregates)?],
+            )?;
+            tx.execute(
+                "DELETE FROM metric_hours_changed WHERE device = ?1 AND hour = ?2",
+                params![device, hour],
+            )?;
+        }
+        tx.commit()?;
+        Ok(hours.len())
+    }
+
     /// The latest values of `device`: (event time, `{metric{series}: value}`).
     pub fn latest(&self, device: i64) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
-        let row: Option<(f64, String)> = self
+        let row: Option<(f64, Vec<u8>)> = self
             .conn()
             .query_row(
-                "SELECT time, points FROM latest WHERE device = ?1",
+                "SELECT l.time, m.points FROM latest l
+                 JOIN metric_minutes m ON m.device = l.device AND m.minute = l.minute
+                 WHERE l.device = ?1",
                 params![device],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        Ok(row.map(|(t, p)| (t, serde_json::from_str(&p).unwrap_or_default())))
+        let Some((time, blob)) = row else {
+            return Ok(None);
+        };
+        let points: MinutePoints = decode(&blob)?;
+        let values = points
+            .into_iter()
+            .map(|(metric, series, value)| (latest_key(&metric, &series), value.into()))
+            .collect::<serde_json::Map<_, _>>();
+        Ok(Some((time, serde_json::Value::Object(values))))
     }
 
     /// Minute snapshots or hourly aggregates of `metric` (optionally one series) of
-    /// `device` between `from` and `to` (epoch seconds, inclusive).
+    /// `device` between `from` and `to` (epoch seconds, inclusive), ordered by series and
+    /// time.
     pub fn query(
         &self,
         device: i64,
@@ -197,61 +287,123 @@ impl MetricsStore {
         to: i64,
         hourly: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
+        let wanted = |m: &str, s: &str| m == metric && series.is_none_or(|want| want == s);
         let conn = self.conn();
-        let out = if hourly {
-            let mut stmt = conn.prepare(
-                "SELECT metric, series, hour, count, sum, min, max, last FROM metric_hours
-                 WHERE device = ?1 AND metric = ?2 AND (?3 IS NULL OR series = ?3)
-                   AND hour * 3600 >= ?4 AND hour * 3600 <= ?5 ORDER BY series, hour",
-            )?;
-            let rows = stmt.query_map(params![device, metric, series, from, to], |r| {
-                let last: f64 = r.get(7)?;
-                Ok(StoredPoint {
-                    metric: r.get(0)?,
-                    series: r.get(1)?,
-                    time: r.get::<_, i64>(2)? * 3600,
-                    value: last,
-                    hour: Some(HourAggregate {
-                        count: r.get(3)?,
-                        sum: r.get(4)?,
-                        min: r.get(5)?,
-                        max: r.get(6)?,
-                        last,
-                    }),
-                })
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        let mut out = Vec::new();
+        if hourly {
+            let (first, last) = (
+                from.div_euclid(3600) + i64::from(from.rem_euclid(3600) != 0),
+                to.div_euclid(3600),
+            );
+            let mut hours: BTreeMap<i64, HourRows> = BTreeMap::new();
+            {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT hour, aggregates FROM metric_hours
+                     WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
+                )?;
+                let mut rows = stmt.query(params![device, first, last])?;
+                while let Some(r) = rows.next()? {
+                    hours.insert(r.get(0)?, decode(&r.get::<_, Vec<u8>>(1)?)?);
+                }
+                // Hours still open or changed since their roll-up come from their minutes.
+                let mut stmt = conn.prepare_cached(
+                    "SELECT hour FROM metric_hours_changed WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
+                )?;
+                let changed = stmt
+                    .query_map(params![device, first, last], |r| r.get::<_, i64>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                for hour in changed {
+                    let rows = aggregate_hour(&conn, device, hour)?
+                        .into_iter()
+                        .map(|((m, s), a)| (m, s, a))
+                        .collect();
+                    hours.insert(hour, rows);
+                }
+            }
+            for (hour, rows) in hours {
+                for (m, s, a) in rows {
+                    if wanted(&m, &s) {
+                        out.push(StoredPoint {
+                            metric: m,
+                            series: s,
+                            time: hour * 3600,
+                            value: a.last,
+                            hour: Some(a),
+                        });
+                    }
+                }
+            }
         } else {
-            let mut stmt = conn.prepare(
-                "SELECT metric, series, minute, value FROM metric_minutes
-                 WHERE device = ?1 AND metric = ?2 AND (?3 IS NULL OR series = ?3)
-                   AND minute * 60 >= ?4 AND minute * 60 <= ?5 ORDER BY series, minute",
+            let (first, last) = (
+                from.div_euclid(60) + i64::from(from.rem_euclid(60) != 0),
+                to.div_euclid(60),
+            );
+            let mut stmt = conn.prepare_cached(
+                "SELECT minute, points FROM metric_minutes
+                 WHERE device = ?1 AND minute >= ?2 AND minute <= ?3 ORDER BY minute",
             )?;
-            let rows = stmt.query_map(params![device, metric, series, from, to], |r| {
-                Ok(StoredPoint {
-                    metric: r.get(0)?,
-                    series: r.get(1)?,
-                    time: r.get::<_, i64>(2)? * 60,
-                    value: r.get(3)?,
-                    hour: None,
-                })
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
-        };
+            let mut rows = stmt.query(params![device, first, last])?;
+            while let Some(r) = rows.next()? {
+                let minute: i64 = r.get(0)?;
+                let points: MinutePoints = decode(&r.get::<_, Vec<u8>>(1)?)?;
+                out.extend(points.into_iter().filter(|(m, s, _)| wanted(m, s)).map(
+                    |(m, s, value)| StoredPoint {
+                        metric: m,
+                        series: s,
+                        time: minute * 60,
+                        value,
+                        hour: None,
+                    },
+                ));
+            }
+        }
+        out.sort_by(|a, b| a.series.cmp(&b.series).then(a.time.cmp(&b.time)));
         Ok(out)
     }
 
-    /// Deletes minute snapshots older than `days` before `now` (epoch seconds); hourly
-    /// aggregates stay. Returns how many rows were deleted.
+    /// Rolls up the hours that have ended (see [`MetricsStore::roll_up`]), then deletes
+    /// minute snapshots older than `days` before `now` (epoch seconds), except each
+    /// device's latest; hourly aggregates stay. Returns how many minute rows were deleted.
     pub fn retain(&self, now: f64, days: u32) -> Result<usize, StoreError> {
+        self.roll_up(now)?;
         let cutoff_minute = ((now - f64::from(days) * 86_400.0) / 60.0).floor() as i64;
         Ok(self.conn().execute(
-            "DELETE FROM metric_minutes WHERE minute < ?1",
+            "DELETE FROM metric_minutes WHERE minute < ?1
+               AND NOT EXISTS (SELECT 1 FROM latest l
+                               WHERE l.device = metric_minutes.device AND l.minute = metric_minutes.minute)",
             params![cutoff_minute],
         )?)
     }
 }
 
+/// The aggregates of `device`'s `hour`, from its minute rows.
+fn aggregate_hour(
+    conn: &Connection,
+    device: i64,
+    hour: i64,
+) -> Result<BTreeMap<(String, String), HourAggregate>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT points FROM metric_minutes
+         WHERE device = ?1 AND minute >= ?2 AND minute < ?3 ORDER BY minute",
+    )?;
+    let mut rows = stmt.query(params![device, hour * 60, (hour + 1) * 60])?;
+    let mut out: BTreeMap<(String, String), HourAggregate> = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let points: MinutePoints = decode(&r.get::<_, Vec<u8>>(0)?)?;
+        for (metric, series, value) in points {
+            out.entry((metric, series))
+                .or_insert(HourAggregate {
+                    count: 0,
+                    sum: 0.0,
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                    last: value,
+                })
+                .add(value);
+        }
+    }
+    Ok(out)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +473,30 @@ mod tests {
                 last: 2.0
             })
         );
+        let hourly = |s: &MetricsStore| {
+            s.query(7, "system.load.1", None, t0 as i64, t0 as i64, true)
+                .unwrap()
+        };
+        assert_eq!(
+            s.roll_up(t0 + 7200.0).unwrap(),
+            1,
+            "one device-hour changed"
+        );
+        assert_eq!(
+            hourly(&s),
+            hours,
+            "the rolled-up hour equals the computed one"
+        );
+        assert_eq!(s.roll_up(t0 + 7200.0).unwrap(), 0, "nothing changed since");
+        s.write(&[(7, t0 + 100.0, points(0.5).as_slice())]).unwrap(); // late, after the roll-up
+        let late = hourly(&s)[0].hour.clone().unwrap();
+        assert_eq!(
+            (late.count, late.sum, late.min, late.last),
+            (3, 11.5, 0.5, 2.0),
+            "the late minute replaced the second; the aggregate follows"
+        );
+        assert_eq!(s.roll_up(t0 + 7200.0).unwrap(), 1);
+        assert_eq!(hourly(&s)[0].hour, Some(late));
         let disk = s
             .query(
                 7,
@@ -352,11 +528,7 @@ mod tests {
             (1, now, points(2.0).as_slice()),
         ])
         .unwrap();
-        assert_eq!(
-            s.retain(now, 5).unwrap(),
-            2,
-            "both metrics of the old minute"
-        );
+        assert_eq!(s.retain(now, 5).unwrap(), 1, "the old minute");
         assert!(s
             .query(1, "system.load.1", None, 0, old as i64 + 60, false)
             .unwrap()

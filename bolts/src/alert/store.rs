@@ -5,7 +5,8 @@
 //! each tuple is held until the batch holding it is committed to the metrics database by
 //! the bolt's database thread, then acked, so the Kafka offset of a payload is committed
 //! only after its points are durable. The database thread batches whatever arrived while
-//! it was writing, and deletes minute snapshots past `snapshot_retention_days` every hour.
+//! it was writing, rolls up hourly aggregates every minute and deletes minute snapshots
+//! past `snapshot_retention_days` every hour.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,6 +145,7 @@ impl Bolt for Store {
             .name(format!("store-db-{}", ctx.task_index()))
             .spawn(move || {
                 let mut last_retention: Option<Instant> = None;
+                let mut last_roll_up = Instant::now();
                 while let Ok(first) = rx.recv() {
                     if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                         match db.retain(now_secs(), retention) {
@@ -154,6 +156,12 @@ impl Bolt for Store {
                             Err(e) => tracing::error!(error = %e, "retention failed"),
                         }
                         last_retention = Some(Instant::now());
+                        last_roll_up = Instant::now();
+                    } else if last_roll_up.elapsed() >= Duration::from_secs(60) {
+                        if let Err(e) = db.roll_up(now_secs()) {
+                            tracing::error!(error = %e, "hourly roll-up failed");
+                        }
+                        last_roll_up = Instant::now();
                     }
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter().take(4_095));

@@ -165,6 +165,9 @@ pub struct Envelope<'a> {
     pub agent_key: String,
     /// Receive time, milliseconds since the epoch.
     pub received_at_ms: u64,
+    /// The same in microseconds (stage latencies are measured from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at_us: Option<u64>,
     /// The agent format.
     pub format: AgentFormat,
     /// The payload, as the agent sent it (decompressed JSON).
@@ -240,10 +243,10 @@ struct IntakeQuery {
     account: Option<String>,
 }
 
-fn now_ms() -> u64 {
+fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
 
@@ -345,10 +348,12 @@ impl Intake {
                 .ok()
                 .and_then(|s| serde_json::from_str::<&RawValue>(s).ok())
                 .ok_or_else(|| refuse(Reason::Malformed, "the payload is not valid JSON"))?;
+            let received_at_us = now_us();
             let envelope = Envelope {
                 account,
                 agent_key: agent_key.clone(),
-                received_at_ms: now_ms(),
+                received_at_ms: received_at_us / 1000,
+                received_at_us: Some(received_at_us),
                 format,
                 payload,
             };

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod fleet;
 pub mod intake;
 pub mod up;
 

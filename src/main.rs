@@ -165,6 +165,54 @@ enum BenchCommand {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// A simulated fleet of agents posting real-format v2 payloads (zlib, Content-MD5)
+    /// over HTTP to an intake, through Kafka and the alert topology, all in this process;
+    /// prints per-stage latency percentiles, writes `report.json` and `latency.svg`.
+    Fleet {
+        /// Kafka bootstrap servers (default: an embedded mock broker).
+        #[arg(long, env = "SQUALL_KAFKA_BROKERS")]
+        brokers: Option<String>,
+        /// Agents in the fleet.
+        #[arg(long, default_value_t = 80_000)]
+        agents: usize,
+        /// Payloads per second (default: every agent once a minute).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// How long to post (each `--find-max` step lasts this long).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Posting before measuring (consumer group joined, caches warm).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        warmup: std::time::Duration,
+        /// Raise the rate by 25% per step until p99 end to end passes `--sla`, errors
+        /// appear or payloads pile up; report the highest rate sustained.
+        #[arg(long)]
+        find_max: bool,
+        /// First rate of `--find-max`.
+        #[arg(long, default_value_t = 2_000.0)]
+        start_rate: f64,
+        /// The latency SLA `--find-max` stops at.
+        #[arg(long, default_value = "150ms", value_parser = humantime::parse_duration)]
+        sla: std::time::Duration,
+        /// Requests in flight at most.
+        #[arg(long, default_value_t = 512)]
+        max_in_flight: usize,
+        /// Partitions of the payloads topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// `linger.ms` of the intake's Kafka producer (how long it gathers a batch).
+        #[arg(long, default_value_t = 5)]
+        linger_ms: u64,
+        /// The real v2 payload the agents vary.
+        #[arg(long, default_value = "../shared/fixtures/payloads/sd-agent-v2.json")]
+        template: PathBuf,
+        /// Where `report.json` and `latency.svg` go.
+        #[arg(long, default_value = "fleet-report")]
+        out: PathBuf,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Write `payloads.ndjson` and `fixtures.json` for `bench pipeline`.
     Generate {
         /// Devices (one agent key each).
@@ -366,6 +414,76 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&result?)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench {
+            what:
+                BenchCommand::Fleet {
+                    brokers,
+                    agents,
+                    rate,
+                    duration,
+                    warmup,
+                    find_max,
+                    start_rate,
+                    sla,
+                    max_in_flight,
+                    partitions,
+                    linger_ms,
+                    template,
+                    out,
+                    workers,
+                },
+        } => {
+            let prefix = squall::fleet::fresh_prefix();
+            // The embedded broker, when none is named, lives on this thread.
+            let mock = match brokers.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
+                Some(_) => None,
+                None => {
+                    let cluster = rdkafka::mocking::MockCluster::new(1)
+                        .context("starting the embedded Kafka broker")?;
+                    for t in squall::up::Names::new(&prefix).topics() {
+                        cluster
+                            .create_topic(t, partitions, 1)
+                            .with_context(|| format!("creating topic {t}"))?;
+                    }
+                    Some(cluster)
+                }
+            };
+            let brokers = match &mock {
+                Some(c) => c.bootstrap_servers(),
+                None => brokers.unwrap_or_default().trim().to_string(),
+            };
+            let dir = tempfile::tempdir().context("creating the benchmark's directory")?;
+            let opts = squall::fleet::FleetOptions {
+                brokers: Some(brokers.clone()),
+                agents,
+                rate,
+                duration,
+                warmup,
+                find_max,
+                start_rate,
+                sla,
+                max_in_flight,
+                partitions,
+                linger_ms,
+                template,
+                out: out.clone(),
+            };
+            let rt = runtime(workers)?;
+            let report = rt.block_on(squall::fleet::fleet(
+                opts,
+                brokers,
+                &prefix,
+                mock.is_none(),
+                dir.path(),
+            ))?;
+            drop(rt);
+            drop(mock);
+            if let Some(max) = report.max_sustained_rate {
+                println!("max sustained rate: {max:.0} payloads/s");
+            }
+            println!("report: {}", out.join("report.json").display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Notifier {
             brokers,
             db,
@@ -387,7 +505,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &brokers,
                 &db,
                 &squall::up::Names::new(&prefix),
-                &squall::up::consumer_options(10_000),
+                &squall::up::consumer_options(
+                    10_000,
+                    squall::up::KafkaSection::default().fetch_wait_max_ms,
+                ),
                 &section,
             )?;
             tracing::info!(%brokers, %db, "notifier starting");

@@ -133,6 +133,10 @@ pub struct KafkaSection {
     /// Consumer group session timeout: how soon the partitions of a member that died
     /// without leaving are handed to another.
     pub session_timeout_ms: u64,
+    /// How long a consumer's fetch may wait at the broker for data. Brokers answer as soon
+    /// as data arrives, but some (tansu) only when this runs out: it bounds the pipeline's
+    /// latency on those.
+    pub fetch_wait_max_ms: u64,
 }
 
 impl Default for KafkaSection {
@@ -142,6 +146,7 @@ impl Default for KafkaSection {
             partitions: 4,
             prefix: "squall.".into(),
             session_timeout_ms: 10_000,
+            fetch_wait_max_ms: 10,
         }
     }
 }
@@ -278,11 +283,12 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
 }
 
 /// librdkafka options of the consumers: the group session timeout, heartbeats well
-/// inside it.
-pub fn consumer_options(session_timeout_ms: u64) -> serde_json::Value {
+/// inside it, and the longest fetch wait.
+pub fn consumer_options(session_timeout_ms: u64, fetch_wait_max_ms: u64) -> serde_json::Value {
     json!({
         "session.timeout.ms": session_timeout_ms.to_string(),
         "heartbeat.interval.ms": (session_timeout_ms / 5).max(100).to_string(),
+        "fetch.wait.max.ms": fetch_wait_max_ms.to_string(),
     })
 }
 
@@ -458,7 +464,10 @@ pub async fn run(
         stopped(),
     ));
 
-    let consumer = consumer_options(config.kafka.session_timeout_ms);
+    let consumer = consumer_options(
+        config.kafka.session_timeout_ms,
+        config.kafka.fetch_wait_max_ms,
+    );
     let topology =
         RunningTopology::start(alerting_topology(&brokers, &db, &names, &consumer, &[])?)?;
     let notifier = RunningTopology::start(notifier_topology(

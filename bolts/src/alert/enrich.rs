@@ -65,6 +65,8 @@ struct Envelope<'a> {
     account: String,
     agent_key: String,
     received_at_ms: u64,
+    #[serde(default)]
+    received_at_us: Option<u64>,
     format: String,
     #[serde(borrow)]
     payload: &'a RawValue,
@@ -180,19 +182,22 @@ impl Enrich {
 
     fn finish(&mut self, p: Pending, verdict: &Verdict, out: &mut OutputCollector) {
         match verdict {
-            Verdict::Device(id) => out.emit_anchored(
-                squall_topology::DEFAULT_STREAM,
-                &[&p.input],
-                values![
-                    *id,
-                    p.account,
-                    p.agent_key,
-                    p.time,
-                    p.received_at,
-                    p.format,
-                    Value::Any(p.payload)
-                ],
-            ),
+            Verdict::Device(id) => {
+                super::record_stage("enriched", p.received_at);
+                out.emit_anchored(
+                    squall_topology::DEFAULT_STREAM,
+                    &[&p.input],
+                    values![
+                        *id,
+                        p.account,
+                        p.agent_key,
+                        p.time,
+                        p.received_at,
+                        p.format,
+                        Value::Any(p.payload)
+                    ],
+                );
+            }
             Verdict::Reject(reason, error) => {
                 metrics::counter!("squall_rejected_total", "reason" => *reason).increment(1);
                 out.emit_anchored(
@@ -385,17 +390,16 @@ impl Bolt for Enrich {
         if input.is_tick() {
             return Ok(());
         }
-        let raw = input
-            .get_by_field(&self.config.field)
-            .and_then(Value::as_bytes)
-            .ok_or_else(|| {
-                BoltError::msg(format!(
-                    "enrich: input has no `{}` bytes field",
-                    self.config.field
-                ))
-            })?
-            .to_vec();
-        let envelope: Envelope<'_> = match serde_json::from_slice(&raw) {
+        // A clone of the field (an `Arc`, not the bytes): the envelope borrows from it
+        // while the tuple moves on.
+        let field = input.get_by_field(&self.config.field).cloned();
+        let raw = field.as_ref().and_then(Value::as_bytes).ok_or_else(|| {
+            BoltError::msg(format!(
+                "enrich: input has no `{}` bytes field",
+                self.config.field
+            ))
+        })?;
+        let envelope: Envelope<'_> = match serde_json::from_slice(raw) {
             Ok(e) => e,
             Err(e) => {
                 Self::reject(
@@ -426,7 +430,12 @@ impl Bolt for Enrich {
             .clone()
             .or_else(|| parsed.uuid.clone())
             .unwrap_or_else(|| "unknown".into());
-        let time = parsed.event_time(envelope.received_at_ms as f64 / 1000.0);
+        let received_at = envelope
+            .received_at_us
+            .map_or(envelope.received_at_ms as f64 / 1000.0, |us| {
+                us as f64 / 1e6
+            });
+        let time = parsed.event_time(received_at);
         let key = (
             envelope.account.clone(),
             envelope.agent_key.clone(),
@@ -437,7 +446,7 @@ impl Bolt for Enrich {
             account: envelope.account.clone(),
             agent_key: envelope.agent_key.clone(),
             time,
-            received_at: envelope.received_at_ms as f64 / 1000.0,
+            received_at,
             format: envelope.format.to_string(),
             payload: Arc::new(parsed),
             key: key.clone(),

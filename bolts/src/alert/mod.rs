@@ -22,6 +22,13 @@ pub(crate) fn require_sqlite_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// Records how long after the intake received it a payload passed `stage` (histogram
+/// `squall_stage_latency_seconds{stage}`: `enriched`, `stored`, `evaluated`, `notified`).
+pub(crate) fn record_stage(stage: &'static str, received_at: f64) {
+    metrics::histogram!("squall_stage_latency_seconds", "stage" => stage)
+        .record((now_secs() - received_at).max(0.0));
+}
+
 /// Wall-clock time in epoch seconds.
 pub(crate) fn now_secs() -> f64 {
     std::time::SystemTime::now()

@@ -247,6 +247,9 @@ impl Bolt for Notify {
             return Ok(());
         }
         let event = event_of(&t)?;
+        if let Some(at) = t.get_by_field("received_at").and_then(Value::as_f64) {
+            super::record_stage("notified", at);
+        }
         let created_at_ms = now_ms();
         for (i, recipient) in event.recipients.iter().enumerate() {
             let n = Notification {

@@ -227,7 +227,12 @@ impl Bolt for Store {
                     continue;
                 };
                 match &error {
-                    None => out.ack(&t),
+                    None => {
+                        if let Some(at) = t.get_by_field("received_at").and_then(Value::as_f64) {
+                            super::record_stage("stored", at);
+                        }
+                        out.ack(&t)
+                    }
                     Some(e) => out.fail(&t, format!("metrics store: {e}")),
                 }
             }

@@ -608,7 +608,8 @@ enum Job {
 type Answer = (Option<u64>, Result<Vec<AlertEvent>, String>);
 
 /// The `threshold` bolt (see the module docs). Output fields: `account`, `device`,
-/// `event` (the [`AlertEvent`] as JSON in a `Value::Any`).
+/// `event` (the [`AlertEvent`] as JSON in a `Value::Any`), `received_at` (when the intake
+/// received the payload that caused it, epoch seconds; null for no-data events).
 pub struct Threshold {
     config: ThresholdConfig,
     jobs: Option<Sender<Job>>,
@@ -666,7 +667,7 @@ fn observation(t: &Tuple) -> Result<Observation, BoltError> {
 
 impl Bolt for Threshold {
     fn declare_outputs(&self, d: &mut OutputDeclarer) {
-        d.declare(Fields::new(["account", "device", "event"]));
+        d.declare(Fields::new(["account", "device", "event", "received_at"]));
     }
 
     fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
@@ -756,6 +757,9 @@ impl Bolt for Threshold {
         };
         while let Ok((id, result)) = answers.try_recv() {
             let input = id.and_then(|id| self.held.remove(&id));
+            let received_at = input
+                .as_ref()
+                .and_then(|t| t.get_by_field("received_at").and_then(Value::as_f64));
             match result {
                 Ok(events) => {
                     for e in events {
@@ -768,7 +772,8 @@ impl Bolt for Threshold {
                         let row = values![
                             e.account.clone(),
                             e.device,
-                            Value::any(serde_json::to_value(&e).expect("events serialise"))
+                            Value::any(serde_json::to_value(&e).expect("events serialise")),
+                            received_at
                         ];
                         match &input {
                             Some(t) => {
@@ -778,6 +783,9 @@ impl Bolt for Threshold {
                         }
                     }
                     if let Some(t) = input {
+                        if let Some(at) = received_at {
+                            super::record_stage("evaluated", at);
+                        }
                         out.ack(&t);
                     }
                 }

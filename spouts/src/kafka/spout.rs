@@ -300,6 +300,13 @@ impl Spout for KafkaSpout {
 
     fn ack(&mut self, id: MessageId) {
         if let Some(r) = self.running.as_mut() {
+            if let Some(ts) = r.in_flight.get(&id.0).and_then(|f| f.record.timestamp) {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                metrics::histogram!("squall_kafka_record_latency_seconds", "component" => r.component.clone())
+                    .record((now_ms - ts).max(0) as f64 / 1000.0);
+            }
             r.done(id.0);
         }
     }

@@ -275,5 +275,93 @@ fn rule_evaluation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, topologies, routing, payload_parse, rule_evaluation);
+/// The `split` bolt on one enriched v2 payload (its points are parsed once by `enrich` and
+/// passed on by reference), and `store`'s write of one payload's points (one device-minute
+/// row, the latest pointer, the hour mark) into SQLite, batched 256 to a transaction as the
+/// bolt's database thread batches them.
+fn split_and_store(c: &mut Criterion) {
+    use squall_bolts::alert::metrics_store::MetricsStore;
+    use squall_bolts::alert::store::Split;
+    let path = format!(
+        "{}/../shared/fixtures/payloads/sd-agent-v2.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let Ok(bytes) = std::fs::read(&path) else {
+        eprintln!("skipping split: {path} not found");
+        return;
+    };
+    let payload = std::sync::Arc::new(squall_bolts::alert::payload::parse(&bytes).unwrap());
+    let source = SourceMeta::get(
+        "enrich",
+        DEFAULT_STREAM,
+        Fields::new([
+            "device",
+            "account",
+            "agent_key",
+            "time",
+            "received_at",
+            "format",
+            "payload",
+        ]),
+    );
+    let mut split = Split;
+    let mut declared = OutputDeclarer::new("split");
+    split.declare_outputs(&mut declared);
+    let mut out = OutputCollector::new("split", declared.into_streams().into());
+    let mut g = c.benchmark_group("split");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("one v2 payload", |b| {
+        b.iter(|| {
+            let t = Tuple::new(
+                source,
+                TaskId(0),
+                values![
+                    7i64,
+                    "bench",
+                    "key-7",
+                    1_790_000_000.0,
+                    1_790_000_000.0,
+                    "v2",
+                    Value::Any(payload.clone())
+                ],
+            );
+            split.execute(t, &mut out).unwrap();
+            out.clear();
+        })
+    });
+    g.finish();
+
+    let dir = tempfile::tempdir().unwrap();
+    let db =
+        MetricsStore::open_url(&format!("sqlite://{}", dir.path().join("m.db").display())).unwrap();
+    let mut minute = 0u64;
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Elements(256));
+    g.bench_function(
+        format!(
+            "256 v2 payloads ({} points each), one transaction",
+            payload.points.len()
+        ),
+        |b| {
+            b.iter(|| {
+                minute += 1;
+                let time = 1_790_000_000.0 + 60.0 * minute as f64;
+                let batch: Vec<(i64, f64, &[squall_bolts::alert::payload::MetricPoint])> = (0..256)
+                    .map(|device| (device, time, payload.points.as_slice()))
+                    .collect();
+                db.write(&batch).unwrap();
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    topologies,
+    routing,
+    payload_parse,
+    split_and_store,
+    rule_evaluation
+);
 criterion_main!(benches);

@@ -78,6 +78,8 @@ pub struct FleetOptions {
     pub partitions: i32,
     /// `linger.ms` of the intake's producer.
     pub linger_ms: u64,
+    /// `fetch.wait.max.ms` of the topology's consumer.
+    pub fetch_wait_max_ms: u64,
     /// The real v2 payload the agents vary.
     pub template: PathBuf,
     /// Where `report.json` and `latency.svg` go.
@@ -647,7 +649,7 @@ pub async fn fleet(
             let _ = rx.wait_for(|s| *s).await;
         },
     ));
-    let consumer = consumer_options(6_000, crate::up::KafkaSection::default().fetch_wait_max_ms);
+    let consumer = consumer_options(6_000, opts.fetch_wait_max_ms);
     let topology =
         RunningTopology::start(alerting_topology(&brokers, &db, &names, &consumer, &[])?)?;
 

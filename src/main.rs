@@ -200,9 +200,14 @@ enum BenchCommand {
         /// Partitions of the payloads topic.
         #[arg(long, default_value_t = 4)]
         partitions: i32,
-        /// `linger.ms` of the intake's Kafka producer (how long it gathers a batch).
-        #[arg(long, default_value_t = 5)]
+        /// `linger.ms` of the intake's Kafka producer (how long it gathers a batch; the
+        /// intake's own default is 1).
+        #[arg(long, default_value_t = 1)]
         linger_ms: u64,
+        /// `fetch.wait.max.ms` of the alert topology's consumer (`kafka.fetch_wait_max_ms`,
+        /// 5 by default in `squall up`).
+        #[arg(long, default_value_t = 2)]
+        fetch_wait_ms: u64,
         /// The real v2 payload the agents vary.
         #[arg(long, default_value = "../shared/fixtures/payloads/sd-agent-v2.json")]
         template: PathBuf,
@@ -428,6 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     max_in_flight,
                     partitions,
                     linger_ms,
+                    fetch_wait_ms,
                     template,
                     out,
                     workers,
@@ -465,6 +471,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_in_flight,
                 partitions,
                 linger_ms,
+                fetch_wait_max_ms: fetch_wait_ms,
                 template,
                 out: out.clone(),
             };

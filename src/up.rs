@@ -146,7 +146,7 @@ impl Default for KafkaSection {
             partitions: 4,
             prefix: "squall.".into(),
             session_timeout_ms: 10_000,
-            fetch_wait_max_ms: 10,
+            fetch_wait_max_ms: 5,
         }
     }
 }

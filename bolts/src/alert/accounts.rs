@@ -287,17 +287,14 @@ pub(crate) fn bump(conn: &Connection) -> Result<(), StoreError> {
 
 fn get_account(conn: &Connection, name: &str) -> Result<Option<Account>, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT name, device_quota, active FROM accounts WHERE name = ?1",
-            params![name],
-            |r| {
-                Ok(Account {
-                    name: r.get(0)?,
-                    device_quota: r.get(1)?,
-                    active: r.get(2)?,
-                })
-            },
-        )
+        .prepare_cached("SELECT name, device_quota, active FROM accounts WHERE name = ?1")?
+        .query_row(params![name], |r| {
+            Ok(Account {
+                name: r.get(0)?,
+                device_quota: r.get(1)?,
+                active: r.get(2)?,
+            })
+        })
         .optional()?)
 }
 
@@ -388,11 +385,8 @@ impl AccountStore for SqliteStore {
     fn key_account(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT account FROM agent_keys WHERE key = ?1",
-                params![key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT account FROM agent_keys WHERE key = ?1")?
+            .query_row(params![key], |r| r.get(0))
             .optional()?)
     }
 

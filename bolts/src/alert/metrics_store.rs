@@ -1,21 +1,21 @@
 //! Metric storage: the latest values per device, minute snapshots (kept for a retention
 //! window) and hourly aggregates (kept forever), in SQLite.
 //!
-//! One row per device and minute holds all of that minute's points (a MessagePack list
-//! of `(metric, series, value)`), so storing a payload of sixty points costs three small
-//! writes, not sixty: the minute's row, the device's latest-minute pointer and a
-//! "this hour changed" mark. Hourly aggregates are rolled up from the minutes by
+//! One row per device and minute holds all of that minute's points (per point a series id
+//! from `metric_series` and the value: 12 bytes), so storing a payload of sixty points costs
+//! one row write of ~720 bytes,
+//! not sixty (plus a "this hour changed" mark, written once per device and hour). A
+//! device's latest values are its newest minute. Hourly aggregates are rolled up from the minutes by
 //! [`MetricsStore::roll_up`] once an hour has passed (the `store` bolt runs it every
 //! minute, and before retention deletes anything); an hour that is still open or was
 //! changed by a late payload is computed from its minutes when queried, so a query never
 //! sees a stale aggregate.
 //!
 //! Writes are idempotent under replay: a minute keeps the payload with the latest event
-//! time (a later payload in the same minute replaces it); the latest-value pointer only
-//! moves forward in event time; aggregates are recomputed from the minutes, never
-//! incremented. Replaying a payload therefore changes nothing.
+//! time (a later payload in the same minute replaces it), so the newest minute only moves
+//! forward; aggregates are recomputed from the minutes, never incremented. Replaying a payload therefore changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -52,6 +52,22 @@ const MIGRATIONS: &[&str] = &[
         device INTEGER NOT NULL, hour INTEGER NOT NULL, PRIMARY KEY (device, hour)
     ) WITHOUT ROWID;
     CREATE TABLE latest (device INTEGER PRIMARY KEY, time REAL NOT NULL, minute INTEGER NOT NULL);",
+    // Version 3: a device's latest values are its newest minute row (one page write less
+    // per payload), and minute rows live in a rowid table, appended in arrival order, with
+    // a small (device, minute) index: a WITHOUT ROWID table of kilobyte rows split and
+    // rewrote a leaf page for nearly every payload.
+    "DROP TABLE latest;
+    CREATE TABLE metric_minutes_v3 (
+        device INTEGER NOT NULL, minute INTEGER NOT NULL, time REAL NOT NULL, points BLOB NOT NULL,
+        UNIQUE (device, minute)
+    );
+    INSERT INTO metric_minutes_v3 (device, minute, time, points)
+        SELECT device, minute, time, points FROM metric_minutes;
+    DROP TABLE metric_minutes;
+    ALTER TABLE metric_minutes_v3 RENAME TO metric_minutes;
+    CREATE TABLE metric_series (
+        id INTEGER PRIMARY KEY, metric TEXT NOT NULL, series TEXT NOT NULL, UNIQUE (metric, series)
+    );",
 ];
 
 /// The series key of a point: its labels as `k=v` pairs joined by `,` (empty if none).
@@ -122,6 +138,101 @@ type MinutePoints = Vec<(String, String, f64)>;
 /// An hour row's aggregates as stored.
 type HourRows = Vec<(String, String, HourAggregate)>;
 
+/// The first byte of a minute row in the compact format: then, per point, the series id
+/// (u32) and the value (f64), little-endian. Rows without it are MessagePack lists of
+/// `(metric, series, value)` (the first version 2 rows).
+const COMPACT: u8 = 0;
+
+/// `metric_series` ids, as far as this connection has seen them.
+#[derive(Default)]
+struct SeriesIds {
+    /// `metric\0series` -> id.
+    ids: HashMap<String, u32>,
+    /// id -> (metric, series).
+    names: HashMap<u32, (String, String)>,
+}
+
+impl SeriesIds {
+    /// Writes `metric\0series` of `p` into `key`.
+    fn key_of(p: &MetricPoint, key: &mut String) {
+        key.clear();
+        key.push_str(&p.name);
+        key.push('\0');
+        for (i, (k, v)) in p.labels.iter().enumerate() {
+            if i > 0 {
+                key.push(',');
+            }
+            key.push_str(k);
+            key.push('=');
+            key.push_str(v);
+        }
+    }
+
+    /// Gives every key in `keys` an id, in a transaction of its own (committed before any
+    /// row uses the ids, so no connection can see an id that was rolled back).
+    fn register(&mut self, conn: &mut Connection, keys: &[String]) -> Result<(), StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut got = Vec::with_capacity(keys.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO metric_series (metric, series) VALUES (?1, ?2)",
+            )?;
+            let mut select = tx
+                .prepare_cached("SELECT id FROM metric_series WHERE metric = ?1 AND series = ?2")?;
+            for key in keys {
+                let (metric, series) = key.split_once('\0').unwrap_or((key, ""));
+                insert.execute(params![metric, series])?;
+                let id: u32 = select.query_row(params![metric, series], |r| r.get(0))?;
+                got.push((key.clone(), id, metric.to_string(), series.to_string()));
+            }
+        }
+        tx.commit()?;
+        for (key, id, metric, series) in got {
+            self.ids.insert(key, id);
+            self.names.insert(id, (metric, series));
+        }
+        Ok(())
+    }
+
+    /// The (metric, series) of `id`, read from the table if another connection made it.
+    fn name(&mut self, conn: &Connection, id: u32) -> Result<&(String, String), StoreError> {
+        match self.names.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let name: (String, String) = conn
+                    .prepare_cached("SELECT metric, series FROM metric_series WHERE id = ?1")?
+                    .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                    .ok_or_else(|| StoreError::Invalid {
+                        field: "points",
+                        message: format!("a stored row names series {id}, which does not exist"),
+                    })?;
+                Ok(e.insert(name))
+            }
+        }
+    }
+
+    /// A minute row's points.
+    fn decode(&mut self, conn: &Connection, blob: &[u8]) -> Result<MinutePoints, StoreError> {
+        let Some((&COMPACT, rest)) = blob.split_first() else {
+            return decode(blob);
+        };
+        let mut out = Vec::with_capacity(rest.len() / 12);
+        for chunk in rest.chunks_exact(12) {
+            let id = u32::from_le_bytes(chunk[..4].try_into().expect("4 bytes"));
+            let value = f64::from_le_bytes(chunk[4..].try_into().expect("8 bytes"));
+            let (metric, series) = self.name(conn, id)?;
+            out.push((metric.clone(), series.clone(), value));
+        }
+        Ok(out)
+    }
+}
+
+struct Inner {
+    conn: Connection,
+    series: SeriesIds,
+}
+
 fn decode<T: serde::de::DeserializeOwned>(blob: &[u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(blob).map_err(|e| StoreError::Invalid {
         field: "points",
@@ -138,7 +249,7 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
 
 /// The metrics database.
 pub struct MetricsStore {
-    conn: Mutex<Connection>,
+    inner: Mutex<Inner>,
 }
 
 impl MetricsStore {
@@ -176,18 +287,35 @@ impl MetricsStore {
             tx.commit()?;
         }
         Ok(MetricsStore {
-            conn: Mutex::new(conn),
+            inner: Mutex::new(Inner {
+                conn,
+                series: SeriesIds::default(),
+            }),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes the points of several payloads `(device, event time, points)` in one
     /// transaction.
     pub fn write(&self, batch: &[(i64, f64, &[MetricPoint])]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut guard = self.lock();
+        let Inner { conn, series } = &mut *guard;
+        let mut key = String::new();
+        let mut unknown: Vec<String> = Vec::new();
+        for (_, _, points) in batch {
+            for p in points.iter() {
+                SeriesIds::key_of(p, &mut key);
+                if !series.ids.contains_key(key.as_str()) && !unknown.contains(&key) {
+                    unknown.push(key.clone());
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            series.register(conn, &unknown)?;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut minute = tx.prepare_cached(
@@ -196,25 +324,21 @@ impl MetricsStore {
                  SET time = excluded.time, points = excluded.points
                  WHERE excluded.time >= metric_minutes.time",
             )?;
-            let mut latest = tx.prepare_cached(
-                "INSERT INTO latest (device, time, minute) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (device) DO UPDATE SET time = excluded.time, minute = excluded.minute
-                 WHERE excluded.time >= latest.time",
-            )?;
             let mut changed = tx.prepare_cached(
                 "INSERT OR IGNORE INTO metric_hours_changed (device, hour) VALUES (?1, ?2)",
             )?;
-            let mut rows: Vec<(&str, String, f64)> = Vec::new();
+            let mut row: Vec<u8> = Vec::new();
             for (device, time, points) in batch {
                 let m = (time / 60.0).floor() as i64;
-                rows.clear();
-                rows.extend(
-                    points
-                        .iter()
-                        .map(|p| (p.name.as_str(), series_of(p), p.value)),
-                );
-                minute.execute(params![device, m, time, encode(&rows)?])?;
-                latest.execute(params![device, time, m])?;
+                row.clear();
+                row.push(COMPACT);
+                for p in points.iter() {
+                    SeriesIds::key_of(p, &mut key);
+                    let id = series.ids[key.as_str()];
+                    row.extend_from_slice(&id.to_le_bytes());
+                    row.extend_from_slice(&p.value.to_le_bytes());
+                }
+                minute.execute(params![device, m, time, row])?;
                 changed.execute(params![device, m.div_euclid(60)])?;
             }
         }
@@ -226,7 +350,8 @@ impl MetricsStore {
     /// aggregate row, in one transaction. Returns how many hours were rolled up.
     pub fn roll_up(&self, now: f64) -> Result<usize, StoreError> {
         let current_hour = (now / 3600.0).floor() as i64;
-        let mut conn = self.conn();
+        let mut guard = self.lock();
+        let Inner { conn, series } = &mut *guard;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let hours: Vec<(i64, i64)> = {
             let mut stmt =
@@ -235,7 +360,7 @@ impl MetricsStore {
             rows.collect::<rusqlite::Result<_>>()?
         };
         for (device, hour) in &hours {
-            let aggregates: HourRows = aggregate_hour(&tx, *device, *hour)?
+            let aggregates: HourRows = aggregate_hour(&tx, series, *device, *hour)?
                 .into_iter()
                 .map(|((metric, series), a)| (metric, series, a))
                 .collect();
@@ -254,12 +379,12 @@ impl MetricsStore {
 
     /// The latest values of `device`: (event time, `{metric{series}: value}`).
     pub fn latest(&self, device: i64) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
-        let row: Option<(f64, Vec<u8>)> = self
-            .conn()
+        let mut guard = self.lock();
+        let Inner { conn, series } = &mut *guard;
+        let row: Option<(f64, Vec<u8>)> = conn
             .query_row(
-                "SELECT l.time, m.points FROM latest l
-                 JOIN metric_minutes m ON m.device = l.device AND m.minute = l.minute
-                 WHERE l.device = ?1",
+                "SELECT time, points FROM metric_minutes WHERE device = ?1
+                 ORDER BY minute DESC LIMIT 1",
                 params![device],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -267,7 +392,7 @@ impl MetricsStore {
         let Some((time, blob)) = row else {
             return Ok(None);
         };
-        let points: MinutePoints = decode(&blob)?;
+        let points = series.decode(conn, &blob)?;
         let values = points
             .into_iter()
             .map(|(metric, series, value)| (latest_key(&metric, &series), value.into()))
@@ -288,7 +413,8 @@ impl MetricsStore {
         hourly: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
         let wanted = |m: &str, s: &str| m == metric && series.is_none_or(|want| want == s);
-        let conn = self.conn();
+        let mut guard = self.lock();
+        let Inner { conn, series: ids } = &mut *guard;
         let mut out = Vec::new();
         if hourly {
             let (first, last) = (
@@ -313,7 +439,7 @@ impl MetricsStore {
                     .query_map(params![device, first, last], |r| r.get::<_, i64>(0))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 for hour in changed {
-                    let rows = aggregate_hour(&conn, device, hour)?
+                    let rows = aggregate_hour(conn, ids, device, hour)?
                         .into_iter()
                         .map(|((m, s), a)| (m, s, a))
                         .collect();
@@ -345,7 +471,7 @@ impl MetricsStore {
             let mut rows = stmt.query(params![device, first, last])?;
             while let Some(r) = rows.next()? {
                 let minute: i64 = r.get(0)?;
-                let points: MinutePoints = decode(&r.get::<_, Vec<u8>>(1)?)?;
+                let points = ids.decode(conn, &r.get::<_, Vec<u8>>(1)?)?;
                 out.extend(points.into_iter().filter(|(m, s, _)| wanted(m, s)).map(
                     |(m, s, value)| StoredPoint {
                         metric: m,
@@ -367,10 +493,10 @@ impl MetricsStore {
     pub fn retain(&self, now: f64, days: u32) -> Result<usize, StoreError> {
         self.roll_up(now)?;
         let cutoff_minute = ((now - f64::from(days) * 86_400.0) / 60.0).floor() as i64;
-        Ok(self.conn().execute(
+        Ok(self.lock().conn.execute(
             "DELETE FROM metric_minutes WHERE minute < ?1
-               AND NOT EXISTS (SELECT 1 FROM latest l
-                               WHERE l.device = metric_minutes.device AND l.minute = metric_minutes.minute)",
+               AND minute < (SELECT MAX(m.minute) FROM metric_minutes m
+                             WHERE m.device = metric_minutes.device)",
             params![cutoff_minute],
         )?)
     }
@@ -379,6 +505,7 @@ impl MetricsStore {
 /// The aggregates of `device`'s `hour`, from its minute rows.
 fn aggregate_hour(
     conn: &Connection,
+    series: &mut SeriesIds,
     device: i64,
     hour: i64,
 ) -> Result<BTreeMap<(String, String), HourAggregate>, StoreError> {
@@ -389,7 +516,7 @@ fn aggregate_hour(
     let mut rows = stmt.query(params![device, hour * 60, (hour + 1) * 60])?;
     let mut out: BTreeMap<(String, String), HourAggregate> = BTreeMap::new();
     while let Some(r) = rows.next()? {
-        let points: MinutePoints = decode(&r.get::<_, Vec<u8>>(0)?)?;
+        let points = series.decode(conn, &r.get::<_, Vec<u8>>(0)?)?;
         for (metric, series, value) in points {
             out.entry((metric, series))
                 .or_insert(HourAggregate {
@@ -516,6 +643,28 @@ mod tests {
         );
         assert_eq!(latest["system.load.1"], 2.0);
         assert_eq!(latest["system.disk.in_use{device_name=/dev/sda1}"], 0.5);
+    }
+
+    #[test]
+    fn another_connection_reads_series_this_one_registered_and_old_rows_still_decode() {
+        let (a, dir) = store();
+        let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
+        let b = MetricsStore::open_url(&url).unwrap();
+        b.write(&[(1, 60.0, points(1.5).as_slice())]).unwrap(); // b registers the series
+        a.write(&[(2, 60.0, points(2.5).as_slice())]).unwrap(); // a learns them on write
+        let (_, latest) = a.latest(1).unwrap().unwrap(); // ... and reads b's rows
+        assert_eq!(latest["system.load.1"], 1.5);
+        assert_eq!(latest["system.disk.in_use{device_name=/dev/sda1}"], 0.5);
+        // A row of the first version-2 format (MessagePack names) still reads.
+        let old = rmp_serde::to_vec(&vec![("system.load.1", "", 9.0)]).unwrap();
+        a.lock()
+            .conn
+            .execute(
+                "INSERT INTO metric_minutes (device, minute, time, points) VALUES (3, 1, 60.0, ?1)",
+                params![old],
+            )
+            .unwrap();
+        assert_eq!(b.latest(3).unwrap().unwrap().1["system.load.1"], 9.0);
     }
 
     #[test]

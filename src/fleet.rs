@@ -56,7 +56,7 @@ pub const STAGES: [&str; 6] = [
 /// Options of `bench fleet`.
 #[derive(Clone, Debug)]
 pub struct FleetOptions {
-    /// Kafka bootstrap servers (`None`: an embedded mock cluster).
+    /// The broker named by the user (`None`: the embedded mock cluster); for the report.
     pub brokers: Option<String>,
     /// Agents in the fleet.
     pub agents: usize,
@@ -727,8 +727,11 @@ pub async fn fleet(
             && run.drained
             && run.p99_complete_ms() <= opts.sla.as_secs_f64() * 1000.0;
         let title = format!(
-            "squall bench fleet: {rate:.0} payloads/s, {agents} agents, {} cores",
-            cores()
+            "squall bench fleet: {rate:.0} payloads/s, {agents} agents, {} cores, {}",
+            cores(),
+            opts.brokers
+                .as_deref()
+                .map_or("embedded broker".to_string(), |b| format!("broker {b}"))
         );
         if !opts.find_max || sustained {
             plot(&opts.out.join("latency.svg"), &title, &snapshot)?;
@@ -751,7 +754,7 @@ pub async fn fleet(
     let report = FleetReport {
         agents,
         cores: cores(),
-        broker: brokers,
+        broker: opts.brokers.clone().unwrap_or_else(|| "embedded".into()),
         runs,
         max_sustained_rate: best,
     };

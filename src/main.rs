@@ -460,7 +460,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let dir = tempfile::tempdir().context("creating the benchmark's directory")?;
             let opts = squall::fleet::FleetOptions {
-                brokers: Some(brokers.clone()),
+                brokers: mock.is_none().then(|| brokers.clone()),
                 agents,
                 rate,
                 duration,

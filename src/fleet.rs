@@ -587,6 +587,19 @@ pub async fn fleet(
     create_topics: bool,
     dir: &Path,
 ) -> anyhow::Result<FleetReport> {
+    anyhow::ensure!(opts.agents > 0, "--agents: at least 1");
+    anyhow::ensure!(opts.max_in_flight > 0, "--max-in-flight: at least 1");
+    for (name, rate) in [
+        ("--rate", opts.rate),
+        ("--start-rate", Some(opts.start_rate)),
+    ] {
+        if let Some(r) = rate {
+            anyhow::ensure!(
+                r.is_finite() && r > 0.0,
+                "{name}: a positive number of payloads per second, got {r}"
+            );
+        }
+    }
     let stages = Stages::new();
     metrics::set_global_recorder(StageRecorder(stages.clone()))
         .map_err(|_| anyhow::anyhow!("a metrics recorder is already installed"))?;

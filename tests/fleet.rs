@@ -88,3 +88,22 @@ fn every_posted_payload_passes_every_stage_and_find_max_stops_at_the_sla() {
     assert_eq!(r["runs"][0]["accepted"], 50, "{r}");
     assert!(r["max_sustained_rate"].is_null(), "{r}");
 }
+
+#[test]
+fn bad_options_are_refused_naming_the_option() {
+    for (args, said) in [
+        (&["--agents", "0"][..], "--agents: at least 1"),
+        (&["--rate=-3"][..], "--rate: a positive number"),
+        (&["--max-in-flight", "0"][..], "--max-in-flight: at least 1"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["bench", "fleet", "--out"])
+            .arg(tempfile::tempdir().unwrap().path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+}

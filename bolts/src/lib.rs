@@ -14,6 +14,7 @@ pub mod alert;
 mod basic;
 mod chaos;
 mod kafka;
+pub mod multilang;
 
 pub use basic::{
     Count, CountConfig, Jsonl, JsonlConfig, Log, LogConfig, SplitWords, SplitWordsConfig,

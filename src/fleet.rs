@@ -53,36 +53,50 @@ pub const STAGES: [&str; 6] = [
     "complete",
 ];
 
-/// Options of `bench fleet`.
-#[derive(Clone, Debug)]
+/// Options of `bench fleet` (also its command-line arguments).
+#[derive(Clone, Debug, clap::Args)]
 pub struct FleetOptions {
-    /// The broker named by the user (`None`: the embedded mock cluster); for the report.
-    pub brokers: Option<String>,
     /// Agents in the fleet.
+    #[arg(long, default_value_t = 80_000)]
     pub agents: usize,
     /// Payloads per second (default: every agent once a minute).
+    #[arg(long)]
     pub rate: Option<f64>,
     /// How long to post (each `--find-max` step lasts this long).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Posting before measuring (consumer group joined, caches warm).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
-    /// Ramp the rate until p99 passes the SLA or errors appear.
+    /// Raise the rate by 25% per step until p99 end to end passes `--sla`, errors appear
+    /// or payloads pile up; report the highest rate sustained.
+    #[arg(long)]
     pub find_max: bool,
-    /// First rate of the ramp.
+    /// First rate of `--find-max`.
+    #[arg(long, default_value_t = 2_000.0)]
     pub start_rate: f64,
-    /// The SLA the ramp stops at.
+    /// The latency SLA `--find-max` stops at.
+    #[arg(long, default_value = "150ms", value_parser = humantime::parse_duration)]
     pub sla: Duration,
     /// Requests in flight at most.
+    #[arg(long, default_value_t = 512)]
     pub max_in_flight: usize,
     /// Partitions of the payloads topic.
+    #[arg(long, default_value_t = 4)]
     pub partitions: i32,
-    /// `linger.ms` of the intake's producer.
+    /// `linger.ms` of the intake's Kafka producer (how long it gathers a batch; the
+    /// intake's own default is 1).
+    #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
-    /// `fetch.wait.max.ms` of the topology's consumer.
+    /// `fetch.wait.max.ms` of the alert topology's consumer (`kafka.fetch_wait_max_ms`, 5
+    /// by default in `squall up`).
+    #[arg(long = "fetch-wait-ms", default_value_t = 2)]
     pub fetch_wait_max_ms: u64,
     /// The real v2 payload the agents vary.
+    #[arg(long, default_value = "../shared/fixtures/payloads/sd-agent-v2.json")]
     pub template: PathBuf,
     /// Where `report.json` and `latency.svg` go.
+    #[arg(long, default_value = "fleet-report")]
     pub out: PathBuf,
 }
 
@@ -188,6 +202,12 @@ struct Template(Vec<Piece>);
 
 enum Piece {
     Text(String),
+    Hole(Hole),
+}
+
+/// What varies per agent and post.
+#[derive(Clone, Copy)]
+enum Hole {
     Key,
     Host,
     Uuid,
@@ -200,15 +220,15 @@ enum Piece {
 
 impl Template {
     fn from_payload(mut p: Json) -> anyhow::Result<Self> {
-        let holes: [(&str, &str, Piece); 8] = [
-            ("agentKey", "@@key@@", Piece::Key),
-            ("internalHostname", "@@host@@", Piece::Host),
-            ("uuid", "@@uuid@@", Piece::Uuid),
-            ("collection_timestamp", "@@time@@", Piece::Time),
-            ("system.load.1", "@@load1@@", Piece::Load1),
-            ("system.load.5", "@@load5@@", Piece::Load5),
-            ("cpuUser", "@@cpuUser@@", Piece::CpuUser),
-            ("cpuWait", "@@cpuWait@@", Piece::CpuWait),
+        let holes: [(&str, &str, Hole); 8] = [
+            ("agentKey", "@@key@@", Hole::Key),
+            ("internalHostname", "@@host@@", Hole::Host),
+            ("uuid", "@@uuid@@", Hole::Uuid),
+            ("collection_timestamp", "@@time@@", Hole::Time),
+            ("system.load.1", "@@load1@@", Hole::Load1),
+            ("system.load.5", "@@load5@@", Hole::Load5),
+            ("cpuUser", "@@cpuUser@@", Hole::CpuUser),
+            ("cpuWait", "@@cpuWait@@", Hole::CpuWait),
         ];
         for (field, marker, _) in &holes {
             anyhow::ensure!(
@@ -232,16 +252,7 @@ impl Template {
             let marker_len = holes[i].1.len() + 2;
             let rest = text.split_off(at);
             pieces.push(Piece::Text(text));
-            pieces.push(match holes[i].2 {
-                Piece::Key => Piece::Key,
-                Piece::Host => Piece::Host,
-                Piece::Uuid => Piece::Uuid,
-                Piece::Time => Piece::Time,
-                Piece::Load1 => Piece::Load1,
-                Piece::Load5 => Piece::Load5,
-                Piece::CpuUser => Piece::CpuUser,
-                _ => Piece::CpuWait,
-            });
+            pieces.push(Piece::Hole(holes[i].2));
             text = rest[marker_len..].to_string();
         }
         Ok(Template(pieces))
@@ -265,17 +276,17 @@ impl Template {
                     out.push_str(t);
                     Ok(())
                 }
-                Piece::Key => write!(out, "\"{}\"", agent_key(agent)),
-                Piece::Host => write!(out, "\"{}\"", hostname(agent)),
-                Piece::Uuid => write!(out, "\"{agent:032x}\""),
-                Piece::Time => write!(out, "{:.3}", t0 + 60.0 * seq as f64),
-                Piece::Load1 => {
+                Piece::Hole(Hole::Key) => write!(out, "\"{}\"", agent_key(agent)),
+                Piece::Hole(Hole::Host) => write!(out, "\"{}\"", hostname(agent)),
+                Piece::Hole(Hole::Uuid) => write!(out, "\"{agent:032x}\""),
+                Piece::Hole(Hole::Time) => write!(out, "{:.3}", t0 + 60.0 * seq as f64),
+                Piece::Hole(Hole::Load1) => {
                     let high = agent % 10 == 0 && seq % 2 == 0;
                     write!(out, "{:.3}", if high { 5.0 } else { 1.0 } + noise)
                 }
-                Piece::Load5 => write!(out, "{:.3}", 2.0 + noise),
-                Piece::CpuUser => write!(out, "{:.3}", 20.0 + 10.0 * noise),
-                Piece::CpuWait => write!(out, "{:.3}", noise),
+                Piece::Hole(Hole::Load5) => write!(out, "{:.3}", 2.0 + noise),
+                Piece::Hole(Hole::CpuUser) => write!(out, "{:.3}", 20.0 + 10.0 * noise),
+                Piece::Hole(Hole::CpuWait) => write!(out, "{:.3}", noise),
             };
         }
     }
@@ -579,7 +590,8 @@ fn epoch_secs() -> f64 {
 }
 
 /// Runs `bench fleet` against `brokers` (see the module docs) with its database in `dir`.
-/// Topics are named with `prefix` (created here when `create_topics`).
+/// Topics are named with `prefix` (created here when `create_topics`, i.e. on a broker the
+/// user named; otherwise `brokers` is the embedded one).
 pub async fn fleet(
     opts: FleetOptions,
     brokers: String,
@@ -640,6 +652,11 @@ pub async fn fleet(
     }
 
     let names = Names::new(prefix);
+    let broker_label = if create_topics {
+        format!("broker {brokers}")
+    } else {
+        "embedded broker".to_string()
+    };
     if create_topics {
         ensure_topics(&brokers, &names.topics(), opts.partitions).await?;
     }
@@ -742,9 +759,7 @@ pub async fn fleet(
         let title = format!(
             "squall bench fleet: {rate:.0} payloads/s, {agents} agents, {} cores, {}",
             cores(),
-            opts.brokers
-                .as_deref()
-                .map_or("embedded broker".to_string(), |b| format!("broker {b}"))
+            broker_label
         );
         if !opts.find_max || sustained {
             plot(&opts.out.join("latency.svg"), &title, &snapshot)?;
@@ -767,7 +782,7 @@ pub async fn fleet(
     let report = FleetReport {
         agents,
         cores: cores(),
-        broker: opts.brokers.clone().unwrap_or_else(|| "embedded".into()),
+        broker: broker_label,
         runs,
         max_sustained_rate: best,
     };

@@ -178,48 +178,8 @@ enum BenchCommand {
         /// Kafka bootstrap servers (default: an embedded mock broker).
         #[arg(long, env = "SQUALL_KAFKA_BROKERS")]
         brokers: Option<String>,
-        /// Agents in the fleet.
-        #[arg(long, default_value_t = 80_000)]
-        agents: usize,
-        /// Payloads per second (default: every agent once a minute).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// How long to post (each `--find-max` step lasts this long).
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        duration: std::time::Duration,
-        /// Posting before measuring (consumer group joined, caches warm).
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        warmup: std::time::Duration,
-        /// Raise the rate by 25% per step until p99 end to end passes `--sla`, errors
-        /// appear or payloads pile up; report the highest rate sustained.
-        #[arg(long)]
-        find_max: bool,
-        /// First rate of `--find-max`.
-        #[arg(long, default_value_t = 2_000.0)]
-        start_rate: f64,
-        /// The latency SLA `--find-max` stops at.
-        #[arg(long, default_value = "150ms", value_parser = humantime::parse_duration)]
-        sla: std::time::Duration,
-        /// Requests in flight at most.
-        #[arg(long, default_value_t = 512)]
-        max_in_flight: usize,
-        /// Partitions of the payloads topic.
-        #[arg(long, default_value_t = 4)]
-        partitions: i32,
-        /// `linger.ms` of the intake's Kafka producer (how long it gathers a batch; the
-        /// intake's own default is 1).
-        #[arg(long, default_value_t = 1)]
-        linger_ms: u64,
-        /// `fetch.wait.max.ms` of the alert topology's consumer (`kafka.fetch_wait_max_ms`,
-        /// 5 by default in `squall up`).
-        #[arg(long, default_value_t = 2)]
-        fetch_wait_ms: u64,
-        /// The real v2 payload the agents vary.
-        #[arg(long, default_value = "../shared/fixtures/payloads/sd-agent-v2.json")]
-        template: PathBuf,
-        /// Where `report.json` and `latency.svg` go.
-        #[arg(long, default_value = "fleet-report")]
-        out: PathBuf,
+        #[command(flatten)]
+        options: squall::fleet::FleetOptions,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -306,6 +266,30 @@ fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The broker to use: `named` when it is not empty, else an embedded mock cluster (returned
+/// too: it lives as long as the caller keeps it) with the topics of `names` created.
+fn broker(
+    named: &str,
+    names: &squall::up::Names,
+    partitions: i32,
+) -> anyhow::Result<(
+    Option<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    String,
+)> {
+    if !named.trim().is_empty() {
+        return Ok((None, named.trim().to_string()));
+    }
+    let cluster =
+        rdkafka::mocking::MockCluster::new(1).context("starting the embedded Kafka broker")?;
+    for t in names.topics() {
+        cluster
+            .create_topic(t, partitions, 1)
+            .with_context(|| format!("creating topic {t}"))?;
+    }
+    let brokers = cluster.bootstrap_servers();
+    Ok((Some(cluster), brokers))
+}
+
 /// A multi-threaded runtime with `workers` threads (default: one per core).
 fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -350,22 +334,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = squall::up::UpConfig::load(config.as_deref(), std::env::vars())?;
             // The embedded broker lives on this thread for as long as the process runs.
-            let mock = if config.kafka.brokers.trim().is_empty() {
-                let cluster = rdkafka::mocking::MockCluster::new(1)
-                    .context("starting the embedded Kafka broker")?;
-                for t in squall::up::Names::new(&config.kafka.prefix).topics() {
-                    cluster
-                        .create_topic(t, config.kafka.partitions, 1)
-                        .with_context(|| format!("creating topic {t}"))?;
-                }
-                Some(cluster)
-            } else {
-                None
-            };
-            let brokers = match &mock {
-                Some(c) => c.bootstrap_servers(),
-                None => config.kafka.brokers.trim().to_string(),
-            };
+            let (mock, brokers) = broker(
+                &config.kafka.brokers,
+                &squall::up::Names::new(&config.kafka.prefix),
+                config.kafka.partitions,
+            )?;
             let create_topics = mock.is_none();
             let rt = runtime(None)?;
             rt.block_on(async move {
@@ -429,61 +402,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what:
                 BenchCommand::Fleet {
                     brokers,
-                    agents,
-                    rate,
-                    duration,
-                    warmup,
-                    find_max,
-                    start_rate,
-                    sla,
-                    max_in_flight,
-                    partitions,
-                    linger_ms,
-                    fetch_wait_ms,
-                    template,
-                    out,
+                    options,
                     workers,
                 },
         } => {
             let prefix = squall::fleet::fresh_prefix();
             // The embedded broker, when none is named, lives on this thread.
-            let mock = match brokers.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
-                Some(_) => None,
-                None => {
-                    let cluster = rdkafka::mocking::MockCluster::new(1)
-                        .context("starting the embedded Kafka broker")?;
-                    for t in squall::up::Names::new(&prefix).topics() {
-                        cluster
-                            .create_topic(t, partitions, 1)
-                            .with_context(|| format!("creating topic {t}"))?;
-                    }
-                    Some(cluster)
-                }
-            };
-            let brokers = match &mock {
-                Some(c) => c.bootstrap_servers(),
-                None => brokers.unwrap_or_default().trim().to_string(),
-            };
+            let (mock, brokers) = broker(
+                brokers.as_deref().unwrap_or_default(),
+                &squall::up::Names::new(&prefix),
+                options.partitions,
+            )?;
             let dir = tempfile::tempdir().context("creating the benchmark's directory")?;
-            let opts = squall::fleet::FleetOptions {
-                brokers: mock.is_none().then(|| brokers.clone()),
-                agents,
-                rate,
-                duration,
-                warmup,
-                find_max,
-                start_rate,
-                sla,
-                max_in_flight,
-                partitions,
-                linger_ms,
-                fetch_wait_max_ms: fetch_wait_ms,
-                template,
-                out: out.clone(),
-            };
+            let out = options.out.clone();
             let rt = runtime(workers)?;
             let report = rt.block_on(squall::fleet::fleet(
-                opts,
+                options,
                 brokers,
                 &prefix,
                 mock.is_none(),

@@ -8,6 +8,8 @@
 //! - `kafka` ([`KafkaBolt`]): produces each tuple to a topic, acked on the delivery report.
 //! - `enrich` ([`alert::enrich::Enrich`]): agent-key, account, device and quota checks.
 //! - `split`, `store` ([`alert::store`]): metric points, written to the metrics database.
+//! - `shell` ([`multilang::ShellBolt`], and the spout [`multilang::ShellSpout`]): a child
+//!   process speaking Storm's multi-lang protocol (pystorm, streamparse, `storm.py`).
 #![warn(missing_docs)]
 
 pub mod alert;
@@ -25,8 +27,14 @@ pub use kafka::{KafkaBolt, KafkaBoltConfig};
 use squall_topology::Registry;
 
 /// Registers the built-in bolt types (`split_words`, `count`, `jsonl`, `log`, `chaos`,
-/// `kafka`).
+/// `kafka`, the alert pipeline's, `shell`) and the multi-lang `shell` spout.
 pub fn register(registry: &mut Registry) {
+    registry.register_spout("shell", |c: &multilang::ShellConfig| {
+        multilang::ShellSpout::new(c.clone())
+    });
+    registry.register_bolt("shell", |c: &multilang::ShellConfig| {
+        multilang::ShellBolt::new(c.clone())
+    });
     registry.register_bolt("split_words", |_: &SplitWordsConfig| Ok(SplitWords));
     registry.register_bolt("count", |c: &CountConfig| Count::new(c.clone()));
     registry.register_bolt("jsonl", |c: &JsonlConfig| Ok(Jsonl::new(c.clone())));

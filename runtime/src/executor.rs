@@ -158,6 +158,13 @@ impl BoltTask {
                 }
                 BoltEvent::Wake => {
                     self.wake();
+                    // `wake` may end a pause (the bolt caught up) or start one.
+                    if self.out.take_resume() {
+                        paused_until = None;
+                    }
+                    if let Some(pause) = self.out.take_pause() {
+                        paused_until = Some(Instant::now() + pause);
+                    }
                     waited_flush(&mut self.router, &self.stats, &mut self.acking).await;
                     continue;
                 }
@@ -195,6 +202,7 @@ impl BoltTask {
                     let _ = latency.record(ns.max(1));
                     self.metrics.execute_latency.record(ns as f64 / 1e9);
                 }
+                self.out.take_resume(); // only `wake` can end a pause
                 if let Some(pause) = self.out.take_pause() {
                     paused_until = Some(Instant::now() + pause);
                     inbox.extend(batch_iter.by_ref());
@@ -468,6 +476,8 @@ pub(crate) struct SpoutTask {
     pub(crate) book: EdgeBook,
     pub(crate) max_pending: usize,
     pub(crate) shutdown_timeout: Duration,
+    /// Woken by the spout's waker: asks for `next_tuple` before the idle period ends.
+    pub(crate) wake: Arc<tokio::sync::Notify>,
 }
 
 /// The trees of one spout task in flight: root -> (message id, emitted at).
@@ -623,6 +633,7 @@ impl SpoutTask {
                     }
                 }
                 _ = tokio::time::sleep(self.idle_wait), if may_have_more => {}
+                _ = self.wake.notified(), if may_have_more => {}
                 _ = self.shutdown.changed() => {}
             }
         }

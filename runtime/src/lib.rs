@@ -273,6 +273,12 @@ impl RunningTopology {
                 match &c.factory {
                     Factory::Spout(f) => {
                         let mut spout = f();
+                        let wake = Arc::new(tokio::sync::Notify::new());
+                        let notify = wake.clone();
+                        let ctx =
+                            ctx.with_waker(squall_topology::BoltWaker::new(Arc::new(move || {
+                                notify.notify_one()
+                            })));
                         spout.open(&ctx).map_err(|e| start_error(e.to_string()))?;
                         let task_stats = Arc::new(TaskStats {
                             component: c.id,
@@ -298,6 +304,7 @@ impl RunningTopology {
                             book: EdgeBook::new(seed(task)),
                             max_pending: config.max_spout_pending,
                             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+                            wake,
                         });
                         spout_index += 1;
                     }

@@ -10,6 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use squall_topology::{
     Emission, GroupingRouter, SourceMeta, StreamDecl, Targets, TaskId, Tuple, Values,
 };
@@ -47,6 +49,7 @@ struct StreamRoute {
 }
 
 struct Target {
+    task: TaskId,
     queue: QueueTx,
     buffer: Vec<Tuple>,
 }
@@ -94,6 +97,7 @@ impl Router {
                             .map(|(id, queue)| {
                                 *target_of.entry(*id).or_insert_with(|| {
                                     targets.push(Target {
+                                        task: *id,
                                         queue: queue.clone(),
                                         buffer: Vec::with_capacity(batch_size),
                                     });
@@ -167,6 +171,11 @@ impl Router {
                     }
                 }
             }
+        }
+        if let Some(sink) = &emission.task_ids {
+            let tasks: SmallVec<[TaskId; 8]> =
+                self.scratch.iter().map(|&t| self.targets[t].task).collect();
+            sink.send(&tasks);
         }
         if let (Some(task), true) = (emission.direct_task, self.scratch.is_empty()) {
             return Err(format!(

@@ -618,3 +618,94 @@ async fn one_call_may_emit_more_tuples_than_a_queue_holds() {
     assert_eq!(got.load(Ordering::Relaxed), 20 * 50);
     assert_eq!(done.values("fan", DEFAULT_STREAM).len(), 20 * 50);
 }
+
+/// Emits each input to the default stream and to an undeclared one, both reporting the
+/// tasks they reached; pauses for an hour after each input and ends the pause from `wake`.
+struct Reporting {
+    routed: Arc<std::sync::Mutex<Vec<Vec<u32>>>>,
+    waker: Option<BoltWaker>,
+    woken: Arc<AtomicUsize>,
+}
+
+impl Bolt for Reporting {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(Fields::new(["key", "n"]));
+    }
+    fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
+        self.waker = ctx.waker();
+        Ok(())
+    }
+    fn execute(&mut self, t: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        let routed = self.routed.clone();
+        let sink = TaskIdsSink::new(move |tasks| {
+            routed
+                .lock()
+                .unwrap()
+                .push(tasks.iter().map(|t| t.0).collect())
+        });
+        out.emit_reporting(
+            DEFAULT_STREAM,
+            &[&t],
+            None,
+            t.values().iter().cloned().collect(),
+            Some(sink.clone()),
+        );
+        out.emit_reporting("nowhere", &[], None, values![1], Some(sink));
+        out.pause(Duration::from_secs(3600));
+        self.waker.as_ref().unwrap().wake();
+        Ok(())
+    }
+    fn wake(&mut self, out: &mut OutputCollector) {
+        self.woken.fetch_add(1, Ordering::SeqCst);
+        out.resume();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn emissions_report_the_tasks_they_reached_and_wake_can_end_a_pause() {
+    let routed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let woken = Arc::new(AtomicUsize::new(0));
+    let mut b = TopologyBuilder::new("reporting");
+    b.set_spout("src", 1, || Silent);
+    let (r, w) = (routed.clone(), woken.clone());
+    b.set_bolt("bridge", 1, move || Reporting {
+        routed: r.clone(),
+        waker: None,
+        woken: w.clone(),
+    })
+    .shuffle_grouping("src");
+    b.set_bolt("sink", 3, || WhoGotIt::new(&["key", "n"]))
+        .shuffle_grouping("bridge");
+    let start = tokio::time::Instant::now();
+    let done = CompleteTopology::new(b.build().unwrap())
+        .mock_spout("src", keyed_input(6))
+        .run()
+        .await
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3600),
+        "wake ended each hour-long pause (took {:?})",
+        start.elapsed()
+    );
+    assert_eq!(woken.load(Ordering::SeqCst), 6);
+    let receivers = receivers(&done, "sink");
+    let routed = routed.lock().unwrap().clone();
+    assert_eq!(routed.len(), 12, "one report per emission: {routed:?}");
+    let mut reached = Vec::new();
+    for pair in routed.chunks(2) {
+        assert_eq!(pair[0].len(), 1, "a shuffle reaches one task: {pair:?}");
+        assert_eq!(
+            pair[1],
+            Vec::<u32>::new(),
+            "a rejected emission reaches none"
+        );
+        reached.push(pair[0][0]);
+    }
+    let mut got: Vec<u32> = receivers.iter().map(|(task, _)| *task).collect();
+    reached.sort();
+    got.sort();
+    assert_eq!(
+        reached, got,
+        "the reported tasks are the ones that received them"
+    );
+}

@@ -177,9 +177,10 @@ impl OutputDeclarer {
     }
 }
 
-/// Wakes a bolt's executor from any thread: it then calls the bolt's
-/// [`Bolt::wake`]. Asynchronous work (a delivery report, a child process's answer) hands
-/// its result over a channel and wakes the bolt, which acks or fails its held tuples.
+/// Wakes a component's executor from any thread. A bolt's executor then calls
+/// [`Bolt::wake`]: asynchronous work (a delivery report, a child process's answer) hands
+/// its result over a channel and wakes the bolt, which acks or fails its held tuples. An
+/// idle spout's executor calls [`Spout::next_tuple`] without waiting out its idle period.
 #[derive(Clone)]
 pub struct BoltWaker(Arc<dyn Fn() + Send + Sync>);
 
@@ -237,7 +238,7 @@ impl TopologyContext {
         self
     }
 
-    /// The bolt's waker (bolts only; `None` for spouts).
+    /// The component's waker (set by the runtime for every task).
     pub fn waker(&self) -> Option<BoltWaker> {
         self.waker.clone()
     }
@@ -267,6 +268,11 @@ impl TopologyContext {
         self.tasks_of(self.component).len()
     }
 
+    /// Every component of the topology with its task ids.
+    pub fn components(&self) -> impl Iterator<Item = (&'static str, &[TaskId])> {
+        self.tasks.iter().map(|(c, t)| (*c, t.as_slice()))
+    }
+
     /// The task ids of `component` (empty if unknown).
     pub fn tasks_of(&self, component: &str) -> &[TaskId] {
         self.tasks.get(component).map(Vec::as_slice).unwrap_or(&[])
@@ -284,6 +290,32 @@ pub enum Anchors {
     Tuples(SmallVec<[crate::TupleEdges; 2]>),
 }
 
+/// Receives the ids of the tasks an emission was routed to, once per emission, right
+/// after the runtime routed it (an empty list when nobody received it or the emission
+/// was rejected). Multi-lang children ask for these lists (`need_task_ids`).
+#[derive(Clone)]
+pub struct TaskIdsSink(Arc<TaskIdsFn>);
+
+type TaskIdsFn = dyn Fn(&[TaskId]) + Send + Sync;
+
+impl TaskIdsSink {
+    /// A sink that calls `f` with each routed emission's target tasks.
+    pub fn new(f: impl Fn(&[TaskId]) + Send + Sync + 'static) -> Self {
+        TaskIdsSink(Arc::new(f))
+    }
+
+    /// Hands over the target tasks of one emission (runtime use).
+    pub fn send(&self, tasks: &[TaskId]) {
+        (self.0)(tasks)
+    }
+}
+
+impl fmt::Debug for TaskIdsSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TaskIdsSink")
+    }
+}
+
 /// One buffered emission; the runtime routes it when the component call returns.
 #[derive(Clone, Debug)]
 pub struct Emission {
@@ -297,6 +329,8 @@ pub struct Emission {
     pub anchors: Anchors,
     /// The message id of a tracked spout tuple.
     pub message_id: Option<MessageId>,
+    /// Told the target tasks once the emission is routed.
+    pub task_ids: Option<TaskIdsSink>,
 }
 
 /// An explicit `ack` or `fail` of a tuple a bolt held on to.
@@ -385,14 +419,42 @@ impl Emitter {
         anchors: Anchors,
         message_id: Option<MessageId>,
     ) {
-        if let Some(stream) = self.stream_index(stream, direct_task.is_some(), values.len()) {
-            self.emissions.push(Emission {
+        self.push_reporting(stream, values, direct_task, anchors, message_id, None)
+    }
+
+    fn push_reporting(
+        &mut self,
+        stream: Option<&str>,
+        values: Values,
+        direct_task: Option<TaskId>,
+        anchors: Anchors,
+        message_id: Option<MessageId>,
+        task_ids: Option<TaskIdsSink>,
+    ) {
+        match self.stream_index(stream, direct_task.is_some(), values.len()) {
+            Some(stream) => self.emissions.push(Emission {
                 stream,
                 values,
                 direct_task,
                 anchors,
                 message_id,
-            });
+                task_ids,
+            }),
+            // Rejected: it reached no task. The report keeps its place after the reports
+            // of the emissions buffered before it (a multi-lang child reads them in order).
+            None => match (task_ids, self.emissions.last_mut()) {
+                (None, _) => {}
+                (Some(sink), None) => sink.send(&[]),
+                (Some(sink), Some(previous)) => {
+                    let before = previous.task_ids.take();
+                    previous.task_ids = Some(TaskIdsSink::new(move |tasks| {
+                        if let Some(before) = &before {
+                            before.send(tasks);
+                        }
+                        sink.send(&[]);
+                    }));
+                }
+            },
         }
     }
 }
@@ -408,6 +470,7 @@ pub struct OutputCollector {
     hold: bool,
     actions: Vec<AckAction>,
     pause: Option<std::time::Duration>,
+    resume: bool,
 }
 
 impl OutputCollector {
@@ -418,6 +481,7 @@ impl OutputCollector {
             hold: false,
             actions: Vec::new(),
             pause: None,
+            resume: false,
         }
     }
 
@@ -457,6 +521,27 @@ impl OutputCollector {
             .push(Some(stream), values, Some(task), Anchors::Input, None);
     }
 
+    /// Emits `values` on `stream`, anchored to every tuple in `anchors` (unanchored when
+    /// empty), to `direct_task` if given (a direct stream), telling `task_ids` the tasks
+    /// it went to once routed. The general form behind the other `emit` methods, used by
+    /// bridges such as the multi-lang `shell` bolt.
+    pub fn emit_reporting(
+        &mut self,
+        stream: &str,
+        anchors: &[&Tuple],
+        direct_task: Option<TaskId>,
+        values: Values,
+        task_ids: Option<TaskIdsSink>,
+    ) {
+        let anchors = if anchors.is_empty() {
+            Anchors::None
+        } else {
+            Anchors::Tuples(anchors.iter().map(|t| t.edges().clone()).collect())
+        };
+        self.emitter
+            .push_reporting(Some(stream), values, direct_task, anchors, None, task_ids);
+    }
+
     /// Keeps the current input from being acked or failed when `execute` returns: the bolt
     /// will call [`ack`](Self::ack) or [`fail`](Self::fail) on it in a later call.
     pub fn hold(&mut self) {
@@ -471,10 +556,22 @@ impl OutputCollector {
         self.pause = Some(self.pause.map_or(duration, |p| p.max(duration)));
     }
 
+    /// Ends a pause early (called from [`Bolt::wake`] once the bolt can take input again,
+    /// e.g. when a child process caught up). A pause requested in the same call wins.
+    pub fn resume(&mut self) {
+        self.resume = true;
+    }
+
     /// Takes the requested pause (runtime use).
     #[doc(hidden)]
     pub fn take_pause(&mut self) -> Option<std::time::Duration> {
         self.pause.take()
+    }
+
+    /// Takes the resume request (runtime use).
+    #[doc(hidden)]
+    pub fn take_resume(&mut self) -> bool {
+        std::mem::take(&mut self.resume)
     }
 
     /// Acks a tuple the bolt held on to.
@@ -522,6 +619,7 @@ impl OutputCollector {
         self.hold = false;
         self.actions.clear();
         self.pause = None;
+        self.resume = false;
     }
 }
 
@@ -567,6 +665,26 @@ impl SpoutOutputCollector {
     ) {
         self.emitter
             .push(Some(stream), values, Some(task), Anchors::None, id);
+    }
+
+    /// Emits `values` on `stream`, tracked under `id` if given, to `direct_task` if given
+    /// (a direct stream), telling `task_ids` the tasks it went to once routed.
+    pub fn emit_reporting(
+        &mut self,
+        stream: &str,
+        direct_task: Option<TaskId>,
+        values: Values,
+        id: Option<MessageId>,
+        task_ids: Option<TaskIdsSink>,
+    ) {
+        self.emitter.push_reporting(
+            Some(stream),
+            values,
+            direct_task,
+            Anchors::None,
+            id,
+            task_ids,
+        );
     }
 
     /// Number of emissions buffered since the runtime last took them.

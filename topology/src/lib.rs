@@ -26,7 +26,7 @@ pub use builder::{BoltDeclarer, TopologyBuilder};
 pub use component::{
     AckAction, Anchors, Bolt, BoltError, BoltFactory, BoltWaker, ComponentError, Emission,
     FailReason, OutputCollector, OutputDeclarer, Spout, SpoutFactory, SpoutOutputCollector,
-    SpoutStatus, StreamDecl, TopologyContext,
+    SpoutStatus, StreamDecl, TaskIdsSink, TopologyContext,
 };
 pub use def::{
     ComponentDef, ComponentKind, ComponentSource, GroupingDef, InputDef, TopologyConfig,

@@ -35,7 +35,7 @@ pub enum ProtocolError {
 /// How messages are written and read: JSON by default ([`JsonSerializer`]); the trait
 /// leaves room for another encoding (pystorm also speaks MessagePack).
 pub trait Serializer: Send {
-    /// Writes one message, framed, and flushes.
+    /// Writes one message, framed. The caller flushes (once a burst of messages is out).
     fn write_message(&mut self, out: &mut dyn Write, message: &Value) -> std::io::Result<()>;
     /// Reads one message; `Ok(None)` when the stream ended cleanly between messages.
     fn read_message(&mut self, input: &mut dyn BufRead) -> Result<Option<Value>, ProtocolError>;
@@ -48,8 +48,7 @@ pub struct JsonSerializer;
 impl Serializer for JsonSerializer {
     fn write_message(&mut self, out: &mut dyn Write, message: &Value) -> std::io::Result<()> {
         serde_json::to_writer(&mut *out, message)?;
-        out.write_all(b"\nend\n")?;
-        out.flush()
+        out.write_all(b"\nend\n")
     }
 
     fn read_message(&mut self, input: &mut dyn BufRead) -> Result<Option<Value>, ProtocolError> {

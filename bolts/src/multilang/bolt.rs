@@ -1,0 +1,271 @@
+//! The `shell` bolt: a child process executes the tuples.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use squall_topology::{
+    Bolt, BoltError, ComponentError, OutputCollector, OutputDeclarer, TaskId, TaskIdsSink,
+    TopologyContext, Tuple, Values,
+};
+
+use super::config::{value_from_child, Checked, ShellConfig};
+use super::process::{Event, Supervisor, ToChild};
+use super::protocol::{task_ids, tuple_message, Emit, ShellMsg};
+
+/// How long the bolt stops taking input when its child has `max_pending` tuples; the
+/// child's next ack (or its exit) ends the pause earlier.
+const FULL_PAUSE: Duration = Duration::from_secs(3600);
+
+/// A bolt run by a child process speaking Storm's multi-lang protocol (type `shell`).
+///
+/// Each input is held and handed to the child; the child's `ack`/`fail` settle it, its
+/// `emit`s are anchored to the tuples it names, so guaranteed processing (replay and
+/// timeouts) works across the process boundary. When the child exits, breaks the
+/// protocol or stops answering heartbeats, the tuples it held fail with the reason and a
+/// new child is started after a back-off; inputs that arrive meanwhile wait for it.
+pub struct ShellBolt {
+    checked: Arc<Checked>,
+    run: Option<Running>,
+}
+
+struct Live {
+    generation: u64,
+    pid: u32,
+    task_ids: TaskIdsSink,
+}
+
+struct Running {
+    supervisor: Supervisor,
+    component: &'static str,
+    max_pending: usize,
+    live: Option<Live>,
+    next_id: u64,
+    /// Tuples handed to the live child and not yet settled by it, by the id it knows.
+    pending: HashMap<u64, Tuple>,
+    /// Inputs waiting for a child (while one starts or restarts).
+    backlog: VecDeque<Tuple>,
+    paused: bool,
+    /// The child's last `error`, the reason of its next `fail`.
+    last_error: Option<String>,
+}
+
+impl ShellBolt {
+    /// A bolt running `config.command` per task; errors name the option.
+    pub fn new(config: ShellConfig) -> Result<Self, String> {
+        Ok(ShellBolt {
+            checked: Arc::new(config.check()?),
+            run: None,
+        })
+    }
+}
+
+impl Running {
+    fn send_tuple(&mut self, tuple: Tuple) {
+        let Some(live) = &self.live else {
+            self.backlog.push_back(tuple);
+            return;
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let values: Vec<serde_json::Value> = tuple.values().iter().map(|v| v.to_json()).collect();
+        let message = tuple_message(
+            &id.to_string(),
+            tuple.source_component(),
+            tuple.stream(),
+            i64::from(tuple.source_task().0),
+            &values,
+        );
+        self.supervisor.send(live.generation, message, false);
+        self.pending.insert(id, tuple);
+    }
+
+    fn held(&self) -> usize {
+        self.pending.len() + self.backlog.len()
+    }
+
+    fn lookup(&self, id: &str, what: &str) -> Option<u64> {
+        let found = id
+            .parse::<u64>()
+            .ok()
+            .filter(|n| self.pending.contains_key(n));
+        if found.is_none() {
+            metrics::counter!("squall_shell_protocol_errors_total",
+                "component" => self.component, "reason" => "unknown_tuple_id")
+            .increment(1);
+            tracing::warn!(
+                component = self.component,
+                id,
+                "multi-lang child {what} tuple id it does not hold (already settled, or never sent)"
+            );
+        }
+        found
+    }
+
+    fn handle(&mut self, msg: ShellMsg, out: &mut OutputCollector) {
+        match msg {
+            ShellMsg::Emit(emit) => self.emit(emit, out),
+            ShellMsg::Ack(id) => {
+                if let Some(tuple) = self
+                    .lookup(&id, "acked a")
+                    .and_then(|n| self.pending.remove(&n))
+                {
+                    out.ack(&tuple);
+                }
+            }
+            ShellMsg::Fail(id) => {
+                if let Some(tuple) = self
+                    .lookup(&id, "failed a")
+                    .and_then(|n| self.pending.remove(&n))
+                {
+                    let pid = self.live.as_ref().map_or(0, |l| l.pid);
+                    let reason = match self.last_error.take() {
+                        Some(error) => {
+                            format!("failed by its multi-lang child (pid {pid}): {error}")
+                        }
+                        None => format!("failed by its multi-lang child (pid {pid})"),
+                    };
+                    out.fail(&tuple, reason);
+                }
+            }
+            ShellMsg::Error(line) => self.last_error = Some(line),
+            // Heartbeat answers (the supervisor times them); logs, metrics and the pid are
+            // handled by the reader.
+            ShellMsg::Sync | ShellMsg::Pid(_) | ShellMsg::Log { .. } | ShellMsg::Metrics { .. } => {
+            }
+        }
+    }
+
+    fn emit(&mut self, emit: Emit, out: &mut OutputCollector) {
+        let Some(live) = &self.live else { return };
+        let sink = emit.need_task_ids.then(|| live.task_ids.clone());
+        let mut anchors: Vec<&Tuple> = Vec::with_capacity(emit.anchors.len());
+        for id in &emit.anchors {
+            match id.parse::<u64>().ok().and_then(|n| self.pending.get(&n)) {
+                Some(t) => anchors.push(t),
+                None => {
+                    metrics::counter!("squall_shell_protocol_errors_total",
+                        "component" => self.component, "reason" => "unknown_anchor")
+                    .increment(1);
+                    tracing::warn!(
+                        component = self.component,
+                        anchor = %id,
+                        "multi-lang child anchored to a tuple it no longer holds; that anchor is ignored"
+                    );
+                }
+            }
+        }
+        let values: Values = emit.tuple.into_iter().map(value_from_child).collect();
+        out.emit_reporting(&emit.stream, &anchors, emit.task.map(TaskId), values, sink);
+    }
+
+    /// The child is gone: the tuples it held fail with `reason`.
+    fn child_exited(&mut self, reason: &str, out: &mut OutputCollector) {
+        self.live = None;
+        self.last_error = None;
+        let mut held: Vec<(u64, Tuple)> = self.pending.drain().collect();
+        held.sort_by_key(|(id, _)| *id);
+        if !held.is_empty() {
+            tracing::warn!(
+                component = self.component,
+                tuples = held.len(),
+                "tuples held by a multi-lang child that is gone fail (the spout may replay them)"
+            );
+        }
+        for (_, tuple) in held {
+            out.fail(&tuple, format!("its multi-lang child {reason}"));
+        }
+    }
+}
+
+impl Bolt for ShellBolt {
+    fn declare_outputs(&self, declarer: &mut OutputDeclarer) {
+        self.checked.declare(declarer);
+    }
+
+    fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
+        let waker = ctx
+            .waker()
+            .ok_or_else(|| ComponentError::msg("shell bolt: the runtime gave no waker"))?;
+        let spec = self.checked.spec(ctx, true);
+        let supervisor = Supervisor::start(spec, Arc::new(move || waker.wake())).map_err(|e| {
+            ComponentError::msg(format!(
+                "shell bolt \"{}\": cannot start its supervisor: {e}",
+                ctx.component_id()
+            ))
+        })?;
+        self.run = Some(Running {
+            supervisor,
+            component: ctx.component_id(),
+            max_pending: self.checked.config.max_pending,
+            live: None,
+            next_id: 1,
+            pending: HashMap::new(),
+            backlog: VecDeque::new(),
+            paused: false,
+            last_error: None,
+        });
+        Ok(())
+    }
+
+    fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        let run = self
+            .run
+            .as_mut()
+            .ok_or_else(|| BoltError::msg("shell bolt executed before prepare"))?;
+        out.hold();
+        run.send_tuple(input);
+        if run.held() >= run.max_pending {
+            run.paused = true;
+            out.pause(FULL_PAUSE);
+        }
+        Ok(())
+    }
+
+    fn wake(&mut self, out: &mut OutputCollector) {
+        let Some(run) = self.run.as_mut() else { return };
+        while let Some(event) = run.supervisor.try_event() {
+            match event {
+                Event::Ready { generation, pid } => {
+                    let tx = run.supervisor.sender();
+                    run.live = Some(Live {
+                        generation,
+                        pid,
+                        task_ids: TaskIdsSink::new(move |tasks| {
+                            let ids: Vec<u32> = tasks.iter().map(|t| t.0).collect();
+                            let _ = tx.send(ToChild::Send {
+                                generation,
+                                message: task_ids(&ids),
+                                expects_sync: false,
+                            });
+                        }),
+                    });
+                    let waiting: Vec<Tuple> = run.backlog.drain(..).collect();
+                    for tuple in waiting {
+                        run.send_tuple(tuple);
+                    }
+                }
+                Event::Msg { generation, msg } => {
+                    if run.live.as_ref().map(|l| l.generation) == Some(generation) {
+                        run.handle(msg, out);
+                    }
+                }
+                Event::Exited { generation, reason } => {
+                    if run.live.as_ref().is_none_or(|l| l.generation == generation) {
+                        run.child_exited(&reason, out);
+                    }
+                }
+            }
+        }
+        if run.paused && run.held() < run.max_pending {
+            run.paused = false;
+            out.resume();
+        }
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(mut run) = self.run.take() {
+            run.supervisor.stop();
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! Supervision of one multi-lang child process per task.
+//!
+//! A dedicated supervisor thread starts the child, performs the handshake, forwards the
+//! component's messages to it, sends heartbeats, notices when it exits or stops answering
+//! and restarts it with back-off. Each child has its own writer, reader and stderr
+//! threads, so no pipe I/O ever runs on the component's executor: the component only
+//! sends on and drains channels.
+//!
+//! Children are numbered by *generation*. Messages carry the generation they are meant
+//! for; the supervisor drops those for a child that is gone, so a restarted child never
+//! sees another's tuples, and the component learns of each start and exit as an [`Event`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
+use serde_json::{Map, Value};
+
+use super::protocol::{
+    handshake, heartbeat, JsonSerializer, LogLevel, Serializer, ShellContext, ShellMsg,
+};
+
+/// The log target of what children say (`log` commands, `error`s, stderr lines).
+const CHILD: &str = "squall_bolts::multilang::child";
+
+/// How long a child may take to exit after its stdin closed before it is killed.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// What the supervisor needs to run one task's child.
+#[derive(Clone, Debug)]
+pub(crate) struct Spec {
+    /// The component id.
+    pub component: &'static str,
+    /// The task id.
+    pub task: u32,
+    /// argv.
+    pub command: Vec<String>,
+    /// The working directory.
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// The handshake's `conf`.
+    pub conf: Map<String, Value>,
+    /// The handshake's `context`.
+    pub context: ShellContext,
+    /// Bolts: send a heartbeat tuple this often.
+    pub heartbeat: Option<Duration>,
+    /// A heartbeat, spout command or handshake unanswered this long kills the child.
+    pub timeout: Duration,
+    /// The first restart delay; doubles per consecutive failure.
+    pub backoff: Duration,
+    /// The longest restart delay.
+    pub backoff_max: Duration,
+}
+
+/// A message from the component to its child.
+pub(crate) enum ToChild {
+    /// Write `message` to child `generation` (dropped if that child is gone); if
+    /// `expects_sync`, the child must answer it with `sync` within the timeout.
+    Send {
+        generation: u64,
+        message: Value,
+        expects_sync: bool,
+    },
+    /// Stop the child and the supervisor.
+    Stop,
+}
+
+/// What the component hears from the supervisor.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Child `generation` finished its handshake and takes messages.
+    Ready { generation: u64, pid: u32 },
+    /// A command from child `generation` (emit, ack, fail, sync; `error` too, to name the
+    /// reason of the next fail). Logs and metrics are handled by the reader.
+    Msg { generation: u64, msg: ShellMsg },
+    /// Child `generation` is gone (exited, killed, or never started), for `reason`.
+    Exited { generation: u64, reason: String },
+}
+
+/// The component's handle on its supervisor thread.
+pub(crate) struct Supervisor {
+    tx: Sender<ToChild>,
+    events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Supervisor {
+    /// Starts the supervisor thread, which starts the first child. `wake` is called after
+    /// each event is queued.
+    pub(crate) fn start(spec: Spec, wake: Arc<dyn Fn() + Send + Sync>) -> std::io::Result<Self> {
+        let pid_dir = tempfile::Builder::new()
+            .prefix(&format!("squall-shell-{}-{}-", spec.component, spec.task))
+            .tempdir()?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let name = format!("shell-{}-{}", spec.component, spec.task);
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let mut s = SupervisorThread {
+                spec,
+                pid_dir,
+                rx,
+                events: events_tx,
+                wake,
+            };
+            s.run();
+        })?;
+        Ok(Supervisor {
+            tx,
+            events,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `message` for child `generation`.
+    pub(crate) fn send(&self, generation: u64, message: Value, expects_sync: bool) {
+        let _ = self.tx.send(ToChild::Send {
+            generation,
+            message,
+            expects_sync,
+        });
+    }
+
+    /// A sender for messages to the child (for task-id replies made during routing).
+    pub(crate) fn sender(&self) -> Sender<ToChild> {
+        self.tx.clone()
+    }
+
+    /// The next event, if one is queued.
+    pub(crate) fn try_event(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// Stops the child (stdin closed, then killed after a grace period) and waits for the
+    /// supervisor thread.
+    pub(crate) fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.tx.send(ToChild::Stop);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// How one child's life ended.
+enum End {
+    /// The component asked to stop.
+    Stopped,
+    /// The child is gone; restart it.
+    Gone { reason: String, lived: Duration },
+}
+
+/// What a child's reader thread tells the supervisor.
+enum FromReader {
+    /// The handshake answer.
+    Pid(u32),
+    /// The child's stdout ended (`None`) or broke the protocol (the reason).
+    Done(Option<String>),
+}
+
+struct SupervisorThread {
+    spec: Spec,
+    pid_dir: tempfile::TempDir,
+    rx: Receiver<ToChild>,
+    events: Sender<Event>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// State shared between a child's supervisor and its reader and stderr threads.
+struct Shared {
+    /// `sync` commands received.
+    syncs: AtomicU64,
+    /// The last `error` or stderr line, for the exit reason.
+    last_error: Mutex<Option<String>>,
+}
+
+impl SupervisorThread {
+    fn run(&mut self) {
+        let mut backoff = self.spec.backoff;
+        for generation in 1u64.. {
+            let reason = match self.run_child(generation) {
+                Ok(End::Stopped) => return,
+                Ok(End::Gone { reason, lived }) => {
+                    if lived >= self.spec.backoff_max {
+                        backoff = self.spec.backoff; // it ran a good while: not a crash loop
+                    }
+                    reason
+                }
+                Err(reason) => reason,
+            };
+            metrics::counter!("squall_shell_restarts_total", "component" => self.spec.component)
+                .increment(1);
+            tracing::warn!(
+                component = self.spec.component,
+                task = self.spec.task,
+                restart_in = ?backoff,
+                "multi-lang child {reason}; restarting it"
+            );
+            self.emit(Event::Exited { generation, reason });
+            // Wait out the back-off, dropping what was meant for the dead child.
+            let deadline = Instant::now() + backoff;
+            loop {
+                match self.rx.recv_deadline(deadline) {
+                    Ok(ToChild::Send { .. }) => {}
+                    Ok(ToChild::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Timeout) => break,
+                }
+            }
+            backoff = (backoff * 2).min(self.spec.backoff_max);
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+        (self.wake)();
+    }
+
+    /// Runs child `generation` until it is gone or the component stops it. `Err` when it
+    /// could not be started or failed its handshake (a reason for the component).
+    fn run_child(&mut self, generation: u64) -> Result<End, String> {
+        let spec = &self.spec;
+        let mut command = Command::new(&spec.command[0]);
+        command
+            .args(&spec.command[1..])
+            .envs(&spec.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cwd) = &spec.cwd {
+            command.current_dir(cwd);
+        }
+        #[cfg(unix)]
+        {
+            // Its own process group: a Ctrl-C at squall's terminal stops squall, which then
+            // stops its children in order, instead of killing them under it.
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("could not be started ({:?}: {e})", spec.command))?;
+        let os_pid = child.id();
+        let shared = Arc::new(Shared {
+            syncs: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        });
+        let (ctl_tx, ctl) = crossbeam_channel::unbounded();
+        let writer = spawn_writer(self.spec.component, child.stdin.take().expect("piped"));
+        spawn_reader(
+            ReaderCtx {
+                component: spec.component,
+                task: spec.task,
+                pid: os_pid,
+                generation,
+                events: self.events.clone(),
+                wake: self.wake.clone(),
+                ctl: ctl_tx,
+                shared: shared.clone(),
+            },
+            child.stdout.take().expect("piped"),
+        );
+        spawn_stderr(
+            spec.component,
+            spec.task,
+            os_pid,
+            child.stderr.take().expect("piped"),
+            shared.clone(),
+        );
+        let started = Instant::now();
+
+        // Handshake: conf, context, pid dir; the child answers with its pid in time.
+        let pid_dir = self.pid_dir.path().to_string_lossy().into_owned();
+        let _ = writer.send(handshake(&spec.conf, &spec.context, &pid_dir));
+        let deadline = started + spec.timeout;
+        let pid = loop {
+            select! {
+                recv(ctl) -> m => {
+                    let protocol = match m {
+                        Ok(FromReader::Pid(pid)) => break pid,
+                        Ok(FromReader::Done(protocol)) => protocol,
+                        Err(_) => None,
+                    };
+                    drop(writer);
+                    if protocol.is_some() {
+                        let _ = child.kill();
+                    }
+                    let status = finish(&mut child);
+                    return Err(match protocol {
+                        Some(p) => format!("broke the protocol in its handshake ({p}; killed)"),
+                        None => format!(
+                            "exited during its handshake ({status}){}",
+                            last_error_suffix(&shared)
+                        ),
+                    });
+                }
+                recv(self.rx) -> m => match m {
+                    Ok(ToChild::Send { .. }) => {} // for an earlier child
+                    Ok(ToChild::Stop) | Err(_) => {
+                        drop(writer);
+                        finish(&mut child);
+                        return Ok(End::Stopped);
+                    }
+                },
+                recv(crossbeam_channel::at(deadline)) -> _ => {
+                    drop(writer);
+                    let _ = child.kill();
+                    finish(&mut child);
+                    return Err(format!(
+                        "did not answer the handshake within {:?} (killed){}",
+                        spec.timeout,
+                        last_error_suffix(&shared)
+                    ));
+                }
+            }
+        };
+        if !self.pid_dir.path().join(pid.to_string()).exists() {
+            tracing::warn!(
+                component = spec.component,
+                task = spec.task,
+                pid,
+                "multi-lang child did not write its pid file into pidDir"
+            );
+        }
+        tracing::info!(
+            component = spec.component,
+            task = spec.task,
+            pid,
+            generation,
+            "multi-lang child started"
+        );
+        self.emit(Event::Ready { generation, pid });
+
+        // Serve: forward messages, heartbeat, watch for answers and the end.
+        let mut awaiting: VecDeque<Instant> = VecDeque::new();
+        let mut answered = 0u64;
+        let mut next_heartbeat = spec.heartbeat.map(|every| Instant::now() + every);
+        let mut heartbeats = 0u64;
+        let end = loop {
+            let syncs = shared.syncs.load(Ordering::Acquire);
+            while answered < syncs {
+                awaiting.pop_front();
+                answered += 1;
+            }
+            let now = Instant::now();
+            if let Some(&since) = awaiting.front() {
+                if now >= since + spec.timeout {
+                    let _ = child.kill();
+                    break format!(
+                        "stopped answering (no sync within {:?}; killed, pid {pid})",
+                        spec.timeout
+                    );
+                }
+            }
+            if let (Some(due), Some(every)) = (next_heartbeat, spec.heartbeat) {
+                if now >= due {
+                    if awaiting.is_empty() {
+                        heartbeats += 1;
+                        awaiting.push_back(now);
+                        let _ = writer.send(heartbeat(&format!("hb-{heartbeats}")));
+                    }
+                    next_heartbeat = Some(now + every);
+                }
+            }
+            let wake_at = [
+                next_heartbeat,
+                awaiting.front().map(|since| *since + spec.timeout),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + Duration::from_secs(3600));
+            select! {
+                recv(self.rx) -> m => match m {
+                    Ok(ToChild::Send { generation: g, message, expects_sync }) => {
+                        if g == generation {
+                            if expects_sync {
+                                awaiting.push_back(Instant::now());
+                            }
+                            let _ = writer.send(message);
+                        }
+                    }
+                    Ok(ToChild::Stop) | Err(_) => {
+                        drop(writer);
+                        finish(&mut child);
+                        return Ok(End::Stopped);
+                    }
+                },
+                recv(ctl) -> m => match m {
+                    Ok(FromReader::Pid(_)) => {}
+                    Ok(FromReader::Done(Some(protocol))) => {
+                        let _ = child.kill();
+                        break format!("broke the protocol ({protocol}; killed, pid {pid})");
+                    }
+                    Ok(FromReader::Done(None)) | Err(_) => break String::new(),
+                },
+                recv(crossbeam_channel::at(wake_at)) -> _ => {}
+            }
+        };
+        drop(writer);
+        let status = finish(&mut child);
+        let reason = if end.is_empty() {
+            format!("exited ({status}, pid {pid}){}", last_error_suffix(&shared))
+        } else {
+            format!("{end}{}", last_error_suffix(&shared))
+        };
+        Ok(End::Gone {
+            reason,
+            lived: started.elapsed(),
+        })
+    }
+}
+
+fn reason_of(shared: &Shared) -> Option<String> {
+    shared
+        .last_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+fn last_error_suffix(shared: &Shared) -> String {
+    match reason_of(shared) {
+        Some(line) => format!("; last error: {line}"),
+        None => String::new(),
+    }
+}
+
+/// Waits for the child to exit after its stdin closed, killing it after a grace period;
+/// returns its exit status as text.
+fn finish(child: &mut Child) -> String {
+    let deadline = Instant::now() + EXIT_GRACE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.to_string(),
+            Ok(None) if Instant::now() < deadline => {
+                // The child is shutting down: poll its exit for a short grace period.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                return child
+                    .wait()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| format!("unknown status: {e}"));
+            }
+            Err(e) => return format!("unknown status: {e}"),
+        }
+    }
+}
+
+/// Writes messages to the child's stdin, flushing when no more are queued. Ends when the
+/// sender is dropped or the pipe breaks.
+fn spawn_writer(component: &'static str, stdin: ChildStdin) -> Sender<Value> {
+    let (tx, rx) = crossbeam_channel::unbounded::<Value>();
+    let spawned = std::thread::Builder::new()
+        .name(format!("shell-{component}-w"))
+        .spawn(move || {
+            let mut out = BufWriter::with_capacity(64 * 1024, stdin);
+            let mut serializer = JsonSerializer;
+            while let Ok(message) = rx.recv() {
+                let mut ok = serializer.write_message(&mut out, &message).is_ok();
+                while let (true, Ok(message)) = (ok, rx.try_recv()) {
+                    ok = serializer.write_message(&mut out, &message).is_ok();
+                }
+                if !ok || out.flush().is_err() {
+                    return; // the child is gone; the reader reports it
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(component, error = %e, "cannot start a multi-lang writer thread");
+    }
+    tx
+}
+
+struct ReaderCtx {
+    component: &'static str,
+    task: u32,
+    pid: u32,
+    generation: u64,
+    events: Sender<Event>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    ctl: Sender<FromReader>,
+    shared: Arc<Shared>,
+}
+
+/// Reads the child's commands: logs and metrics are handled here, the rest goes to the
+/// component.
+fn spawn_reader(ctx: ReaderCtx, stdout: std::process::ChildStdout) {
+    let name = format!("shell-{}-r", ctx.component);
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        let mut input = BufReader::with_capacity(64 * 1024, stdout);
+        let mut serializer = JsonSerializer;
+        let end = loop {
+            let message = match serializer.read_message(&mut input) {
+                Ok(Some(m)) => m,
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            };
+            let msg = match ShellMsg::parse(message) {
+                Ok(msg) => msg,
+                Err(e) => break Some(e.to_string()),
+            };
+            match msg {
+                ShellMsg::Pid(pid) => {
+                    let _ = ctx.ctl.send(FromReader::Pid(pid));
+                }
+                ShellMsg::Log { msg, level } => log_line(&ctx, level, &msg),
+                ShellMsg::Metrics { name, params } => match params.as_f64() {
+                    Some(v) => metrics::gauge!("squall_shell_metric",
+                        "component" => ctx.component, "name" => name)
+                    .set(v),
+                    None => tracing::debug!(
+                        component = ctx.component,
+                        task = ctx.task,
+                        pid = ctx.pid,
+                        metric = %name,
+                        value = %params,
+                        "multi-lang metric"
+                    ),
+                },
+                ShellMsg::Error(text) => {
+                    metrics::counter!("squall_shell_errors_total", "component" => ctx.component)
+                        .increment(1);
+                    tracing::error!(
+                        target: CHILD,
+                        component = ctx.component,
+                        task = ctx.task,
+                        pid = ctx.pid,
+                        "multi-lang child reported an error: {text}"
+                    );
+                    let first = summary_line(&text);
+                    *ctx.shared
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(first.clone());
+                    send_event(&ctx, ShellMsg::Error(first));
+                }
+                ShellMsg::Sync => {
+                    ctx.shared.syncs.fetch_add(1, Ordering::AcqRel);
+                    send_event(&ctx, ShellMsg::Sync);
+                }
+                other => send_event(&ctx, other),
+            }
+        };
+        let _ = ctx.ctl.send(FromReader::Done(end));
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a multi-lang reader thread");
+    }
+}
+
+fn send_event(ctx: &ReaderCtx, msg: ShellMsg) {
+    let _ = ctx.events.send(Event::Msg {
+        generation: ctx.generation,
+        msg,
+    });
+    (ctx.wake)();
+}
+
+/// The last non-empty line of a message (a traceback's last line names the exception).
+fn summary_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    line.chars().take(300).collect()
+}
+
+fn log_line(ctx: &ReaderCtx, level: LogLevel, msg: &str) {
+    let (component, task, pid) = (ctx.component, ctx.task, ctx.pid);
+    match level {
+        LogLevel::Trace => tracing::trace!(target: CHILD, component, task, pid, "{msg}"),
+        LogLevel::Debug => tracing::debug!(target: CHILD, component, task, pid, "{msg}"),
+        LogLevel::Info => tracing::info!(target: CHILD, component, task, pid, "{msg}"),
+        LogLevel::Warn => tracing::warn!(target: CHILD, component, task, pid, "{msg}"),
+        LogLevel::Error => tracing::error!(target: CHILD, component, task, pid, "{msg}"),
+    }
+}
+
+/// Copies the child's stderr into the logs, a line at a time.
+fn spawn_stderr(
+    component: &'static str,
+    task: u32,
+    pid: u32,
+    stderr: std::process::ChildStderr,
+    shared: Arc<Shared>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("shell-{component}-e"))
+        .spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                tracing::warn!(target: CHILD, component, task, pid, stderr = true, "{line}");
+                *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(line.trim().chars().take(300).collect());
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(component, error = %e, "cannot start a multi-lang stderr thread");
+    }
+}

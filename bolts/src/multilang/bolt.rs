@@ -269,3 +269,161 @@ impl Bolt for ShellBolt {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use squall_topology::{values, AckAction, Anchors, BoltWaker, Fields, SourceMeta};
+    use std::collections::BTreeMap;
+
+    /// A child that reads three tuples, emits anchored to the second, acks the first,
+    /// reports an error, fails the second and exits 3 still holding the third.
+    const CHILD: &str = r#"
+import json, os, sys
+def read():
+    lines = []
+    while True:
+        line = sys.stdin.readline()
+        if line == "":
+            sys.exit(0)
+        if line == "end\n":
+            return json.loads("".join(lines))
+        lines.append(line)
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\nend\n")
+    sys.stdout.flush()
+h = read()
+open(os.path.join(h["pidDir"], str(os.getpid())), "w").close()
+send({"pid": os.getpid()})
+ts = [read() for _ in range(3)]
+send({"command": "emit", "anchors": [ts[1]["id"]], "tuple": ["x", [1, 2]], "need_task_ids": False})
+send({"command": "ack", "id": ts[0]["id"]})
+send({"command": "error", "msg": "Traceback (most recent call last):\nValueError: bad input"})
+send({"command": "fail", "id": ts[1]["id"]})
+sys.exit(3)
+"#;
+
+    fn config(command: Vec<String>) -> ShellConfig {
+        serde_json::from_value(serde_json::json!({
+            "command": command,
+            "fields": ["word", "extra"],
+            "max_pending": 3,
+            "heartbeat_interval_ms": 60_000,
+            "timeout_ms": 120_000,
+            "restart_backoff_ms": 60_000,
+            "restart_backoff_max_ms": 60_000,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn holds_at_most_max_pending_and_settles_through_the_child() {
+        let mut bolt = ShellBolt::new(config(vec!["python3".into(), "-c".into(), CHILD.into()]))
+            .unwrap();
+        let mut declarer = OutputDeclarer::new("pybolt");
+        bolt.declare_outputs(&mut declarer);
+        let mut out = OutputCollector::new("pybolt", declarer.into_streams().into());
+        let (tx, wakes) = crossbeam_channel::unbounded();
+        let tasks: BTreeMap<&'static str, Vec<TaskId>> = [("pybolt", vec![TaskId(4)])].into();
+        let ctx = TopologyContext::new("t".into(), "pybolt", TaskId(4), 0, Arc::new(tasks))
+            .with_waker(BoltWaker::new(Arc::new(move || {
+                let _ = tx.send(());
+            })));
+        bolt.prepare(&ctx).unwrap();
+        let source = SourceMeta::get("src", "default", Fields::new(["line"]));
+        let tuple = |s: &str| Tuple::new(source, TaskId(1), values![s]);
+
+        // Inputs before the child is up wait in the backlog; the third fills the bolt.
+        for (i, line) in ["a", "b", "c"].into_iter().enumerate() {
+            bolt.execute(tuple(line), &mut out).unwrap();
+            let (_, error, hold) = out.take();
+            assert!(error.is_none() && hold, "every input is held");
+            assert_eq!(out.take_pause().is_some(), i == 2, "paused at max_pending");
+        }
+
+        let mut acks = 0;
+        let mut fails = Vec::new();
+        let mut emitted = Vec::new();
+        let mut resumed = false;
+        while acks + fails.len() < 3 {
+            wakes
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("the child answers");
+            bolt.wake(&mut out);
+            resumed |= out.take_resume();
+            for e in out.take().0 {
+                emitted.push(e);
+            }
+            for action in out.take_actions() {
+                match action {
+                    AckAction::Ack(_) => acks += 1,
+                    AckAction::Fail(_, reason) => fails.push(reason),
+                }
+            }
+        }
+        assert!(resumed, "the first ack makes room: input resumes");
+        assert_eq!(acks, 1);
+        assert!(
+            fails[0].starts_with("failed by its multi-lang child (pid ")
+                && fails[0].ends_with("): ValueError: bad input"),
+            "{fails:?}"
+        );
+        assert!(
+            fails[1].starts_with("its multi-lang child exited (exit status: 3"),
+            "the tuple still held fails when the child exits: {fails:?}"
+        );
+        assert_eq!(emitted.len(), 1);
+        assert!(matches!(&emitted[0].anchors, Anchors::Tuples(a) if a.len() == 1));
+        assert_eq!(emitted[0].values[0].as_str(), Some("x"));
+        assert_eq!(
+            emitted[0].values[1].downcast_ref::<serde_json::Value>(),
+            Some(&serde_json::json!([1, 2])),
+            "lists stay JSON"
+        );
+        bolt.cleanup();
+    }
+
+    #[test]
+    fn bad_options_are_refused_naming_the_option() {
+        let check = |options: serde_json::Value| {
+            serde_json::from_value::<ShellConfig>(options)
+                .map_err(|e| e.to_string())
+                .and_then(ShellBolt::new)
+                .err()
+                .unwrap_or_default()
+        };
+        for (options, expected) in [
+            (serde_json::json!({"command": []}), "`command`"),
+            (serde_json::json!({"command": [""]}), "`command`: the program name is empty"),
+            (
+                serde_json::json!({"command": ["x"], "fields": "word"}),
+                "`fields`: expected a list",
+            ),
+            (
+                serde_json::json!({"command": ["x"], "fields": {"s": ["a", "a"]}}),
+                "field \"a\" is declared twice",
+            ),
+            (
+                serde_json::json!({"command": ["x"], "fields": {"__s": ["a"]}}),
+                "not a valid stream name",
+            ),
+            (
+                serde_json::json!({"command": ["x"], "fields": ["a"], "direct": ["other"]}),
+                "`direct`: stream \"other\" is not declared",
+            ),
+            (
+                serde_json::json!({"command": ["x"], "timeout_ms": 500, "heartbeat_interval_ms": 1000}),
+                "`timeout_ms` (500) must be longer than `heartbeat_interval_ms` (1000)",
+            ),
+            (serde_json::json!({"command": ["x"], "max_pending": 0}), "`max_pending`"),
+            (
+                serde_json::json!({"command": ["x"], "cwd": "/nonexistent/dir"}),
+                "`cwd`: /nonexistent/dir is not a directory",
+            ),
+            (serde_json::json!({"command": ["x"], "comand": 1}), "unknown field `comand`"),
+        ] {
+            let error = check(options.clone());
+            assert!(error.contains(expected), "{options}: {error:?}");
+        }
+    }
+}

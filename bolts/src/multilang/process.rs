@@ -616,3 +616,171 @@ fn spawn_stderr(
         tracing::error!(component, error = %e, "cannot start a multi-lang stderr thread");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A protocol-speaking child in plain Python: handshake, then `body`.
+    fn child(body: &str) -> Vec<String> {
+        let script = format!(
+            r#"
+import json, os, sys
+def read():
+    lines = []
+    while True:
+        line = sys.stdin.readline()
+        if line == "":
+            sys.exit(0)
+        if line == "end\n":
+            return json.loads("".join(lines))
+        lines.append(line)
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\nend\n")
+    sys.stdout.flush()
+h = read()
+open(os.path.join(h["pidDir"], str(os.getpid())), "w").close()
+send({{"pid": os.getpid()}})
+{body}
+"#
+        );
+        vec!["python3".into(), "-c".into(), script]
+    }
+
+    fn spec(command: Vec<String>, timeout_ms: u64) -> Spec {
+        Spec {
+            component: "shelltest",
+            task: 7,
+            command,
+            cwd: None,
+            env: BTreeMap::new(),
+            conf: Map::new(),
+            context: ShellContext {
+                task_id: 7,
+                component: "shelltest".into(),
+                task_to_component: [(7, "shelltest".to_string())].into(),
+            },
+            heartbeat: None,
+            timeout: Duration::from_millis(timeout_ms),
+            backoff: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(40),
+        }
+    }
+
+    fn start(spec: Spec) -> (Supervisor, Receiver<()>) {
+        let (tx, wakes) = crossbeam_channel::unbounded();
+        let sup = Supervisor::start(
+            spec,
+            Arc::new(move || {
+                let _ = tx.send(());
+            }),
+        )
+        .unwrap();
+        (sup, wakes)
+    }
+
+    /// The next event, waiting for wakes (bounded).
+    fn next_event(sup: &Supervisor, wakes: &Receiver<()>) -> Event {
+        loop {
+            if let Some(e) = sup.try_event() {
+                return e;
+            }
+            wakes
+                .recv_timeout(Duration::from_secs(20))
+                .expect("an event within 20 s");
+        }
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_retried_as_new_generations() {
+        let (mut sup, wakes) = start(spec(vec!["/nonexistent/squall-child".into()], 5_000));
+        for expected in 1..=3 {
+            match next_event(&sup, &wakes) {
+                Event::Exited { generation, reason } => {
+                    assert_eq!(generation, expected);
+                    assert!(
+                        reason.contains("could not be started")
+                            && reason.contains("/nonexistent/squall-child"),
+                        "{reason}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        sup.stop();
+    }
+
+    #[test]
+    fn a_child_breaking_the_protocol_is_killed_and_the_next_one_serves() {
+        // The first child sends garbage; the ones after it (a marker file tells) echo.
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("garbage-sent");
+        let body = format!(
+            r#"
+marker = {marker:?}
+if not os.path.exists(marker):
+    open(marker, "w").close()
+    sys.stdout.write("{{not json\nend\n")
+    sys.stdout.flush()
+    read()
+t = read()
+send({{"command": "ack", "id": t["id"]}})
+read()
+"#,
+            marker = marker.to_str().unwrap()
+        );
+        let (mut sup, wakes) = start(spec(child(&body), 5_000));
+        assert!(matches!(
+            next_event(&sup, &wakes),
+            Event::Ready { generation: 1, .. }
+        ));
+        match next_event(&sup, &wakes) {
+            Event::Exited { generation: 1, reason } => assert!(
+                reason.contains("broke the protocol") && reason.contains("undecodable"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            next_event(&sup, &wakes),
+            Event::Ready { generation: 2, .. }
+        ));
+        // A message for the dead child is dropped; the live one gets its own.
+        sup.send(1, super::super::protocol::tuple_message("1", "c", "default", 1, &[]), false);
+        sup.send(2, super::super::protocol::tuple_message("2", "c", "default", 1, &[]), false);
+        match next_event(&sup, &wakes) {
+            Event::Msg {
+                generation: 2,
+                msg: ShellMsg::Ack(id),
+            } => assert_eq!(id, "2"),
+            other => panic!("{other:?}"),
+        }
+        sup.stop();
+    }
+
+    #[test]
+    fn a_child_that_never_answers_the_handshake_is_killed_in_time() {
+        let command = vec![
+            "python3".into(),
+            "-c".into(),
+            "import time; time.sleep(60)".into(),
+        ];
+        let (mut sup, wakes) = start(spec(command, 300));
+        match next_event(&sup, &wakes) {
+            Event::Exited { generation: 1, reason } => assert!(
+                reason.contains("did not answer the handshake within 300ms"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        sup.stop();
+    }
+
+    #[test]
+    fn errors_are_summarised_by_their_last_line() {
+        assert_eq!(
+            summary_line("Python ValueError raised\nTraceback:\n  x\nValueError: bad\n\n"),
+            "ValueError: bad"
+        );
+    }
+}

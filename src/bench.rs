@@ -331,3 +331,115 @@ pub fn generate(
     w.flush()?;
     Ok(())
 }
+
+/// What `bench multilang` prints per run (one JSON line).
+#[derive(Clone, Debug, Serialize)]
+pub struct MultilangReport {
+    /// `rust` (a Rust pass-through bolt) or `python` (pystorm's, through the `shell` bolt).
+    pub bolt: String,
+    /// Tasks of the bolt (child processes, for `python`).
+    pub parallelism: usize,
+    /// Tuples emitted by the spout, tracked (acking on).
+    pub tuples: u64,
+    /// Tuples that reached the sink (each exactly once when nothing failed).
+    pub delivered: u64,
+    /// Tuple trees that failed (and were replayed).
+    pub failed: u64,
+    /// Wall time from the start (child processes starting included) to the last tree acked.
+    pub seconds: f64,
+    /// `tuples / seconds`.
+    pub tuples_per_s: f64,
+    /// The spout's complete latency (emit to tree acked), median, in ms.
+    pub complete_p50_ms: Option<f64>,
+    /// The spout's complete latency, 99th percentile, in ms.
+    pub complete_p99_ms: Option<f64>,
+}
+
+/// Emits its input unchanged, anchored (the Rust side of `bench multilang`).
+struct Passthrough;
+
+impl Bolt for Passthrough {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(Fields::new(["n"]));
+    }
+    fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        out.emit(input.values().iter().cloned().collect());
+        Ok(())
+    }
+}
+
+/// Counts what reaches it.
+struct Counter(Arc<AtomicU64>);
+
+impl Bolt for Counter {
+    fn execute(&mut self, _input: Tuple, _out: &mut OutputCollector) -> Result<(), BoltError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Runs `bench multilang` once: `tuples` numbers from a `generator` spout through a
+/// pass-through bolt (Rust, or `python` running `examples/multilang/passthrough.py` with
+/// pystorm through the `shell` bolt, `max_pending` tuples per child) into a counting sink.
+pub async fn multilang(
+    python: Option<&str>,
+    tuples: u64,
+    parallelism: usize,
+    max_pending: usize,
+) -> anyhow::Result<MultilangReport> {
+    use squall_bolts::multilang::{ShellBolt, ShellConfig};
+    use squall_spouts::{GeneratorConfig, GeneratorSpout};
+
+    let mut b = TopologyBuilder::new("bench-multilang");
+    b.set_spout("numbers", 1, move || {
+        GeneratorSpout::new(GeneratorConfig {
+            count: Some(tuples),
+        })
+    });
+    let bolt = match python {
+        None => {
+            b.set_bolt("pass", parallelism as i64, || Passthrough)
+                .shuffle_grouping("numbers");
+            "rust"
+        }
+        Some(python) => {
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multilang/passthrough.py");
+            let config: ShellConfig = serde_json::from_value(json!({
+                "command": [python, script],
+                "fields": ["n"],
+                "max_pending": max_pending,
+            }))?;
+            ShellBolt::new(config.clone()).map_err(|e| anyhow::anyhow!("shell bolt: {e}"))?;
+            b.set_bolt("pass", parallelism as i64, move || {
+                ShellBolt::new(config.clone()).expect("checked above")
+            })
+            .shuffle_grouping("numbers");
+            "python"
+        }
+    };
+    let delivered = Arc::new(AtomicU64::new(0));
+    let sink = delivered.clone();
+    b.set_bolt("sink", 1, move || Counter(sink.clone()))
+        .shuffle_grouping("pass");
+    let topology = b.build().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = Instant::now();
+    let running = RunningTopology::start(topology)?;
+    let report = running.join().await;
+    let seconds = started.elapsed().as_secs_f64();
+    let spout = report
+        .component("numbers")
+        .ok_or_else(|| anyhow::anyhow!("no spout report"))?;
+    let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+    Ok(MultilangReport {
+        bolt: bolt.into(),
+        parallelism,
+        tuples,
+        delivered: delivered.load(Ordering::Relaxed),
+        failed: spout.failed,
+        seconds,
+        tuples_per_s: tuples as f64 / seconds,
+        complete_p50_ms: ms(spout.latency_p50),
+        complete_p99_ms: ms(spout.latency_p99),
+    })
+}

@@ -184,6 +184,26 @@ enum BenchCommand {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Tuples/s through a Python bolt (pystorm, through the multi-lang `shell` bolt) and
+    /// through the same pass-through bolt in Rust; one JSON line per run.
+    Multilang {
+        /// The Python with pystorm (default: $SQUALL_PYTHON, else python3).
+        #[arg(long, env = "SQUALL_PYTHON", default_value = "python3")]
+        python: String,
+        /// Tuples per run (acking on).
+        #[arg(long, default_value_t = 100_000)]
+        tuples: u64,
+        /// Tasks of the bolt (child processes for Python); repeatable for several runs.
+        #[arg(long = "parallelism", default_values_t = [1usize, 2])]
+        parallelism: Vec<usize>,
+        /// Tuples handed to a child and not yet acked by it (the `shell` bolt's
+        /// `max_pending`).
+        #[arg(long, default_value_t = 100)]
+        max_pending: usize,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Write `payloads.ndjson` and `fixtures.json` for `bench pipeline`.
     Generate {
         /// Devices (one agent key each).
@@ -396,6 +416,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             println!("{}", serde_json::to_string(&result?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Multilang {
+                    python,
+                    tuples,
+                    parallelism,
+                    max_pending,
+                    workers,
+                },
+        } => {
+            if tuples == 0 || max_pending == 0 || parallelism.contains(&0) {
+                eprintln!("--tuples, --max-pending and --parallelism must be at least 1");
+                return Ok(ExitCode::from(2));
+            }
+            let rt = runtime(workers)?;
+            for &p in &parallelism {
+                for bolt in [None, Some(python.as_str())] {
+                    let report =
+                        rt.block_on(squall::bench::multilang(bolt, tuples, p, max_pending))?;
+                    println!("{}", serde_json::to_string(&report)?);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -10,7 +10,7 @@ use squall_topology::{
 };
 
 use super::config::{value_from_child, Checked, ShellConfig};
-use super::process::{Event, Supervisor, ToChild};
+use super::process::{ChildLink, Event, Supervisor};
 use super::protocol::{task_ids, tuple_message, Emit, ShellMsg};
 
 /// How long the bolt stops taking input when its child has `max_pending` tuples; the
@@ -32,6 +32,7 @@ pub struct ShellBolt {
 struct Live {
     generation: u64,
     pid: u32,
+    link: ChildLink,
     task_ids: TaskIdsSink,
 }
 
@@ -76,7 +77,7 @@ impl Running {
             i64::from(tuple.source_task().0),
             &values,
         );
-        self.supervisor.send(live.generation, message, false);
+        live.link.send(message, false);
         self.pending.insert(id, tuple);
     }
 
@@ -226,18 +227,19 @@ impl Bolt for ShellBolt {
         let Some(run) = self.run.as_mut() else { return };
         while let Some(event) = run.supervisor.try_event() {
             match event {
-                Event::Ready { generation, pid } => {
-                    let tx = run.supervisor.sender();
+                Event::Ready {
+                    generation,
+                    pid,
+                    link,
+                } => {
+                    let replies = link.clone();
                     run.live = Some(Live {
                         generation,
                         pid,
+                        link,
                         task_ids: TaskIdsSink::new(move |tasks| {
                             let ids: Vec<u32> = tasks.iter().map(|t| t.0).collect();
-                            let _ = tx.send(ToChild::Send {
-                                generation,
-                                message: task_ids(&ids),
-                                expects_sync: false,
-                            });
+                            replies.send(task_ids(&ids), false);
                         }),
                     });
                     let waiting: Vec<Tuple> = run.backlog.drain(..).collect();
@@ -318,8 +320,8 @@ sys.exit(3)
 
     #[test]
     fn holds_at_most_max_pending_and_settles_through_the_child() {
-        let mut bolt = ShellBolt::new(config(vec!["python3".into(), "-c".into(), CHILD.into()]))
-            .unwrap();
+        let mut bolt =
+            ShellBolt::new(config(vec!["python3".into(), "-c".into(), CHILD.into()])).unwrap();
         let mut declarer = OutputDeclarer::new("pybolt");
         bolt.declare_outputs(&mut declarer);
         let mut out = OutputCollector::new("pybolt", declarer.into_streams().into());
@@ -394,7 +396,10 @@ sys.exit(3)
         };
         for (options, expected) in [
             (serde_json::json!({"command": []}), "`command`"),
-            (serde_json::json!({"command": [""]}), "`command`: the program name is empty"),
+            (
+                serde_json::json!({"command": [""]}),
+                "`command`: the program name is empty",
+            ),
             (
                 serde_json::json!({"command": ["x"], "fields": "word"}),
                 "`fields`: expected a list",
@@ -415,12 +420,18 @@ sys.exit(3)
                 serde_json::json!({"command": ["x"], "timeout_ms": 500, "heartbeat_interval_ms": 1000}),
                 "`timeout_ms` (500) must be longer than `heartbeat_interval_ms` (1000)",
             ),
-            (serde_json::json!({"command": ["x"], "max_pending": 0}), "`max_pending`"),
+            (
+                serde_json::json!({"command": ["x"], "max_pending": 0}),
+                "`max_pending`",
+            ),
             (
                 serde_json::json!({"command": ["x"], "cwd": "/nonexistent/dir"}),
                 "`cwd`: /nonexistent/dir is not a directory",
             ),
-            (serde_json::json!({"command": ["x"], "comand": 1}), "unknown field `comand`"),
+            (
+                serde_json::json!({"command": ["x"], "comand": 1}),
+                "unknown field `comand`",
+            ),
         ] {
             let error = check(options.clone());
             assert!(error.contains(expected), "{options}: {error:?}");

@@ -9,7 +9,7 @@ use squall_topology::{
 };
 
 use super::config::{value_from_child, Checked, ShellConfig};
-use super::process::{Event, Supervisor, ToChild};
+use super::process::{ChildLink, Event, Supervisor};
 use super::protocol::{spout_ack, spout_fail, spout_next, task_ids, ShellMsg};
 
 /// A spout run by a child process speaking Storm's multi-lang protocol (type `shell`).
@@ -25,6 +25,7 @@ pub struct ShellSpout {
 
 struct Live {
     generation: u64,
+    link: ChildLink,
     task_ids: TaskIdsSink,
 }
 
@@ -58,18 +59,17 @@ impl Running {
     fn drain(&mut self, out: &mut SpoutOutputCollector) {
         while let Some(event) = self.supervisor.try_event() {
             match event {
-                Event::Ready { generation, .. } => {
-                    let tx = self.supervisor.sender();
+                Event::Ready {
+                    generation, link, ..
+                } => {
+                    let replies = link.clone();
                     self.unanswered.clear();
                     self.live = Some(Live {
                         generation,
+                        link,
                         task_ids: TaskIdsSink::new(move |tasks| {
                             let ids: Vec<u32> = tasks.iter().map(|t| t.0).collect();
-                            let _ = tx.send(ToChild::Send {
-                                generation,
-                                message: task_ids(&ids),
-                                expects_sync: false,
-                            });
+                            replies.send(task_ids(&ids), false);
                         }),
                     });
                 }
@@ -122,7 +122,7 @@ impl Running {
 
     fn command(&mut self, message: serde_json::Value, kind: Command) {
         if let Some(live) = &self.live {
-            self.supervisor.send(live.generation, message, true);
+            live.link.send(message, true);
             self.unanswered.push_back(kind);
         }
     }

@@ -1,11 +1,13 @@
 """A pystorm bolt: splits a sentence into lower-case words, each anchored to the
-sentence (pystorm anchors to the current tuple and acks it after `process`)."""
+sentence (pystorm anchors to the current tuple and acks it after `process`). squall's
+handshake names the input's fields (`source->stream->fields`), so the values are a
+namedtuple: `tup.values.sentence`."""
 from pystorm import Bolt
 
 
 class Split(Bolt):
     def process(self, tup):
-        for word in tup.values[0].lower().split():
+        for word in tup.values.sentence.lower().split():
             self.emit([word])
 
 

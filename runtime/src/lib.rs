@@ -253,8 +253,10 @@ impl RunningTopology {
                         })
                 })
                 .collect();
+            let inputs: Arc<[squall_topology::Subscription]> = c.inputs.clone().into();
             for (index, &task) in task_ids[c.id].iter().enumerate() {
-                let ctx = TopologyContext::new(name.clone(), c.id, task, index, task_ids.clone());
+                let ctx = TopologyContext::new(name.clone(), c.id, task, index, task_ids.clone())
+                    .with_inputs(inputs.clone());
                 let router = Router::new(
                     task,
                     index,

@@ -29,7 +29,7 @@ class SplitFaulty(Bolt):
         return True
 
     def process(self, tup):
-        words = tup.values[0].lower().split()
+        words = tup.values.sentence.lower().split()  # named by source->stream->fields
         if "poison" in words and self.first_time("poison"):
             self.logger.warning("failing a poisoned sentence")
             self.fail(tup)

@@ -211,6 +211,7 @@ pub struct TopologyContext {
     task_index: usize,
     tasks: Arc<BTreeMap<&'static str, Vec<TaskId>>>,
     waker: Option<BoltWaker>,
+    inputs: Arc<[crate::Subscription]>,
 }
 
 impl TopologyContext {
@@ -229,7 +230,20 @@ impl TopologyContext {
             task_index,
             tasks,
             waker: None,
+            inputs: Arc::from([]),
         }
+    }
+
+    /// The context with the component's subscriptions (runtime use).
+    pub fn with_inputs(mut self, inputs: Arc<[crate::Subscription]>) -> Self {
+        self.inputs = inputs;
+        self
+    }
+
+    /// What this bolt subscribes to: each input component, stream (with its fields) and
+    /// grouping (empty for spouts).
+    pub fn inputs(&self) -> &[crate::Subscription] {
+        &self.inputs
     }
 
     /// The context with a waker for the bolt (runtime use).

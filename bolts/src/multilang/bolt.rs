@@ -11,7 +11,7 @@ use squall_topology::{
 
 use super::config::{value_from_child, Checked, ShellConfig};
 use super::process::{ChildLink, Event, Supervisor};
-use super::protocol::{task_ids, tuple_message, Emit, ShellMsg};
+use super::protocol::{tuple_message, Emit, ShellMsg};
 
 /// How long the bolt stops taking input when its child has `max_pending` tuples; the
 /// child's next ack (or its exit) ends the pause earlier.
@@ -232,15 +232,11 @@ impl Bolt for ShellBolt {
                     pid,
                     link,
                 } => {
-                    let replies = link.clone();
                     run.live = Some(Live {
                         generation,
                         pid,
+                        task_ids: link.task_ids_sink(),
                         link,
-                        task_ids: TaskIdsSink::new(move |tasks| {
-                            let ids: Vec<u32> = tasks.iter().map(|t| t.0).collect();
-                            replies.send(task_ids(&ids), false);
-                        }),
                     });
                     let waiting: Vec<Tuple> = run.backlog.drain(..).collect();
                     for tuple in waiting {

@@ -229,6 +229,7 @@ impl Checked {
                 task_id: ctx.task_id().0,
                 component: ctx.component_id().to_string(),
                 task_to_component,
+                source_stream_fields: source_stream_fields(ctx),
             },
             heartbeat: heartbeats.then(|| Duration::from_millis(c.heartbeat_interval_ms)),
             timeout: Duration::from_millis(c.timeout_ms),
@@ -236,6 +237,18 @@ impl Checked {
             backoff_max: Duration::from_millis(c.restart_backoff_max_ms),
         }
     }
+}
+
+/// A bolt's inputs as the handshake's `source->stream->fields`.
+fn source_stream_fields(ctx: &TopologyContext) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let mut by_source: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for input in ctx.inputs() {
+        by_source.entry(input.from.to_string()).or_default().insert(
+            input.stream.to_string(),
+            input.fields.iter().map(str::to_string).collect(),
+        );
+    }
+    by_source
 }
 
 /// A tuple value from the child: JSON scalars map to their [`squall_topology::Value`]

@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use serde_json::{Map, Value};
 
+use squall_topology::TaskIdsSink;
+
 use super::protocol::{
-    handshake, heartbeat, JsonSerializer, LogLevel, Serializer, ShellContext, ShellMsg,
+    handshake, heartbeat, task_ids, JsonSerializer, LogLevel, Serializer, ShellContext, ShellMsg,
 };
 
 /// The log target of what children say (`log` commands, `error`s, stderr lines).
@@ -73,6 +75,16 @@ impl ChildLink {
             lock(&self.shared.awaiting).push_back(Instant::now());
         }
         let _ = self.writer.send(message);
+    }
+
+    /// A sink that answers each of the child's `need_task_ids` emits, in order, with the
+    /// tasks the tuple went to.
+    pub(crate) fn task_ids_sink(&self) -> TaskIdsSink {
+        let link = self.clone();
+        TaskIdsSink::new(move |tasks| {
+            let ids: Vec<u32> = tasks.iter().map(|t| t.0).collect();
+            link.send(task_ids(&ids), false);
+        })
     }
 }
 
@@ -677,6 +689,7 @@ send({{"pid": os.getpid()}})
                 task_id: 7,
                 component: "shelltest".into(),
                 task_to_component: [(7, "shelltest".to_string())].into(),
+                ..Default::default()
             },
             heartbeat: None,
             timeout: Duration::from_millis(timeout_ms),

@@ -83,7 +83,7 @@ impl Serializer for JsonSerializer {
 }
 
 /// Where a component runs, as the handshake's `context` tells it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ShellContext {
     /// This task's id.
     pub task_id: u32,
@@ -91,6 +91,9 @@ pub struct ShellContext {
     pub component: String,
     /// Every task of the topology and its component.
     pub task_to_component: BTreeMap<u32, String>,
+    /// A bolt's inputs: source component -> stream -> field names (pystorm names the
+    /// values of tuples from them).
+    pub source_stream_fields: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
 
 /// The handshake squall sends first: the topology's configuration, the task's context
@@ -107,6 +110,7 @@ pub fn handshake(conf: &Map<String, Value>, context: &ShellContext, pid_dir: &st
             "taskid": context.task_id,
             "componentid": context.component,
             "task->component": task_to_component,
+            "source->stream->fields": context.source_stream_fields,
         },
         "pidDir": pid_dir,
     })
@@ -502,6 +506,7 @@ send({"command": "ack", "id": t["id"]})
             task_id: 2,
             component: "split".into(),
             task_to_component: [(2, "split".to_string())].into(),
+            ..Default::default()
         };
         JsonSerializer
             .write_message(
@@ -548,6 +553,11 @@ send({"command": "ack", "id": t["id"]})
             task_id: 5,
             component: "split".into(),
             task_to_component: [(5, "split".to_string()), (1, "words".to_string())].into(),
+            source_stream_fields: [(
+                "words".to_string(),
+                [("default".to_string(), vec!["line".to_string()])].into(),
+            )]
+            .into(),
         };
         let mut conf = Map::new();
         conf.insert("topology.name".into(), json!("word-count"));
@@ -557,6 +567,10 @@ send({"command": "ack", "id": t["id"]})
         assert_eq!(h["context"]["taskid"], 5);
         assert_eq!(h["context"]["componentid"], "split");
         assert_eq!(h["context"]["task->component"]["1"], "words");
+        assert_eq!(
+            h["context"]["source->stream->fields"]["words"]["default"],
+            json!(["line"])
+        );
         let t = tuple_message("77", "words", "default", 1, &[json!("a b")]);
         assert_eq!(
             t,

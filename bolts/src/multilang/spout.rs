@@ -10,7 +10,7 @@ use squall_topology::{
 
 use super::config::{value_from_child, Checked, ShellConfig};
 use super::process::{ChildLink, Event, Supervisor};
-use super::protocol::{spout_ack, spout_fail, spout_next, task_ids, ShellMsg};
+use super::protocol::{spout_ack, spout_fail, spout_next, ShellMsg};
 
 /// A spout run by a child process speaking Storm's multi-lang protocol (type `shell`).
 ///
@@ -62,15 +62,11 @@ impl Running {
                 Event::Ready {
                     generation, link, ..
                 } => {
-                    let replies = link.clone();
                     self.unanswered.clear();
                     self.live = Some(Live {
                         generation,
+                        task_ids: link.task_ids_sink(),
                         link,
-                        task_ids: TaskIdsSink::new(move |tasks| {
-                            let ids: Vec<u32> = tasks.iter().map(|t| t.0).collect();
-                            replies.send(task_ids(&ids), false);
-                        }),
                     });
                 }
                 Event::Exited { generation, .. } => {

@@ -256,7 +256,8 @@ impl RunningTopology {
             let inputs: Arc<[squall_topology::Subscription]> = c.inputs.clone().into();
             for (index, &task) in task_ids[c.id].iter().enumerate() {
                 let ctx = TopologyContext::new(name.clone(), c.id, task, index, task_ids.clone())
-                    .with_inputs(inputs.clone());
+                    .with_inputs(inputs.clone())
+                    .with_message_timeout(message_timeout);
                 let router = Router::new(
                     task,
                     index,

@@ -212,6 +212,7 @@ pub struct TopologyContext {
     tasks: Arc<BTreeMap<&'static str, Vec<TaskId>>>,
     waker: Option<BoltWaker>,
     inputs: Arc<[crate::Subscription]>,
+    message_timeout: std::time::Duration,
 }
 
 impl TopologyContext {
@@ -231,7 +232,20 @@ impl TopologyContext {
             tasks,
             waker: None,
             inputs: Arc::from([]),
+            message_timeout: std::time::Duration::from_millis(30_000),
         }
+    }
+
+    /// The context with the topology's `message_timeout_ms` (runtime use).
+    pub fn with_message_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.message_timeout = timeout;
+        self
+    }
+
+    /// How long a tuple a bolt holds may stay unsettled before the runtime fails it
+    /// (`message_timeout_ms`; 30 s unless the runtime says otherwise).
+    pub fn message_timeout(&self) -> std::time::Duration {
+        self.message_timeout
     }
 
     /// The context with the component's subscriptions (runtime use).

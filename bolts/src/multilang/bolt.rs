@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use squall_topology::{
     Bolt, BoltError, ComponentError, OutputCollector, OutputDeclarer, TaskId, TaskIdsSink,
@@ -44,8 +44,12 @@ struct Running {
     next_id: u64,
     /// Tuples handed to the live child and not yet settled by it, by the id it knows.
     pending: HashMap<u64, Tuple>,
+    /// When each id was handed over, oldest first (settled ids are skipped lazily).
+    sent: VecDeque<(Instant, u64)>,
+    /// The runtime fails a held tuple after this; its slot is freed then too.
+    message_timeout: Duration,
     /// Inputs waiting for a child (while one starts or restarts).
-    backlog: VecDeque<Tuple>,
+    backlog: VecDeque<(Instant, Tuple)>,
     paused: bool,
     /// The child's last `error`, the reason of its next `fail`.
     last_error: Option<String>,
@@ -64,7 +68,7 @@ impl ShellBolt {
 impl Running {
     fn send_tuple(&mut self, tuple: Tuple) {
         let Some(live) = &self.live else {
-            self.backlog.push_back(tuple);
+            self.backlog.push_back((Instant::now(), tuple));
             return;
         };
         let id = self.next_id;
@@ -79,6 +83,45 @@ impl Running {
         );
         live.link.send(message, false);
         self.pending.insert(id, tuple);
+        self.sent.push_back((Instant::now(), id));
+    }
+
+    /// Frees the slots of tuples held past the message timeout, by the child or waiting
+    /// for one: the runtime has failed them already (reason `timeout`), and a child that
+    /// never settles a tuple must not keep the bolt paused.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let mut expired = 0u64;
+        while let Some((since, _)) = self.backlog.front() {
+            if now.duration_since(*since) < self.message_timeout {
+                break;
+            }
+            self.backlog.pop_front();
+            expired += 1;
+        }
+        while let Some(&(sent, id)) = self.sent.front() {
+            if !self.pending.contains_key(&id) {
+                self.sent.pop_front(); // settled
+                continue;
+            }
+            if now.duration_since(sent) < self.message_timeout {
+                break;
+            }
+            self.sent.pop_front();
+            self.pending.remove(&id);
+            expired += 1;
+        }
+        if expired > 0 {
+            metrics::counter!("squall_shell_protocol_errors_total",
+                "component" => self.component, "reason" => "held_past_timeout")
+            .increment(expired);
+            tracing::warn!(
+                component = self.component,
+                tuples = expired,
+                timeout = ?self.message_timeout,
+                "tuples held past the message timeout (unsettled by the multi-lang child, or waiting for one) are given up; their slots are freed"
+            );
+        }
     }
 
     fn held(&self) -> usize {
@@ -164,6 +207,7 @@ impl Running {
     fn child_exited(&mut self, reason: &str, out: &mut OutputCollector) {
         self.live = None;
         self.last_error = None;
+        self.sent.clear();
         let mut held: Vec<(u64, Tuple)> = self.pending.drain().collect();
         held.sort_by_key(|(id, _)| *id);
         if !held.is_empty() {
@@ -202,6 +246,8 @@ impl Bolt for ShellBolt {
             live: None,
             next_id: 1,
             pending: HashMap::new(),
+            sent: VecDeque::new(),
+            message_timeout: ctx.message_timeout(),
             backlog: VecDeque::new(),
             paused: false,
             last_error: None,
@@ -238,8 +284,9 @@ impl Bolt for ShellBolt {
                         task_ids: link.task_ids_sink(),
                         link,
                     });
-                    let waiting: Vec<Tuple> = run.backlog.drain(..).collect();
-                    for tuple in waiting {
+                    run.expire(); // what waited too long has failed already
+                    let waiting: Vec<(Instant, Tuple)> = run.backlog.drain(..).collect();
+                    for (_, tuple) in waiting {
                         run.send_tuple(tuple);
                     }
                 }
@@ -255,6 +302,7 @@ impl Bolt for ShellBolt {
                 }
             }
         }
+        run.expire();
         if run.paused && run.held() < run.max_pending {
             run.paused = false;
             out.resume();
@@ -381,6 +429,68 @@ sys.exit(3)
         bolt.cleanup();
     }
 
+    /// Answers heartbeats, never settles a tuple.
+    const HOARDER: &str = r#"
+import json, os, sys
+def read():
+    lines = []
+    while True:
+        line = sys.stdin.readline()
+        if line == "":
+            sys.exit(0)
+        if line == "end\n":
+            return json.loads("".join(lines))
+        lines.append(line)
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\nend\n")
+    sys.stdout.flush()
+h = read()
+send({"pid": os.getpid()})
+while True:
+    t = read()
+    if t["stream"] == "__heartbeat":
+        send({"command": "sync"})
+"#;
+
+    #[test]
+    fn a_child_that_never_settles_frees_its_slots_after_the_message_timeout() {
+        let mut config = config(vec!["python3".into(), "-c".into(), HOARDER.into()]);
+        config.max_pending = 2;
+        config.heartbeat_interval_ms = 20;
+        let mut bolt = ShellBolt::new(config).unwrap();
+        let mut declarer = OutputDeclarer::new("hoarder");
+        bolt.declare_outputs(&mut declarer);
+        let mut out = OutputCollector::new("hoarder", declarer.into_streams().into());
+        let (tx, wakes) = crossbeam_channel::unbounded();
+        let tasks: BTreeMap<&'static str, Vec<TaskId>> = [("hoarder", vec![TaskId(4)])].into();
+        let ctx = TopologyContext::new("t".into(), "hoarder", TaskId(4), 0, Arc::new(tasks))
+            .with_waker(BoltWaker::new(Arc::new(move || {
+                let _ = tx.send(());
+            })))
+            .with_message_timeout(std::time::Duration::from_millis(200));
+        bolt.prepare(&ctx).unwrap();
+        let source = SourceMeta::get("src", "default", Fields::new(["line"]));
+        let started = std::time::Instant::now();
+        for line in ["a", "b"] {
+            bolt.execute(Tuple::new(source, TaskId(1), values![line]), &mut out)
+                .unwrap();
+        }
+        assert!(out.take_pause().is_some(), "full at max_pending");
+        // Heartbeat answers wake the bolt; once the timeout passed, the slots are free.
+        loop {
+            wakes
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("heartbeats answered");
+            bolt.wake(&mut out);
+            if out.take_resume() {
+                break;
+            }
+        }
+        assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+        assert_eq!(bolt.run.as_ref().unwrap().held(), 0);
+        bolt.cleanup();
+    }
+
     #[test]
     fn bad_options_are_refused_naming_the_option() {
         let check = |options: serde_json::Value| {
@@ -397,35 +507,35 @@ sys.exit(3)
                 "`command`: the program name is empty",
             ),
             (
-                serde_json::json!({"command": ["x"], "fields": "word"}),
+                serde_json::json!({"command": ["python3"], "fields": "word"}),
                 "`fields`: expected a list",
             ),
             (
-                serde_json::json!({"command": ["x"], "fields": {"s": ["a", "a"]}}),
+                serde_json::json!({"command": ["python3"], "fields": {"s": ["a", "a"]}}),
                 "field \"a\" is declared twice",
             ),
             (
-                serde_json::json!({"command": ["x"], "fields": {"__s": ["a"]}}),
+                serde_json::json!({"command": ["python3"], "fields": {"__s": ["a"]}}),
                 "not a valid stream name",
             ),
             (
-                serde_json::json!({"command": ["x"], "fields": ["a"], "direct": ["other"]}),
+                serde_json::json!({"command": ["python3"], "fields": ["a"], "direct": ["other"]}),
                 "`direct`: stream \"other\" is not declared",
             ),
             (
-                serde_json::json!({"command": ["x"], "timeout_ms": 500, "heartbeat_interval_ms": 1000}),
+                serde_json::json!({"command": ["python3"], "timeout_ms": 500, "heartbeat_interval_ms": 1000}),
                 "`timeout_ms` (500) must be longer than `heartbeat_interval_ms` (1000)",
             ),
             (
-                serde_json::json!({"command": ["x"], "max_pending": 0}),
+                serde_json::json!({"command": ["python3"], "max_pending": 0}),
                 "`max_pending`",
             ),
             (
-                serde_json::json!({"command": ["x"], "cwd": "/nonexistent/dir"}),
+                serde_json::json!({"command": ["python3"], "cwd": "/nonexistent/dir"}),
                 "`cwd`: /nonexistent/dir is not a directory",
             ),
             (
-                serde_json::json!({"command": ["x"], "comand": 1}),
+                serde_json::json!({"command": ["python3"], "comand": 1}),
                 "unknown field `comand`",
             ),
         ] {

@@ -1,7 +1,7 @@
 //! Options of the `shell` spout and bolt types, and what both build from them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -152,6 +152,7 @@ impl ShellConfig {
                 return Err(format!("`cwd`: {} is not a directory", cwd.display()));
             }
         }
+        self.check_program()?;
         let mut streams: Vec<(String, Vec<String>, bool)> = match &self.fields {
             None | Some(Value::Null) => Vec::new(),
             Some(list @ Value::Array(_)) => {
@@ -188,6 +189,39 @@ impl ShellConfig {
             config: self,
             streams,
         })
+    }
+}
+
+impl ShellConfig {
+    /// The program must exist: a path (relative to `cwd`) or a name found on `PATH` (the
+    /// child's, when `env` sets it).
+    fn check_program(&self) -> Result<(), String> {
+        let program = Path::new(&self.command[0]);
+        if program.components().count() > 1 {
+            let resolved = match &self.cwd {
+                Some(cwd) if program.is_relative() => cwd.join(program),
+                _ => program.to_path_buf(),
+            };
+            return if resolved.is_file() {
+                Ok(())
+            } else {
+                Err(format!("`command`: {} does not exist", resolved.display()))
+            };
+        }
+        let path = self
+            .env
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_default();
+        if std::env::split_paths(&path).any(|dir| dir.join(program).is_file()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`command`: program \"{}\" is not on PATH",
+                program.display()
+            ))
+        }
     }
 }
 

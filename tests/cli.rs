@@ -289,6 +289,38 @@ fn the_alert_pipeline_file_validates() {
 }
 
 #[test]
+fn the_python_word_count_file_validates_and_a_missing_program_is_named() {
+    let file = "examples/topologies/python_word_count.toml";
+    let out = Command::new(BIN).args(["validate", file]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("<- sentences:default grouping shuffle"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "validate",
+            file,
+            "--set",
+            r#"bolts.split.command=["pyhton3", "split.py"]"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("split")
+            && stderr.contains("`command`: program \"pyhton3\" is not on PATH"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn admin_import_loads_a_fixtures_file_once_and_names_bad_fields() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("squall.db").display());

@@ -339,6 +339,8 @@ pub struct MultilangReport {
     pub bolt: String,
     /// Tasks of the bolt (child processes, for `python`).
     pub parallelism: usize,
+    /// The multi-lang codec (`python` only): `json` or `msgpack`.
+    pub serializer: Option<String>,
     /// Tuples emitted by the spout, tracked (acking on).
     pub tuples: u64,
     /// Tuples that reached the sink (each exactly once when nothing failed).
@@ -380,9 +382,11 @@ impl Bolt for Counter {
 
 /// Runs `bench multilang` once: `tuples` numbers from a `generator` spout through a
 /// pass-through bolt (Rust, or `python` running `examples/multilang/passthrough.py` with
-/// pystorm through the `shell` bolt, `max_pending` tuples per child) into a counting sink.
+/// pystorm through the `shell` bolt, `max_pending` tuples per child, speaking `serializer`)
+/// into a counting sink.
 pub async fn multilang(
     python: Option<&str>,
+    serializer: &str,
     tuples: u64,
     parallelism: usize,
     max_pending: usize,
@@ -409,6 +413,8 @@ pub async fn multilang(
                 "command": [python, script],
                 "fields": ["n"],
                 "max_pending": max_pending,
+                "serializer": serializer,
+                "env": {"PYSTORM_SERIALIZER": serializer},
             }))?;
             ShellBolt::new(config.clone()).map_err(|e| anyhow::anyhow!("shell bolt: {e}"))?;
             b.set_bolt("pass", parallelism as i64, move || {
@@ -434,6 +440,7 @@ pub async fn multilang(
     Ok(MultilangReport {
         bolt: bolt.into(),
         parallelism,
+        serializer: python.map(|_| serializer.to_string()),
         tuples,
         delivered: delivered.load(Ordering::Relaxed),
         failed: spout.failed,

@@ -200,6 +200,9 @@ enum BenchCommand {
         /// `max_pending`).
         #[arg(long, default_value_t = 100)]
         max_pending: usize,
+        /// The multi-lang codec (msgpack needs the Python `msgpack` package).
+        #[arg(long, default_value = "json", value_parser = ["json", "msgpack"])]
+        serializer: String,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -425,6 +428,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tuples,
                     parallelism,
                     max_pending,
+                    serializer,
                     workers,
                 },
         } => {
@@ -435,8 +439,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime(workers)?;
             for &p in &parallelism {
                 for bolt in [None, Some(python.as_str())] {
-                    let report =
-                        rt.block_on(squall::bench::multilang(bolt, tuples, p, max_pending))?;
+                    let report = rt.block_on(squall::bench::multilang(
+                        bolt,
+                        &serializer,
+                        tuples,
+                        p,
+                        max_pending,
+                    ))?;
                     println!("{}", serde_json::to_string(&report)?);
                 }
             }

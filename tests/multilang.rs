@@ -1,8 +1,10 @@
 //! Real pystorm components inside a squall topology file, through Storm's multi-lang
 //! protocol: `examples/topologies/python_word_count.toml` (a pystorm spout and a pystorm
-//! bolt, counted by squall's Rust `count` bolt), with faults injected into the bolt.
+//! bolt, counted by squall's Rust `count` bolt), with faults injected into the bolt; and the
+//! same over MessagePack.
 //!
-//! Needs pystorm: `eval "$(bash scripts/python-up.sh)"` sets `SQUALL_PYTHON` (CI does).
+//! Needs pystorm and msgpack: `eval "$(bash scripts/python-up.sh)"` sets `SQUALL_PYTHON`
+//! (CI does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -29,13 +31,13 @@ fn python() -> String {
         .or(cached)
         .unwrap_or_else(|| "python3".into());
     let ok = std::process::Command::new(&python)
-        .args(["-c", "import pystorm"])
+        .args(["-c", "import pystorm, msgpack"])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(
         ok,
-        "pystorm is not importable by {python}: run `eval \"$(bash scripts/python-up.sh)\"` first"
+        "pystorm or msgpack is not importable by {python}: run `eval \"$(bash scripts/python-up.sh)\"` first"
     );
     python
 }
@@ -238,4 +240,47 @@ async fn pystorm_spout_and_bolt_count_exactly_through_fails_crashes_kills_and_ha
         *c = (*c).max(row["count"].as_i64().unwrap());
     }
     assert_eq!(from_file, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pystorm_components_speak_msgpack_when_configured() {
+    logs();
+    let python = python();
+    let out = tempfile::tempdir().unwrap();
+    let mut sets = vec![
+        format!(
+            "spouts.sentences.command={}",
+            serde_json::json!([python, "sentences.py", "../data/sentences.txt"])
+        ),
+        format!(
+            "bolts.split.command={}",
+            serde_json::json!([python, "split.py"])
+        ),
+        format!("bolts.out.path={}", out.path().join("wc.jsonl").display()),
+        "bolts.collect.type=collect".into(),
+        r#"bolts.collect.inputs=[{"from": "count", "grouping": "shuffle"}]"#.into(),
+    ];
+    for component in ["spouts.sentences", "bolts.split"] {
+        sets.push(format!("{component}.serializer=msgpack"));
+        sets.push(format!("{component}.env.PYSTORM_SERIALIZER=msgpack"));
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let running = RunningTopology::start(load(&sets, tx)).unwrap();
+    let expected = expected_counts();
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while counts != expected {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((word, count, _))) => {
+                let c = counts.entry(word).or_default();
+                *c = (*c).max(count);
+            }
+            Ok(None) => panic!("the topology stopped early"),
+            Err(_) => panic!("counts incomplete after 60 s: {counts:?}\n{}", log_text()),
+        }
+    }
+    let report = running.shutdown_and_join().await;
+    let spout = report.component("sentences").unwrap();
+    assert_eq!((spout.acked, spout.failed), (20, 0), "{report:?}");
+    assert_eq!(report.component("split").unwrap().failed, 0);
 }

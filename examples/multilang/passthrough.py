@@ -1,4 +1,6 @@
 """A pystorm bolt that emits its input unchanged (the multi-lang benchmark's bolt)."""
+import os
+
 from pystorm import Bolt
 
 
@@ -8,4 +10,6 @@ class Passthrough(Bolt):
 
 
 if __name__ == "__main__":
-    Passthrough().run()
+    # `serializer = "msgpack"` in squall's options needs the same here (and the msgpack
+    # package): the topology sets PYSTORM_SERIALIZER in `env`.
+    Passthrough(serializer=os.environ.get("PYSTORM_SERIALIZER", "json")).run()

@@ -1,5 +1,6 @@
 """A pystorm spout: one tuple per non-empty line of a file, tracked by its line number;
 lines whose tuple tree fails are replayed. Usage: sentences.py FILE"""
+import os
 import sys
 
 from pystorm import Spout
@@ -36,4 +37,6 @@ class Sentences(Spout):
 
 
 if __name__ == "__main__":
-    Sentences().run()
+    # `serializer = "msgpack"` in squall's options needs the same here (and the msgpack
+    # package): the topology sets PYSTORM_SERIALIZER in `env`.
+    Sentences(serializer=os.environ.get("PYSTORM_SERIALIZER", "json")).run()

@@ -2,6 +2,8 @@
 sentence (pystorm anchors to the current tuple and acks it after `process`). squall's
 handshake names the input's fields (`source->stream->fields`), so the values are a
 namedtuple: `tup.values.sentence`."""
+import os
+
 from pystorm import Bolt
 
 
@@ -12,4 +14,6 @@ class Split(Bolt):
 
 
 if __name__ == "__main__":
-    Split().run()
+    # `serializer = "msgpack"` in squall's options needs the same here (and the msgpack
+    # package): the topology sets PYSTORM_SERIALIZER in `env`.
+    Split(serializer=os.environ.get("PYSTORM_SERIALIZER", "json")).run()

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use squall_topology::{Fields, OutputDeclarer, TopologyContext, DEFAULT_STREAM};
 
 use super::process::Spec;
-use super::protocol::ShellContext;
+use super::protocol::{SerializerKind, ShellContext};
 
 /// Options of the `shell` spout and bolt: a child process speaking Storm's multi-lang
 /// protocol (pystorm/streamparse components, Storm's `storm.py`, ...).
@@ -40,6 +40,10 @@ pub struct ShellConfig {
     /// Streams (declared in `fields`) that are direct: the child emits to them with `task`.
     #[serde(default)]
     pub direct: Vec<String>,
+    /// The codec: `json` (the protocol's default) or `msgpack` (pystorm components
+    /// constructed with `serializer="msgpack"`).
+    #[serde(default)]
+    pub serializer: SerializerKind,
     /// Extra entries of the handshake's `conf` (e.g. `"pystorm.log.level" = "debug"`);
     /// `topology.name` is always set, `pystorm.log.format` defaults to
     /// `%(name)s: %(message)s` (squall's log lines carry the time).
@@ -256,6 +260,7 @@ impl Checked {
             component: ctx.component_id(),
             task: ctx.task_id().0,
             command: c.command.clone(),
+            serializer: c.serializer,
             cwd: c.cwd.clone(),
             env: c.env.clone(),
             conf,

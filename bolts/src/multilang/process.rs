@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use squall_topology::TaskIdsSink;
 
 use super::protocol::{
-    handshake, heartbeat, task_ids, JsonSerializer, LogLevel, Serializer, ShellContext, ShellMsg,
+    handshake, heartbeat, task_ids, LogLevel, SerializerKind, ShellContext, ShellMsg,
 };
 
 /// The log target of what children say (`log` commands, `error`s, stderr lines).
@@ -42,6 +42,8 @@ pub(crate) struct Spec {
     pub task: u32,
     /// argv.
     pub command: Vec<String>,
+    /// The codec.
+    pub serializer: SerializerKind,
     /// The working directory.
     pub cwd: Option<PathBuf>,
     /// Extra environment variables.
@@ -272,8 +274,11 @@ impl SupervisorThread {
         let (ctl_tx, ctl) = crossbeam_channel::unbounded();
         // The writer ends (closing the child's stdin) when `close_writer` is dropped, even
         // while the component still holds links to it.
-        let (writer, close_writer) =
-            spawn_writer(self.spec.component, child.stdin.take().expect("piped"));
+        let (writer, close_writer) = spawn_writer(
+            spec.component,
+            spec.serializer,
+            child.stdin.take().expect("piped"),
+        );
         spawn_reader(
             ReaderCtx {
                 component: spec.component,
@@ -284,6 +289,7 @@ impl SupervisorThread {
                 wake: self.wake.clone(),
                 ctl: ctl_tx,
                 shared: shared.clone(),
+                serializer: spec.serializer,
             },
             child.stdout.take().expect("piped"),
         );
@@ -472,14 +478,18 @@ fn finish(child: &mut Child) -> String {
 /// Writes messages to the child's stdin, flushing when no more are queued. Ends (closing
 /// stdin) when the second sender is dropped, when every message sender is, or when the
 /// pipe breaks.
-fn spawn_writer(component: &'static str, stdin: ChildStdin) -> (Sender<Value>, Sender<()>) {
+fn spawn_writer(
+    component: &'static str,
+    kind: SerializerKind,
+    stdin: ChildStdin,
+) -> (Sender<Value>, Sender<()>) {
     let (tx, rx) = crossbeam_channel::unbounded::<Value>();
     let (close, closed) = crossbeam_channel::bounded::<()>(0);
     let spawned = std::thread::Builder::new()
         .name(format!("shell-{component}-w"))
         .spawn(move || {
             let mut out = BufWriter::with_capacity(64 * 1024, stdin);
-            let mut serializer = JsonSerializer;
+            let mut serializer = kind.make();
             loop {
                 let message = select! {
                     recv(rx) -> m => match m {
@@ -512,6 +522,7 @@ struct ReaderCtx {
     wake: Arc<dyn Fn() + Send + Sync>,
     ctl: Sender<FromReader>,
     shared: Arc<Shared>,
+    serializer: SerializerKind,
 }
 
 /// Reads the child's commands: logs and metrics are handled here, the rest goes to the
@@ -520,7 +531,7 @@ fn spawn_reader(ctx: ReaderCtx, stdout: std::process::ChildStdout) {
     let name = format!("shell-{}-r", ctx.component);
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
         let mut input = BufReader::with_capacity(64 * 1024, stdout);
-        let mut serializer = JsonSerializer;
+        let mut serializer = ctx.serializer.make();
         let mut unwoken = false;
         let end = loop {
             // Wake the component once per burst: when what was read is used up and the
@@ -682,6 +693,7 @@ send({{"pid": os.getpid()}})
             component: "shelltest",
             task: 7,
             command,
+            serializer: SerializerKind::Json,
             cwd: None,
             env: BTreeMap::new(),
             conf: Map::new(),

@@ -82,6 +82,55 @@ impl Serializer for JsonSerializer {
     }
 }
 
+/// MessagePack, as pystorm's `serializer="msgpack"` speaks it: one MessagePack object per
+/// message, back to back, with no `end` line (the encoding delimits itself).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MsgpackSerializer;
+
+impl Serializer for MsgpackSerializer {
+    fn write_message(&mut self, out: &mut dyn Write, message: &Value) -> std::io::Result<()> {
+        rmp_serde::encode::write_named(&mut *out, message).map_err(std::io::Error::other)
+    }
+
+    fn read_message(&mut self, input: &mut dyn BufRead) -> Result<Option<Value>, ProtocolError> {
+        if input.fill_buf()?.is_empty() {
+            return Ok(None);
+        }
+        rmp_serde::from_read::<_, Value>(&mut *input)
+            .map(Some)
+            .map_err(|e| match e {
+                rmp_serde::decode::Error::InvalidMarkerRead(io)
+                | rmp_serde::decode::Error::InvalidDataRead(io)
+                    if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    ProtocolError::Decode("the stream ended inside a message".into())
+                }
+                other => ProtocolError::Decode(other.to_string()),
+            })
+    }
+}
+
+/// The codecs a `shell` component can speak (option `serializer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SerializerKind {
+    /// [`JsonSerializer`], the protocol's default.
+    #[default]
+    Json,
+    /// [`MsgpackSerializer`] (pystorm: `serializer="msgpack"`, needs the `msgpack` package).
+    Msgpack,
+}
+
+impl SerializerKind {
+    /// A fresh codec of this kind.
+    pub fn make(self) -> Box<dyn Serializer> {
+        match self {
+            SerializerKind::Json => Box::new(JsonSerializer),
+            SerializerKind::Msgpack => Box::new(MsgpackSerializer),
+        }
+    }
+}
+
 /// Where a component runs, as the handshake's `context` tells it.
 #[derive(Clone, Debug, Default)]
 pub struct ShellContext {
@@ -397,6 +446,30 @@ mod tests {
             bad[0].as_ref().unwrap_err().contains("undecodable"),
             "{bad:?}"
         );
+    }
+
+    #[test]
+    fn msgpack_frames_itself_and_ends_cleanly_between_messages() {
+        let mut buf = Vec::new();
+        let mut s = MsgpackSerializer;
+        let messages = [
+            json!({"command": "emit", "tuple": ["a", 1, 2.5, null, [1, 2]], "anchors": ["7"]}),
+            task_ids(&[3, 4]),
+            json!({"pid": 1234}),
+        ];
+        for m in &messages {
+            s.write_message(&mut buf, m).unwrap();
+        }
+        let mut input = std::io::Cursor::new(buf.clone());
+        for m in &messages {
+            assert_eq!(s.read_message(&mut input).unwrap().as_ref(), Some(m));
+        }
+        assert!(s.read_message(&mut input).unwrap().is_none(), "clean end");
+        let mut cut = std::io::Cursor::new(buf[..buf.len() - 2].to_vec());
+        s.read_message(&mut cut).unwrap();
+        s.read_message(&mut cut).unwrap();
+        let e = s.read_message(&mut cut).unwrap_err().to_string();
+        assert!(e.contains("undecodable"), "{e}");
     }
 
     #[test]

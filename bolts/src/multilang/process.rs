@@ -293,7 +293,7 @@ impl SupervisorThread {
             },
             child.stdout.take().expect("piped"),
         );
-        spawn_stderr(
+        let stderr_done = spawn_stderr(
             spec.component,
             spec.task,
             os_pid,
@@ -310,9 +310,13 @@ impl SupervisorThread {
             recv(ctl) -> m => match m {
                 Ok(FromReader::Pid(pid)) => pid,
                 Ok(FromReader::Done(protocol)) => {
-                    return Err(failed_handshake(protocol, close_writer, &mut child, &shared))
+                    drop(close_writer);
+                    return Err(failed_handshake(protocol, &mut child, &stderr_done, &shared));
                 }
-                Err(_) => return Err(failed_handshake(None, close_writer, &mut child, &shared)),
+                Err(_) => {
+                    drop(close_writer);
+                    return Err(failed_handshake(None, &mut child, &stderr_done, &shared));
+                }
             },
             recv(self.rx) -> _ => {
                 drop(close_writer);
@@ -404,6 +408,7 @@ impl SupervisorThread {
         };
         drop(close_writer);
         let status = finish(&mut child);
+        drain_stderr(&stderr_done);
         let reason = if end.is_empty() {
             format!("exited ({status}, pid {pid}){}", last_error_suffix(&shared))
         } else {
@@ -419,15 +424,15 @@ impl SupervisorThread {
 /// The reason a child's handshake failed: it exited, or broke the protocol (killed).
 fn failed_handshake(
     protocol: Option<String>,
-    close_writer: Sender<()>,
     child: &mut Child,
+    stderr_done: &Receiver<()>,
     shared: &Shared,
 ) -> String {
-    drop(close_writer);
     if protocol.is_some() {
         let _ = child.kill();
     }
     let status = finish(child);
+    drain_stderr(stderr_done);
     match protocol {
         Some(p) => format!("broke the protocol in its handshake ({p}; killed)"),
         None => format!(
@@ -435,6 +440,12 @@ fn failed_handshake(
             last_error_suffix(shared)
         ),
     }
+}
+
+/// Gives the stderr thread a moment to log what the exited child wrote last, so the exit
+/// reason names its last line (it ends at EOF; a grandchild holding the pipe only delays).
+fn drain_stderr(done: &Receiver<()>) {
+    let _ = done.recv_timeout(Duration::from_millis(200));
 }
 
 fn reason_of(shared: &Shared) -> Option<String> {
@@ -639,10 +650,12 @@ fn spawn_stderr(
     pid: u32,
     stderr: std::process::ChildStderr,
     shared: Arc<Shared>,
-) {
+) -> Receiver<()> {
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
     let spawned = std::thread::Builder::new()
         .name(format!("shell-{component}-e"))
         .spawn(move || {
+            let _done = done_tx; // dropped at EOF: the supervisor stops waiting
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
                 if line.trim().is_empty() {
@@ -656,6 +669,7 @@ fn spawn_stderr(
     if let Err(e) = spawned {
         tracing::error!(component, error = %e, "cannot start a multi-lang stderr thread");
     }
+    done
 }
 
 #[cfg(test)]

@@ -319,28 +319,13 @@ impl Bolt for ShellBolt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::multilang::testkit::python_child;
     use squall_topology::{values, AckAction, Anchors, BoltWaker, Fields, SourceMeta};
     use std::collections::BTreeMap;
 
     /// A child that reads three tuples, emits anchored to the second, acks the first,
     /// reports an error, fails the second and exits 3 still holding the third.
     const CHILD: &str = r#"
-import json, os, sys
-def read():
-    lines = []
-    while True:
-        line = sys.stdin.readline()
-        if line == "":
-            sys.exit(0)
-        if line == "end\n":
-            return json.loads("".join(lines))
-        lines.append(line)
-def send(m):
-    sys.stdout.write(json.dumps(m) + "\nend\n")
-    sys.stdout.flush()
-h = read()
-open(os.path.join(h["pidDir"], str(os.getpid())), "w").close()
-send({"pid": os.getpid()})
 ts = [read() for _ in range(3)]
 send({"command": "emit", "anchors": [ts[1]["id"]], "tuple": ["x", [1, 2]], "need_task_ids": False})
 send({"command": "ack", "id": ts[0]["id"]})
@@ -364,8 +349,7 @@ sys.exit(3)
 
     #[test]
     fn holds_at_most_max_pending_and_settles_through_the_child() {
-        let mut bolt =
-            ShellBolt::new(config(vec!["python3".into(), "-c".into(), CHILD.into()])).unwrap();
+        let mut bolt = ShellBolt::new(config(python_child(CHILD))).unwrap();
         let mut declarer = OutputDeclarer::new("pybolt");
         bolt.declare_outputs(&mut declarer);
         let mut out = OutputCollector::new("pybolt", declarer.into_streams().into());
@@ -431,21 +415,6 @@ sys.exit(3)
 
     /// Answers heartbeats, never settles a tuple.
     const HOARDER: &str = r#"
-import json, os, sys
-def read():
-    lines = []
-    while True:
-        line = sys.stdin.readline()
-        if line == "":
-            sys.exit(0)
-        if line == "end\n":
-            return json.loads("".join(lines))
-        lines.append(line)
-def send(m):
-    sys.stdout.write(json.dumps(m) + "\nend\n")
-    sys.stdout.flush()
-h = read()
-send({"pid": os.getpid()})
 while True:
     t = read()
     if t["stream"] == "__heartbeat":
@@ -454,7 +423,7 @@ while True:
 
     #[test]
     fn a_child_that_never_settles_frees_its_slots_after_the_message_timeout() {
-        let mut config = config(vec!["python3".into(), "-c".into(), HOARDER.into()]);
+        let mut config = config(python_child(HOARDER));
         config.max_pending = 2;
         config.heartbeat_interval_ms = 20;
         let mut bolt = ShellBolt::new(config).unwrap();

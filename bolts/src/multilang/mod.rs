@@ -14,6 +14,8 @@ mod config;
 mod process;
 mod protocol;
 mod spout;
+#[cfg(test)]
+mod testkit;
 
 pub use bolt::ShellBolt;
 pub use config::ShellConfig;

@@ -675,32 +675,7 @@ fn spawn_stderr(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A protocol-speaking child in plain Python: handshake, then `body`.
-    fn child(body: &str) -> Vec<String> {
-        let script = format!(
-            r#"
-import json, os, sys
-def read():
-    lines = []
-    while True:
-        line = sys.stdin.readline()
-        if line == "":
-            sys.exit(0)
-        if line == "end\n":
-            return json.loads("".join(lines))
-        lines.append(line)
-def send(m):
-    sys.stdout.write(json.dumps(m) + "\nend\n")
-    sys.stdout.flush()
-h = read()
-open(os.path.join(h["pidDir"], str(os.getpid())), "w").close()
-send({{"pid": os.getpid()}})
-{body}
-"#
-        );
-        vec!["python3".into(), "-c".into(), script]
-    }
+    use crate::multilang::testkit::python_child;
 
     fn spec(command: Vec<String>, timeout_ms: u64) -> Spec {
         Spec {
@@ -786,7 +761,7 @@ read()
 "#,
             marker = marker.to_str().unwrap()
         );
-        let (mut sup, wakes) = start(spec(child(&body), 5_000));
+        let (mut sup, wakes) = start(spec(python_child(&body), 5_000));
         let ready = |event| match event {
             Event::Ready {
                 generation, link, ..

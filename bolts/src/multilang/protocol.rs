@@ -534,24 +534,8 @@ mod tests {
         }
     }
 
-    /// A child process speaking the protocol the way pystorm does, in plain Python.
+    /// What the child does after its handshake (see `testkit::python_child`).
     const CHILD: &str = r#"
-import json, os, sys
-def read():
-    lines = []
-    while True:
-        line = sys.stdin.readline()
-        if line == "":
-            sys.exit(0)
-        if line == "end\n":
-            return json.loads("".join(lines))
-        lines.append(line)
-def send(m):
-    sys.stdout.write(json.dumps(m) + "\nend\n")
-    sys.stdout.flush()
-h = read()
-open(os.path.join(h["pidDir"], str(os.getpid())), "w").close()
-send({"pid": os.getpid()})
 t = read()
 send({"command": "emit", "anchors": [t["id"]], "tuple": t["tuple"][0].split()})
 ids = read()
@@ -563,8 +547,9 @@ send({"command": "ack", "id": t["id"]})
     fn a_real_child_process_handshakes_emits_anchored_and_acks() {
         use std::process::{Command, Stdio};
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("python3")
-            .args(["-c", CHILD])
+        let argv = crate::multilang::testkit::python_child(CHILD);
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -189,7 +189,7 @@ fn payload_parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("payload parse");
     for name in ["sd-agent-v2.json", "sd-agent-v1.json"] {
         let path = format!(
-            "{}/../shared/fixtures/payloads/{name}",
+            "{}/tests/fixtures/payloads/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         let Ok(bytes) = std::fs::read(&path) else {
@@ -198,9 +198,7 @@ fn payload_parse(c: &mut Criterion) {
         };
         g.throughput(Throughput::Elements(1));
         g.bench_function(name, |b| {
-            b.iter(|| {
-                squall_bolts::alert::payload::parse(black_box(&bytes)).expect("fixture parses")
-            })
+            b.iter(|| squall_alerting::payload::parse(black_box(&bytes)).expect("fixture parses"))
         });
     }
     g.finish();
@@ -210,19 +208,20 @@ fn payload_parse(c: &mut Criterion) {
 /// against the device's 5 configs (subject: its agent key) among 5,000 of its account, and
 /// moving their state (in memory; the database commit per batch is not included).
 fn rule_evaluation(c: &mut Criterion) {
-    use squall_bolts::alert::accounts::{Account, AccountStore, SqliteStore};
-    use squall_bolts::alert::alerts::AlertStore;
-    use squall_bolts::alert::configs::AlertConfig;
-    use squall_bolts::alert::threshold::{Engine, Observation};
+    use squall_alerting::accounts::Account;
+    use squall_alerting::configs::AlertConfig;
+    use squall_alerting::engine::{Engine, Observation};
+    use squall_alerting::store::AccountStore;
+    use squall_store_sqlite::SqliteStore;
     let path = format!(
-        "{}/../shared/fixtures/payloads/sd-agent-v2.json",
+        "{}/tests/fixtures/payloads/sd-agent-v2.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let Ok(bytes) = std::fs::read(&path) else {
         eprintln!("skipping rule evaluation: {path} not found");
         return;
     };
-    let payload = std::sync::Arc::new(squall_bolts::alert::payload::parse(&bytes).unwrap());
+    let payload = std::sync::Arc::new(squall_alerting::payload::parse(&bytes).unwrap());
     let configs = SqliteStore::in_memory().unwrap();
     configs
         .create_account(&Account {
@@ -252,7 +251,7 @@ fn rule_evaluation(c: &mut Criterion) {
             configs.create_config(&c).unwrap();
         }
     }
-    let store = std::sync::Arc::new(AlertStore::open_url("sqlite::memory:").unwrap());
+    let store = std::sync::Arc::new(SqliteStore::in_memory().unwrap());
     let mut engine = Engine::new(std::sync::Arc::new(configs), store);
     let mut t = 1_790_000_000.0;
     let mut g = c.benchmark_group("rule evaluation");
@@ -280,30 +279,30 @@ fn rule_evaluation(c: &mut Criterion) {
 /// row, the latest pointer, the hour mark) into SQLite, batched 256 to a transaction as the
 /// bolt's database thread batches them.
 fn split_and_store(c: &mut Criterion) {
-    use squall_bolts::alert::metrics_store::MetricsStore;
-    use squall_bolts::alert::store::Split;
+    use squall_alerting::engine::Observation;
+    use squall_alerting::store::MetricStore;
+    use squall_pipeline::split::Split;
+    use squall_pipeline::stage;
+    use squall_store_sqlite::SqliteStore;
     let path = format!(
-        "{}/../shared/fixtures/payloads/sd-agent-v2.json",
+        "{}/tests/fixtures/payloads/sd-agent-v2.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let Ok(bytes) = std::fs::read(&path) else {
         eprintln!("skipping split: {path} not found");
         return;
     };
-    let payload = std::sync::Arc::new(squall_bolts::alert::payload::parse(&bytes).unwrap());
-    let source = SourceMeta::get(
-        "enrich",
-        DEFAULT_STREAM,
-        Fields::new([
-            "device",
-            "account",
-            "agent_key",
-            "time",
-            "received_at",
-            "format",
-            "payload",
-        ]),
-    );
+    let payload = std::sync::Arc::new(squall_alerting::payload::parse(&bytes).unwrap());
+    let source = SourceMeta::get("enrich", DEFAULT_STREAM, stage::observation_fields());
+    let observation = std::sync::Arc::new(Observation {
+        device: 7,
+        account: "bench".into(),
+        agent_key: "key-7".into(),
+        hostname: "web-7".into(),
+        time: 1_790_000_000.0,
+        received_at: 1_790_000_000.0,
+        payload: payload.clone(),
+    });
     let mut split = Split;
     let mut declared = OutputDeclarer::new("split");
     split.declare_outputs(&mut declared);
@@ -315,15 +314,7 @@ fn split_and_store(c: &mut Criterion) {
             let t = Tuple::new(
                 source,
                 TaskId(0),
-                values![
-                    7i64,
-                    "bench",
-                    "key-7",
-                    1_790_000_000.0,
-                    1_790_000_000.0,
-                    "v2",
-                    Value::Any(payload.clone())
-                ],
+                stage::observation_values(observation.clone()),
             );
             split.execute(t, &mut out).unwrap();
             out.clear();
@@ -332,8 +323,7 @@ fn split_and_store(c: &mut Criterion) {
     g.finish();
 
     let dir = tempfile::tempdir().unwrap();
-    let db =
-        MetricsStore::open_url(&format!("sqlite://{}", dir.path().join("m.db").display())).unwrap();
+    let db = SqliteStore::open(&dir.path().join("m.db")).unwrap();
     let mut minute = 0u64;
     let mut g = c.benchmark_group("store");
     g.throughput(Throughput::Elements(256));
@@ -346,7 +336,7 @@ fn split_and_store(c: &mut Criterion) {
             b.iter(|| {
                 minute += 1;
                 let time = 1_790_000_000.0 + 60.0 * minute as f64;
-                let batch: Vec<(i64, f64, &[squall_bolts::alert::payload::MetricPoint])> = (0..256)
+                let batch: Vec<(i64, f64, &[squall_alerting::payload::MetricPoint])> = (0..256)
                     .map(|device| (device, time, payload.points.as_slice()))
                     .collect();
                 db.write(&batch).unwrap();

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use squall_bolts::{Count, CountConfig, SplitWords};
+use squall_connectors::demo::{Count, CountConfig, SplitWords};
+use squall_connectors::file::{LinesConfig, LinesSpout};
 use squall_runtime::RunningTopology;
-use squall_spouts::{LinesConfig, LinesSpout};
 use squall_topology::{Bolt, BoltError, OutputCollector, TopologyBuilder, Tuple};
 
 /// Keeps the latest count of every word (the count bolt emits a running count).

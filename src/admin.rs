@@ -1,7 +1,7 @@
 //! The admin API under `/api/v1`: accounts, agent keys and devices.
 //!
 //! Every call needs `Authorization: Bearer <admin token>` (401 otherwise). Errors are JSON
-//! `{"error": "...", "reason": "<code>"}`. Store calls block on SQLite, so they run on
+//! `{"error": "...", "reason": "<code>"}`. Store calls block, so they run on
 //! `spawn_blocking`.
 
 use std::sync::Arc;
@@ -13,10 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use squall_bolts::alert::accounts::{Account, AccountPatch, AccountStore, StoreError};
-use squall_bolts::alert::alerts::{AlertStore, Delivery, TriggeredAlert};
-use squall_bolts::alert::configs::{AlertConfig, StoredConfig};
-use squall_bolts::alert::metrics_store::MetricsStore;
+use squall_alerting::accounts::{Account, AccountPatch};
+use squall_alerting::configs::{AlertConfig, StoredConfig};
+use squall_alerting::store::{
+    AccountStore, AlertStateStore, Delivery, DeliveryLog, MetricStore, StoreError, TriggeredAlert,
+};
+use squall_pipeline::stores::Stores;
 
 /// What the admin API serves from.
 #[derive(Clone)]
@@ -26,9 +28,24 @@ pub struct AdminState {
     /// The bearer token every call must carry.
     pub token: Arc<str>,
     /// The metrics database, for the query API (`None`: those routes answer 404).
-    pub metrics: Option<Arc<MetricsStore>>,
-    /// The alert tables, for `/alerts/triggered` and `/notifications` (`None`: 404).
-    pub alerts: Option<Arc<AlertStore>>,
+    pub metrics: Option<Arc<dyn MetricStore>>,
+    /// The alert tables, for `/alerts/triggered` (`None`: 404).
+    pub alerts: Option<Arc<dyn AlertStateStore>>,
+    /// The notification outcomes, for `/notifications` (`None`: 404).
+    pub deliveries: Option<Arc<dyn DeliveryLog>>,
+}
+
+impl AdminState {
+    /// Serves every route from the stores of one database.
+    pub fn new(stores: Stores, token: &str) -> Self {
+        AdminState {
+            store: stores.accounts,
+            token: token.into(),
+            metrics: Some(stores.metrics),
+            alerts: Some(stores.alerts),
+            deliveries: Some(stores.deliveries),
+        }
+    }
 }
 
 /// An API error: status, reason code, message.
@@ -52,7 +69,10 @@ impl From<StoreError> for ApiError {
             StoreError::AccountExists(_) => (StatusCode::CONFLICT, "account_exists"),
             StoreError::KeyTaken { .. } => (StatusCode::CONFLICT, "agent_key_taken"),
             StoreError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
-            StoreError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "database"),
+            StoreError::Backend {
+                transient: true, ..
+            } => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            StoreError::Backend { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "database"),
         };
         ApiError(status, reason, e.to_string())
     }
@@ -204,7 +224,7 @@ struct MetricsQuery {
     resolution: Option<String>,
 }
 
-fn metrics_store(s: &AdminState) -> Result<Arc<MetricsStore>, ApiError> {
+fn metrics_store(s: &AdminState) -> Result<Arc<dyn MetricStore>, ApiError> {
     s.metrics.clone().ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
@@ -214,8 +234,18 @@ fn metrics_store(s: &AdminState) -> Result<Arc<MetricsStore>, ApiError> {
     })
 }
 
-fn alert_store(s: &AdminState) -> Result<Arc<AlertStore>, ApiError> {
+fn alert_store(s: &AdminState) -> Result<Arc<dyn AlertStateStore>, ApiError> {
     s.alerts.clone().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "no_alerts",
+            "this server has no alert database".into(),
+        )
+    })
+}
+
+fn delivery_log(s: &AdminState) -> Result<Arc<dyn DeliveryLog>, ApiError> {
+    s.deliveries.clone().ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             "no_alerts",
@@ -244,7 +274,7 @@ async fn triggered(
 }
 
 async fn notifications(State(s): State<AdminState>) -> Result<Json<Vec<Delivery>>, ApiError> {
-    let db = alert_store(&s)?;
+    let db = delivery_log(&s)?;
     Ok(Json(blocking(move || db.deliveries()).await?))
 }
 

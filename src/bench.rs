@@ -16,9 +16,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
-use squall_bolts::alert::accounts::SqliteStore;
-use squall_bolts::alert::fixtures::Fixtures;
-use squall_bolts::alert::payload::Payload;
+use squall_alerting::engine::Observation;
+use squall_alerting::envelope::{AgentFormat, Envelope};
+use squall_alerting::events::{AlertEvent, EventKind};
+use squall_alerting::fixtures::Fixtures;
 use squall_runtime::RunningTopology;
 use squall_topology::{
     values, Bolt, BoltError, Fields, MessageId, OutputCollector, OutputDeclarer, Spout,
@@ -113,19 +114,19 @@ impl Bolt for Sink {
             SinkKind::Notifications => c.notifications.fetch_add(1, Ordering::Relaxed),
             SinkKind::Points => {
                 let n = t
-                    .get_by_field("points")
-                    .and_then(|v| v.downcast_ref::<Payload>())
-                    .map_or(0, |p| p.points.len() as u64);
+                    .get_by_field(squall_pipeline::stage::OBSERVATION)
+                    .and_then(|v| v.downcast_ref::<Observation>())
+                    .map_or(0, |o| o.payload.points.len() as u64);
                 c.points.fetch_add(n, Ordering::Relaxed)
             }
             SinkKind::Events => {
                 let kind = t
-                    .get_by_field("event")
-                    .and_then(|v| v.downcast_ref::<Json>())
-                    .and_then(|e| e["kind"].as_str().map(str::to_string));
-                match kind.as_deref() {
-                    Some("fire") => c.triggers.fetch_add(1, Ordering::Relaxed),
-                    Some("clear") => c.clears.fetch_add(1, Ordering::Relaxed),
+                    .get_by_field(squall_pipeline::stage::EVENT)
+                    .and_then(|v| v.downcast_ref::<AlertEvent>())
+                    .map(|e| e.kind);
+                match kind {
+                    Some(EventKind::Fire) => c.triggers.fetch_add(1, Ordering::Relaxed),
+                    Some(EventKind::Clear) => c.clears.fetch_add(1, Ordering::Relaxed),
                     _ => 0,
                 }
             }
@@ -166,8 +167,9 @@ pub async fn pipeline(
     {
         let db = db.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let store = SqliteStore::open_url(&db)?;
-            store.import(&fixtures_doc)?;
+            squall_pipeline::stores::open(&db)?
+                .accounts
+                .import(&fixtures_doc)?;
             Ok(())
         })
         .await??;
@@ -193,13 +195,14 @@ pub async fn pipeline(
         let key: Key = serde_json::from_str(raw.get()).unwrap_or(Key {
             agent_key: String::new(),
         });
-        let envelope = serde_json::to_vec(&json!({
-            "account": account,
-            "agent_key": key.agent_key,
-            "received_at_ms": received,
-            "format": "v2",
-            "payload": raw,
-        }))?;
+        let envelope = serde_json::to_vec(&Envelope {
+            account: account.clone(),
+            agent_key: key.agent_key.clone(),
+            received_at_ms: received,
+            received_at_us: None,
+            format: AgentFormat::V2,
+            payload: &raw,
+        })?;
         items.push((Arc::<str>::from(key.agent_key), Arc::<[u8]>::from(envelope)));
     }
     let items = Arc::new(items);
@@ -259,21 +262,31 @@ pub async fn pipeline(
     })
 }
 
+/// The real v2 agent payload built into squall (`tests/fixtures/payloads/sd-agent-v2.json`):
+/// the template of `bench generate` and `bench fleet` unless `--template` names another.
+pub const SAMPLE_V2_PAYLOAD: &[u8] = include_bytes!("../tests/fixtures/payloads/sd-agent-v2.json");
+
+/// The bytes of the template payload: the file `path` names, or [`SAMPLE_V2_PAYLOAD`].
+pub fn template_payload(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display())),
+        None => Ok(SAMPLE_V2_PAYLOAD.to_vec()),
+    }
+}
+
 /// Writes `payloads.ndjson` and `fixtures.json` to `out`: `devices` agents (one agent key
 /// each) posting `per_device` real-format v2 payloads a minute apart (the shared fixture
 /// with varied values), and `rules` threshold configs per device (subject: its agent key;
 /// wait 120 s). `system.load.1` alternates 5 payloads above 4 and 5 below, so the load rule
 /// fires on each device's third payload and clears on its sixth, every ten.
 pub fn generate(
-    template: &Path,
+    template: Option<&Path>,
     devices: usize,
     per_device: usize,
     rules: usize,
     out: &Path,
 ) -> anyhow::Result<()> {
-    let base: Json = serde_json::from_slice(
-        &std::fs::read(template).with_context(|| format!("reading {}", template.display()))?,
-    )?;
+    let base: Json = serde_json::from_slice(&template_payload(template)?)?;
     std::fs::create_dir_all(out)?;
     let key = |d: usize| format!("bench{d:027}");
     let metrics = [
@@ -391,8 +404,8 @@ pub async fn multilang(
     parallelism: usize,
     max_pending: usize,
 ) -> anyhow::Result<MultilangReport> {
-    use squall_bolts::multilang::{ShellBolt, ShellConfig};
-    use squall_spouts::{GeneratorConfig, GeneratorSpout};
+    use squall_connectors::demo::{GeneratorConfig, GeneratorSpout};
+    use squall_connectors::multilang::{ShellBolt, ShellConfig};
 
     let mut b = TopologyBuilder::new("bench-multilang");
     b.set_spout("numbers", 1, move || {

@@ -29,8 +29,8 @@ use md5::{Digest, Md5};
 use metrics::{Counter, Gauge, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
-use squall_bolts::alert::accounts::{AccountStore, Sighting, SqliteStore};
-use squall_bolts::alert::fixtures::Fixtures;
+use squall_alerting::accounts::Sighting;
+use squall_alerting::fixtures::Fixtures;
 use squall_runtime::RunningTopology;
 
 use crate::up::{alerting_topology, consumer_options, ensure_topics, Names};
@@ -92,9 +92,10 @@ pub struct FleetOptions {
     /// by default in `squall up`).
     #[arg(long = "fetch-wait-ms", default_value_t = 2)]
     pub fetch_wait_max_ms: u64,
-    /// The real v2 payload the agents vary.
-    #[arg(long, default_value = "../shared/fixtures/payloads/sd-agent-v2.json")]
-    pub template: PathBuf,
+    /// The real v2 payload the agents vary (default: the one built into squall,
+    /// `tests/fixtures/payloads/sd-agent-v2.json`).
+    #[arg(long)]
+    pub template: Option<PathBuf>,
     /// Where `report.json` and `latency.svg` go.
     #[arg(long, default_value = "fleet-report")]
     pub out: PathBuf,
@@ -618,10 +619,8 @@ pub async fn fleet(
     std::fs::create_dir_all(dir)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
-    let template: Json = serde_json::from_slice(
-        &std::fs::read(&opts.template)
-            .with_context(|| format!("reading {}", opts.template.display()))?,
-    )?;
+    let template: Json =
+        serde_json::from_slice(&crate::bench::template_payload(opts.template.as_deref())?)?;
     let template = Template::from_payload(template)?;
 
     // The account, its keys and rules, and the fleet's devices already registered (a
@@ -631,7 +630,7 @@ pub async fn fleet(
     {
         let db = db.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let store = SqliteStore::open_url(&db)?;
+            let store = squall_pipeline::stores::open(&db)?.accounts;
             let fx = Fixtures::from_json(&serde_json::to_vec(&fixtures(agents))?)
                 .map_err(|e| anyhow::anyhow!("fleet fixtures: {e}"))?;
             store.import(&fx)?;
@@ -851,10 +850,7 @@ mod tests {
 
     #[test]
     fn the_template_renders_valid_payloads_with_the_agents_values() {
-        let base: Json = serde_json::from_slice(
-            &std::fs::read("../shared/fixtures/payloads/sd-agent-v2.json").unwrap(),
-        )
-        .unwrap();
+        let base: Json = serde_json::from_slice(crate::bench::SAMPLE_V2_PAYLOAD).unwrap();
         let t = Template::from_payload(base.clone()).unwrap();
         let mut out = String::new();
         t.render(20, 2, 1_800_000_000.0, &mut out);

@@ -31,8 +31,9 @@ use axum::{Json, Router};
 use md5::{Digest, Md5};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+pub use squall_alerting::envelope::{AgentFormat, Envelope};
 use tokio::sync::oneshot;
 
 /// Intake settings.
@@ -144,35 +145,6 @@ impl IntoResponse for Refusal {
         }
         response
     }
-}
-
-/// Which agent format a payload came in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentFormat {
-    /// `POST /postback/`.
-    V1,
-    /// `POST /intake/`.
-    V2,
-}
-
-/// What the intake produces to the payloads topic (JSON, keyed by agent key).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Envelope<'a> {
-    /// The account the payload was sent to.
-    pub account: String,
-    /// The agent key from the query or the body.
-    pub agent_key: String,
-    /// Receive time, milliseconds since the epoch.
-    pub received_at_ms: u64,
-    /// The same in microseconds (stage latencies are measured from it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub received_at_us: Option<u64>,
-    /// The agent format.
-    pub format: AgentFormat,
-    /// The payload, as the agent sent it (decompressed JSON).
-    #[serde(borrow)]
-    pub payload: &'a RawValue,
 }
 
 struct Delivery;

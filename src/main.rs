@@ -218,9 +218,10 @@ enum BenchCommand {
         /// Threshold configs per device.
         #[arg(long, default_value_t = 5)]
         rules: usize,
-        /// The real v2 payload to vary.
-        #[arg(long, default_value = "../shared/fixtures/payloads/sd-agent-v2.json")]
-        template: PathBuf,
+        /// The real v2 payload to vary (default: the real v2 agent payload built into
+        /// squall, `tests/fixtures/payloads/sd-agent-v2.json`).
+        #[arg(long)]
+        template: Option<PathBuf>,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -383,7 +384,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out,
                 },
         } => {
-            squall::bench::generate(&template, devices, per_device, rules, &out)?;
+            squall::bench::generate(template.as_deref(), devices, per_device, rules, &out)?;
             eprintln!(
                 "wrote {} payloads and {} configs to {}",
                 devices * per_device,
@@ -521,11 +522,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let fixtures = squall_bolts::alert::fixtures::Fixtures::from_json(&bytes)
+            let fixtures = squall_alerting::fixtures::Fixtures::from_json(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let store = squall_bolts::alert::accounts::SqliteStore::open_url(&db)
+            let stores = squall_pipeline::stores::open(&db)
                 .with_context(|| format!("opening the accounts database {db}"))?;
-            let report = store
+            let report = stores
+                .accounts
                 .import(&fixtures)
                 .with_context(|| format!("importing {}", file.display()))?;
             println!("{}", serde_json::to_string(&report)?);
@@ -541,19 +543,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if token.trim().len() < 16 {
                 anyhow::bail!("--token (SQUALL_ADMIN_TOKEN) must be at least 16 characters");
             }
-            let store = squall_bolts::alert::accounts::SqliteStore::open_url(&db)
-                .with_context(|| format!("opening the accounts database {db}"))?;
-            let metrics = squall_bolts::alert::metrics_store::MetricsStore::open_url(&db)
-                .with_context(|| format!("opening the metrics tables in {db}"))?;
-            let state = squall::admin::AdminState {
-                store: std::sync::Arc::new(store),
-                token: token.trim().into(),
-                metrics: Some(std::sync::Arc::new(metrics)),
-                alerts: Some(std::sync::Arc::new(
-                    squall_bolts::alert::alerts::AlertStore::open_url(&db)
-                        .with_context(|| format!("opening the alert tables in {db}"))?,
-                )),
-            };
+            let stores = squall_pipeline::stores::open(&db)
+                .with_context(|| format!("opening the database {db}"))?;
+            let state = squall::admin::AdminState::new(stores, token.trim());
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async move {
                 let stop = shutdown_signal()?;

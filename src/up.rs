@@ -13,7 +13,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,9 +21,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use serde_json::json;
-use squall_bolts::alert::accounts::SqliteStore;
-use squall_bolts::alert::alerts::AlertStore;
-use squall_bolts::alert::metrics_store::MetricsStore;
 use squall_runtime::RunningTopology;
 use squall_topology::{load_topology_toml, EnvOverrides, Topology, TopologyBuilder};
 
@@ -409,14 +405,10 @@ pub async fn run(
         ensure_topics(&brokers, &names.topics(), config.kafka.partitions).await?;
     }
 
-    let (accounts, metrics, alerts) = {
+    let stores = {
         let db = db.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            Ok((
-                SqliteStore::open_url(&db).with_context(|| format!("opening {db}"))?,
-                MetricsStore::open_url(&db).with_context(|| format!("opening {db}"))?,
-                AlertStore::open_url(&db).with_context(|| format!("opening {db}"))?,
-            ))
+            squall_pipeline::stores::open(&db).with_context(|| format!("opening {db}"))
         })
         .await??
     };
@@ -432,12 +424,7 @@ pub async fn run(
         .await
         .with_context(|| format!("admin: listening on {}", config.admin.listen))?;
     let admin_addr = admin_listener.local_addr()?;
-    let admin = crate::admin::router(crate::admin::AdminState {
-        store: Arc::new(accounts),
-        token: token.as_str().into(),
-        metrics: Some(Arc::new(metrics)),
-        alerts: Some(Arc::new(alerts)),
-    });
+    let admin = crate::admin::router(crate::admin::AdminState::new(stores, token.as_str()));
     let admin_stopped = stopped();
     let admin_task = tokio::spawn(async move {
         axum::serve(admin_listener, admin)

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use squall::admin::{router, AdminState};
-use squall_bolts::alert::accounts::{AccountStore, Registration, SqliteStore};
+use squall_alerting::accounts::Registration;
+use squall_alerting::store::AccountStore;
+use squall_store_sqlite::SqliteStore;
 
 struct Admin {
     url: String,
@@ -23,6 +25,7 @@ async fn start() -> Admin {
         token: TOKEN.into(),
         metrics: None,
         alerts: None,
+        deliveries: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1", listener.local_addr().unwrap());

@@ -45,7 +45,7 @@ impl Up {
             .env("SQUALL__ADMIN__TOKEN", TOKEN)
             .env("SQUALL__NOTIFIER__INITIAL_BACKOFF_MS", "50")
             .env("SQUALL__NOTIFIER__MAX_BACKOFF_MS", "200")
-            .env("RUST_LOG", "info,squall_spouts=warn")
+            .env("RUST_LOG", "info,squall_connectors=warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -287,7 +287,7 @@ impl Api {
     async fn payload(&self, t: f64, load: f64) {
         let mut p: Json = serde_json::from_slice(
             &std::fs::read(format!(
-                "{}/../shared/fixtures/payloads/sd-agent-v2.json",
+                "{}/tests/fixtures/payloads/sd-agent-v2.json",
                 env!("CARGO_MANIFEST_DIR")
             ))
             .unwrap(),

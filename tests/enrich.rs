@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use squall_bolts::alert::accounts::{
-    Account, AccountPatch, AccountStore, Registration, SqliteStore,
-};
-use squall_bolts::alert::enrich::{Enrich, REJECTED};
+use squall_alerting::accounts::{Account, AccountPatch, Registration};
+use squall_alerting::engine::Observation;
+use squall_alerting::store::AccountStore;
+use squall_pipeline::enrich::Enrich;
+use squall_pipeline::stage::REJECTED;
 use squall_runtime::testing::CompleteTopology;
 use squall_runtime::RunningTopology;
+use squall_store_sqlite::SqliteStore;
 use squall_topology::*;
 
 struct Source;
@@ -24,7 +26,7 @@ fn envelope(account: &str, key: &str, hostname: &str) -> Values {
     let mut payload: serde_json::Value = serde_json::from_slice(
         &std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/payloads/sd-agent-v2.json"
+            "/tests/fixtures/payloads/sd-agent-v2.json"
         ))
         .unwrap(),
     )
@@ -92,9 +94,13 @@ async fn enrich_accepts_registers_and_rejects_with_reasons() {
     assert_eq!(devices.len(), 3, "{accepted:?}");
     assert_eq!(devices[0], devices[1], "the same device twice");
     assert_ne!(devices[0], devices[2]);
+    let observation = accepted[0][1].downcast_ref::<Observation>().unwrap();
     assert_eq!(
-        accepted[0][3],
-        Value::Float(1487973674.928511),
+        (observation.device, observation.hostname.as_str()),
+        (devices[0], "web-01")
+    );
+    assert_eq!(
+        observation.time, 1487973674.928511,
         "event time from collection_timestamp"
     );
     let mut reasons: Vec<String> = done

@@ -13,11 +13,11 @@ use support::*;
 
 const V2: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/payloads/sd-agent-v2.json"
+    "/tests/fixtures/payloads/sd-agent-v2.json"
 );
 const V1: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/payloads/sd-agent-v1.json"
+    "/tests/fixtures/payloads/sd-agent-v1.json"
 );
 const KEY: &str = "f9ce01e1e962b59798d6350eb8cfce4c";
 

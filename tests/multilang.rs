@@ -187,8 +187,8 @@ async fn pystorm_spout_and_bolt_count_exactly_through_fails_crashes_kills_and_ha
     let logs = log_text();
     for needle in [
         // pystorm's own logging, through the `log` command, at its level.
-        "INFO squall_bolts::multilang::child: pystorm.component.sentences: sentences: 20 lines from ../data/sentences.txt component=\"sentences\"",
-        "WARN squall_bolts::multilang::child: pystorm.component.split: failing a poisoned sentence component=\"split\"",
+        "INFO squall_connectors::multilang::child: pystorm.component.sentences: sentences: 20 lines from ../data/sentences.txt component=\"sentences\"",
+        "WARN squall_connectors::multilang::child: pystorm.component.split: failing a poisoned sentence component=\"split\"",
         "pystorm.component.sentences: sentences: line",
         "failed, replaying it",
         "pystorm.component.sentences: sentences: all 20 lines acked",

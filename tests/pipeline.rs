@@ -13,9 +13,10 @@ use md5::{Digest, Md5};
 use serde_json::{json, Value as Json};
 use squall::admin::{router, AdminState};
 use squall::intake::{serve, IntakeConfig};
-use squall_bolts::alert::accounts::{Account, AccountStore, SqliteStore};
-use squall_bolts::alert::metrics_store::MetricsStore;
+use squall_alerting::accounts::Account;
+use squall_alerting::store::{AccountStore, MetricStore};
 use squall_runtime::RunningTopology;
+use squall_store_sqlite::SqliteStore;
 use squall_topology::*;
 use support::*;
 
@@ -24,7 +25,7 @@ const TOKEN: &str = "pipeline-admin-token";
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/../shared/fixtures/payloads/{name}",
+        "{}/tests/fixtures/payloads/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
@@ -120,8 +121,9 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
     let state = AdminState {
         store: accounts.clone(),
         token: TOKEN.into(),
-        metrics: Some(Arc::new(MetricsStore::open_url(&db_url).unwrap())),
+        metrics: Some(Arc::new(SqliteStore::open_url(&db_url).unwrap()) as Arc<dyn MetricStore>),
         alerts: None,
+        deliveries: None,
     };
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
 

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use squall_bolts::{Count, CountConfig, SplitWords};
+use squall_connectors::demo::{Count, CountConfig, SplitWords};
+use squall_connectors::file::{LinesConfig, LinesSpout};
 use squall_runtime::testing::CompleteTopology;
-use squall_spouts::{LinesConfig, LinesSpout};
 use squall_topology::{
     load_topology_file, EnvOverrides, Topology, TopologyBuilder, DEFAULT_STREAM,
 };

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use squall_bolts::{Chaos, ChaosConfig};
+use squall_connectors::demo::{Chaos, ChaosConfig};
+use squall_connectors::demo::{GeneratorConfig, GeneratorSpout};
 use squall_runtime::testing::CompleteTopology;
 use squall_runtime::RunningTopology;
-use squall_spouts::{GeneratorConfig, GeneratorSpout};
 use squall_topology::*;
 use tokio::time::Instant;
 

@@ -9,6 +9,8 @@
 //!   [`load_topology_file`] for TOML/YAML files with component types from a [`Registry`].
 //!   Both produce a [`TopologyDef`]; [`TopologyDef::validate`] reports every problem at
 //!   once ([`ValidationErrors`]) or returns a runnable [`Topology`].
+//! - [`Offload`]: a bolt's blocking work (databases, librdkafka, subprocesses) on a
+//!   dedicated thread, bounded, with held tuples and completion through the waker.
 #![warn(missing_docs)]
 
 mod builder;
@@ -17,6 +19,7 @@ mod def;
 mod file;
 mod grouping;
 mod intern;
+mod offload;
 mod registry;
 mod tuple;
 mod validate;
@@ -37,6 +40,7 @@ pub use file::{
 };
 pub use grouping::{fields_task, CustomGrouping, Grouping, GroupingRouter, Targets};
 pub use intern::intern;
+pub use offload::{Offload, OffloadConfig, OffloadError, Worker};
 pub use registry::{Options, Registry};
 pub use tuple::{
     Fields, MessageId, SourceMeta, TaskId, Tuple, TupleEdges, Values, DEFAULT_STREAM,

@@ -1,0 +1,322 @@
+//! Alert configs: what `POST /api/v1/alerts/configs` takes, its validation (every problem
+//! names its field, e.g. `recipients[1].routing_key`). Stored by
+//! [`crate::store::AccountStore`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Comparison, Rule, MIN_REPEAT_S};
+
+/// `threshold` or `no_data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Fires on a metric's value.
+    Threshold,
+    /// Fires when the device sends nothing for `wait.seconds`.
+    NoData,
+}
+
+/// Which devices a config applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Subject {
+    /// Every device of the account.
+    Account,
+    /// One device.
+    Device {
+        /// Device id.
+        id: i64,
+    },
+    /// The devices posting with one agent key.
+    AgentKey {
+        /// The agent key.
+        id: String,
+    },
+}
+
+/// A duration that can be switched off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toggle {
+    /// Seconds.
+    pub seconds: u64,
+    /// Whether it applies.
+    pub enabled: bool,
+}
+
+/// Where notifications go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Recipient {
+    /// An Alertmanager-compatible webhook.
+    Webhook {
+        /// http(s) URL.
+        url: String,
+    },
+    /// A Slack incoming webhook.
+    Slack {
+        /// http(s) URL.
+        url: String,
+    },
+    /// PagerDuty Events v2.
+    Pagerduty {
+        /// Events API URL.
+        url: String,
+        /// The integration's routing key.
+        routing_key: String,
+    },
+}
+
+/// An alert config as the API takes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// The account.
+    pub account: String,
+    /// A name for people.
+    pub name: String,
+    /// threshold | no_data.
+    pub kind: Kind,
+    /// Which devices.
+    pub subject: Subject,
+    /// The metric (threshold rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Series labels to match, e.g. `{"device_name": "/dev/sda1"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<std::collections::BTreeMap<String, String>>,
+    /// The comparison (threshold rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+    /// The threshold (threshold rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// How long the condition must hold (no-data: how long without payloads).
+    pub wait: Toggle,
+    /// Re-notify interval while firing.
+    pub repeat: Toggle,
+    /// Notify when it clears.
+    pub fix: bool,
+    /// Where notifications go.
+    pub recipients: Vec<Recipient>,
+}
+
+/// An invalid config: the field and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// The field path, e.g. `recipients[0].url`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn check_url(field: String, url: &str) -> Result<(), ConfigError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| invalid(field.clone(), format!("\"{url}\" is not an http(s) URL")))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(invalid(field, format!("\"{url}\" has no host")));
+    }
+    Ok(())
+}
+
+impl AlertConfig {
+    /// Parses a request body, naming the field of any error.
+    pub fn from_json(body: &[u8]) -> Result<Self, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let config: AlertConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
+            invalid(field, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        if let Subject::AgentKey { id } = &self.subject {
+            if id.trim().is_empty() {
+                return Err(invalid("subject.id", "must not be empty"));
+            }
+        }
+        match self.kind {
+            Kind::Threshold => {
+                if self.metric.as_deref().is_none_or(|m| m.trim().is_empty()) {
+                    return Err(invalid("metric", "required for threshold rules"));
+                }
+                if self.comparison.is_none() {
+                    return Err(invalid(
+                        "comparison",
+                        "required for threshold rules (gt, gte, lt, lte, eq, neq)",
+                    ));
+                }
+                match self.value {
+                    Some(v) if v.is_finite() => {}
+                    _ => {
+                        return Err(invalid(
+                            "value",
+                            "required for threshold rules, a finite number",
+                        ))
+                    }
+                }
+            }
+            Kind::NoData => {
+                if !self.wait.enabled || self.wait.seconds == 0 {
+                    return Err(invalid(
+                        "wait.seconds",
+                        "no-data rules need an enabled wait of at least 1 second",
+                    ));
+                }
+            }
+        }
+        if self.repeat.enabled && (self.repeat.seconds as f64) < MIN_REPEAT_S {
+            return Err(invalid(
+                "repeat.seconds",
+                format!(
+                    "at least {MIN_REPEAT_S} (never more than once a minute), got {}",
+                    self.repeat.seconds
+                ),
+            ));
+        }
+        for (i, r) in self.recipients.iter().enumerate() {
+            match r {
+                Recipient::Webhook { url } | Recipient::Slack { url } => {
+                    check_url(format!("recipients[{i}].url"), url)?
+                }
+                Recipient::Pagerduty { url, routing_key } => {
+                    check_url(format!("recipients[{i}].url"), url)?;
+                    if routing_key.trim().is_empty() {
+                        return Err(invalid(
+                            format!("recipients[{i}].routing_key"),
+                            "must not be empty",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The evaluation rule of a threshold config with `id`.
+    pub fn rule(&self, id: i64) -> Option<Rule> {
+        (self.kind == Kind::Threshold).then(|| Rule {
+            id,
+            comparison: self.comparison.unwrap_or(Comparison::Gte),
+            value: self.value.unwrap_or(0.0),
+            wait_s: if self.wait.enabled {
+                self.wait.seconds as f64
+            } else {
+                0.0
+            },
+            repeat_s: self.repeat.enabled.then_some(self.repeat.seconds as f64),
+            fix: self.fix,
+        })
+    }
+}
+
+/// A stored config with its id.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredConfig {
+    /// Id.
+    pub id: i64,
+    /// The config.
+    #[serde(flatten)]
+    pub config: AlertConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{
+      "account": "acme", "name": "High load", "kind": "threshold",
+      "subject": {"type": "account"}, "metric": "system.load.1",
+      "series": {"device_name": "/dev/sda1"}, "comparison": "gte", "value": 4,
+      "wait": {"seconds": 120, "enabled": true}, "repeat": {"seconds": 600, "enabled": false},
+      "fix": true,
+      "recipients": [
+        {"type": "webhook", "url": "http://127.0.0.1:9009/hook"},
+        {"type": "slack", "url": "http://127.0.0.1:9009/slack"},
+        {"type": "pagerduty", "url": "http://127.0.0.1:9009/pd", "routing_key": "R0UT1NG"}
+      ]
+    }"#;
+
+    fn with(patch: serde_json::Value) -> Result<AlertConfig, ConfigError> {
+        let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+        for (k, val) in patch.as_object().unwrap() {
+            if val.is_null() {
+                v.as_object_mut().unwrap().remove(k);
+            } else {
+                v[k] = val.clone();
+            }
+        }
+        AlertConfig::from_json(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn the_issue_example_parses_and_becomes_a_rule() {
+        let c = AlertConfig::from_json(EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(c.recipients.len(), 3);
+        let rule = c.rule(9).unwrap();
+        assert_eq!(
+            (rule.wait_s, rule.repeat_s, rule.fix, rule.value),
+            (120.0, None, true, 4.0)
+        );
+    }
+
+    #[test]
+    fn invalid_configs_name_their_field() {
+        let field = |patch| with(patch).unwrap_err().field;
+        assert_eq!(
+            field(serde_json::json!({"comparison": "bigger"})),
+            "comparison"
+        );
+        assert_eq!(field(serde_json::json!({"metric": null})), "metric");
+        assert_eq!(field(serde_json::json!({"name": " "})), "name");
+        assert_eq!(field(serde_json::json!({"kind": "sometimes"})), "kind");
+        assert_eq!(
+            field(serde_json::json!({"subject": {"type": "device"}})),
+            "subject"
+        );
+        assert_eq!(
+            field(serde_json::json!({"repeat": {"seconds": 30, "enabled": true}})),
+            "repeat.seconds"
+        );
+        assert_eq!(
+            field(serde_json::json!({"recipients": [{"type": "webhook", "url": "ftp://x"}]})),
+            "recipients[0].url"
+        );
+        assert_eq!(
+            field(
+                serde_json::json!({"recipients": [{"type": "webhook", "url": "http://x"}, {"type": "pagerduty", "url": "http://x", "routing_key": ""}]})
+            ),
+            "recipients[1].routing_key"
+        );
+        assert_eq!(
+            field(serde_json::json!({"recipients": [{"type": "email", "url": "http://x"}]})),
+            "recipients[0].type"
+        );
+        assert_eq!(field(serde_json::json!({"wait": {"seconds": 5}})), "wait");
+        assert_eq!(field(serde_json::json!({"colour": "red"})), "colour");
+        let no_data =
+            with(serde_json::json!({"kind": "no_data", "wait": {"seconds": 0, "enabled": true}}));
+        assert_eq!(no_data.unwrap_err().field, "wait.seconds");
+    }
+}

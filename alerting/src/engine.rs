@@ -1,0 +1,760 @@
+//! The alert engine: evaluates enriched payloads against their account's alert configs
+//! ([`crate::rules`] semantics) over the storage traits, and returns one [`AlertEvent`]
+//! per transition.
+//!
+//! - Configs are loaded per account from the [`AccountStore`] and dropped from the cache
+//!   when its admin version changes ([`Engine::refresh`]).
+//! - **Durability**: [`Engine::observe`] and [`Engine::tick`] move state in memory;
+//!   [`Engine::commit`] writes every changed device state and alert row in one
+//!   transaction of the [`AlertStateStore`]. Callers ack the inputs only after the commit,
+//!   so the state never runs behind what upstream considers done. If the commit fails, the
+//!   in-memory state of the affected devices is dropped and read back next time, so memory
+//!   never runs ahead of what is durable.
+//! - A replayed payload (event time not after the last evaluated one) moves nothing; if it
+//!   had caused transitions, the same events (same ids) are returned again, so a
+//!   notification lost between the commit and a crash is still produced.
+//! - **No-data** rules are checked by [`Engine::tick`] against server time; after
+//!   [`Engine::load`] the first tick returns the open no-data alerts again (same ids): a
+//!   tick has no input to anchor to, so this is what keeps a crash from losing one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::configs::{Kind, StoredConfig, Subject};
+use crate::events::{event_id, ms, AlertEvent, EventKind};
+use crate::payload::{MetricPoint, Payload};
+use crate::rules::{DeviceState, Phase, Rule, Transition};
+use crate::store::{
+    series_key, AccountStore, AlertChange, AlertStateStore, StoreError, TriggeredAlert,
+};
+
+/// One enriched payload, as the engine evaluates it.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// Device id.
+    pub device: i64,
+    /// Account.
+    pub account: String,
+    /// Agent key it posted with.
+    pub agent_key: String,
+    /// Host name.
+    pub hostname: String,
+    /// Event time (epoch seconds).
+    pub time: f64,
+    /// Server receive time (epoch seconds).
+    pub received_at: f64,
+    /// The metric points.
+    pub payload: Arc<Payload>,
+}
+
+/// The configs of one account, ready to evaluate, indexed by subject so a payload only
+/// meets its own (an account may hold a set of configs per device: tens of thousands).
+#[derive(Default)]
+struct AccountRules {
+    threshold: Vec<(Rule, Arc<StoredConfig>)>,
+    account_wide: Vec<usize>,
+    by_device: HashMap<i64, Vec<usize>>,
+    by_key: HashMap<String, Vec<usize>>,
+    no_data: Vec<Arc<StoredConfig>>,
+    by_id: HashMap<i64, Arc<StoredConfig>>,
+}
+
+impl AccountRules {
+    /// The threshold rules applying to `device` posting with `agent_key`.
+    fn threshold_for<'a>(
+        &'a self,
+        device: i64,
+        agent_key: &str,
+    ) -> impl Iterator<Item = &'a (Rule, Arc<StoredConfig>)> + 'a {
+        let none: &[usize] = &[];
+        let by_device = self.by_device.get(&device).map_or(none, Vec::as_slice);
+        let by_key = self.by_key.get(agent_key).map_or(none, Vec::as_slice);
+        self.account_wide
+            .iter()
+            .chain(by_device)
+            .chain(by_key)
+            .map(|&i| &self.threshold[i])
+    }
+}
+
+/// What is persisted per device.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Persisted {
+    account: String,
+    agent_key: String,
+    hostname: String,
+    state: DeviceState,
+    /// The events of the last payloads that caused any, by event time in ms: a replayed
+    /// payload re-emits them (same ids) instead of nothing.
+    recent: Vec<(i64, Vec<AlertEvent>)>,
+}
+
+const RECENT: usize = 8;
+
+fn applies(subject: &Subject, device: i64, agent_key: &str) -> bool {
+    match subject {
+        Subject::Account => true,
+        Subject::Device { id } => *id == device,
+        Subject::AgentKey { id } => id == agent_key,
+    }
+}
+
+fn labels_match(filter: Option<&BTreeMap<String, String>>, p: &MetricPoint) -> bool {
+    filter.is_none_or(|f| {
+        f.iter()
+            .all(|(k, v)| p.labels.iter().any(|(pk, pv)| *pk == k && pv == v))
+    })
+}
+
+fn point_labels(p: &MetricPoint) -> BTreeMap<String, String> {
+    p.labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// Alert evaluation with durable state (see the module docs): the synchronous core of the
+/// `threshold` bolt, which runs it on a dedicated thread because storage calls block.
+pub struct Engine {
+    configs: Arc<dyn AccountStore>,
+    store: Arc<dyn AlertStateStore>,
+    rules: HashMap<String, Arc<AccountRules>>,
+    devices: HashMap<i64, Persisted>,
+    dirty: HashSet<i64>,
+    changes: Vec<AlertChange>,
+    version: Option<i64>,
+    /// Set by [`Engine::load`]: the first tick re-emits the open no-data alerts.
+    replay_open_no_data: bool,
+}
+
+impl Engine {
+    /// An engine reading configs from `configs` and keeping state in `store`.
+    pub fn new(configs: Arc<dyn AccountStore>, store: Arc<dyn AlertStateStore>) -> Self {
+        let version = configs.admin_version().ok();
+        Engine {
+            configs,
+            store,
+            rules: HashMap::new(),
+            devices: HashMap::new(),
+            dirty: HashSet::new(),
+            changes: Vec::new(),
+            version,
+            replay_open_no_data: false,
+        }
+    }
+
+    /// Loads the persisted state of every device for which `mine(device)` holds (no-data
+    /// rules need to know devices before they post again). Returns how many.
+    pub fn load(&mut self, mine: impl Fn(i64) -> bool) -> Result<usize, StoreError> {
+        let rows = self.store.device_states(&mine)?;
+        let n = rows.len();
+        // A no-data alert fires on a tick, with no input to anchor its notification to:
+        // if the process died between committing it and producing the notification, it
+        // would be lost. So the first tick after a restart emits the open ones again
+        // (same ids; the notifier delivers each id once).
+        self.replay_open_no_data = true;
+        for (device, _, blob) in rows {
+            if let Some(p) = decode(device, &blob) {
+                self.devices.insert(device, p);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Drops cached configs if an admin change happened since the last call.
+    pub fn refresh(&mut self) {
+        let now = self.configs.admin_version().ok();
+        if now != self.version {
+            self.version = now;
+            self.rules.clear();
+        }
+    }
+
+    fn account_rules(&mut self, account: &str) -> Result<Arc<AccountRules>, StoreError> {
+        if let Some(r) = self.rules.get(account) {
+            return Ok(r.clone());
+        }
+        let mut rules = AccountRules::default();
+        for c in self.configs.configs(Some(account))? {
+            let c = Arc::new(c);
+            rules.by_id.insert(c.id, c.clone());
+            match c.config.kind {
+                Kind::NoData => rules.no_data.push(c),
+                Kind::Threshold => {
+                    if let Some(rule) = c.config.rule(c.id) {
+                        let i = rules.threshold.len();
+                        match &c.config.subject {
+                            Subject::Account => rules.account_wide.push(i),
+                            Subject::Device { id } => {
+                                rules.by_device.entry(*id).or_default().push(i)
+                            }
+                            Subject::AgentKey { id } => {
+                                rules.by_key.entry(id.clone()).or_default().push(i)
+                            }
+                        }
+                        rules.threshold.push((rule, c));
+                    }
+                }
+            }
+        }
+        let rules = Arc::new(rules);
+        self.rules.insert(account.to_string(), rules.clone());
+        Ok(rules)
+    }
+
+    fn device_entry(&mut self, device: i64) -> Result<&mut Persisted, StoreError> {
+        if !self.devices.contains_key(&device) {
+            let p = match self.store.device_state(device)? {
+                Some(blob) => decode(device, &blob).unwrap_or_default(),
+                None => Persisted::default(),
+            };
+            self.devices.insert(device, p);
+        }
+        Ok(self.devices.get_mut(&device).expect("inserted above"))
+    }
+
+    /// Evaluates one payload; returns the transitions to notify. The state moves in
+    /// memory now and is written by the next [`Engine::commit`].
+    pub fn observe(&mut self, obs: &Observation) -> Result<Vec<AlertEvent>, StoreError> {
+        let rules = self.account_rules(&obs.account)?;
+        let entry = self.device_entry(obs.device)?;
+        entry.account.clone_from(&obs.account);
+        entry.agent_key.clone_from(&obs.agent_key);
+        entry.hostname.clone_from(&obs.hostname);
+        let mut events = Vec::new();
+        let mut changes = Vec::new();
+
+        // Any payload clears the device's no-data alerts (server time).
+        for (id, fired_at) in entry.state.seen(obs.received_at) {
+            changes.push(AlertChange::Close {
+                config_id: id,
+                device: obs.device,
+                series: String::new(),
+                at: obs.received_at,
+                value: None,
+            });
+            if let Some(c) = rules.by_id.get(&id).filter(|c| c.config.fix) {
+                events.push(no_data_event(
+                    c,
+                    entry,
+                    obs.device,
+                    EventKind::Clear,
+                    fired_at,
+                    obs.received_at,
+                ));
+            }
+        }
+
+        let t = obs.time;
+        if entry.state.last_time.is_some_and(|last| t <= last) {
+            // A duplicate or late arrival: nothing moves. If it is a replay of a payload
+            // that caused transitions, emit the same events again (same ids).
+            if let Some((_, again)) = entry.recent.iter().find(|(at, _)| *at == ms(t)) {
+                events.extend(again.iter().cloned());
+            }
+            if !changes.is_empty() {
+                self.dirty.insert(obs.device);
+                self.changes.extend(changes);
+            }
+            return Ok(events);
+        }
+
+        let mut points: Vec<(&Rule, String, f64, &MetricPoint, &StoredConfig)> = Vec::new();
+        for (rule, c) in rules.threshold_for(obs.device, &obs.agent_key) {
+            let Some(metric) = c.config.metric.as_deref() else {
+                continue;
+            };
+            for p in obs.payload.points.iter().filter(|p| p.name == metric) {
+                if labels_match(c.config.series.as_ref(), p) {
+                    points.push((rule, series_key(&point_labels(p)), p.value, p, c));
+                }
+            }
+        }
+        let transitions = entry.state.evaluate(
+            t,
+            points
+                .iter()
+                .map(|(rule, series, value, _, _)| (*rule, series.as_str(), *value)),
+        );
+        let mut new_events = Vec::new();
+        for (rule, series, value, point, c) in &points {
+            let tr = transitions
+                .iter()
+                .find(|(id, s, _)| *id == rule.id && s == series)
+                .map(|(_, _, tr)| *tr);
+            let base = |kind: EventKind, fired_at: f64| AlertEvent {
+                id: event_id(rule.id, obs.device, series, kind, t),
+                kind,
+                config_id: rule.id,
+                name: c.config.name.clone(),
+                rule: Kind::Threshold,
+                account: obs.account.clone(),
+                device: obs.device,
+                hostname: obs.hostname.clone(),
+                metric: Some(point.name.clone()),
+                series: point_labels(point),
+                value: Some(*value),
+                comparison: Some(rule.comparison),
+                threshold: Some(rule.value),
+                wait_s: c.config.wait.seconds,
+                fired_at,
+                at: t,
+                recipients: c.config.recipients.clone(),
+            };
+            match tr {
+                Some(Transition::Fire { fired_at, value }) => {
+                    changes.push(AlertChange::Open(TriggeredAlert {
+                        id: 0,
+                        config_id: rule.id,
+                        account: obs.account.clone(),
+                        device: obs.device,
+                        hostname: obs.hostname.clone(),
+                        metric: Some(point.name.clone()),
+                        series: point_labels(point),
+                        fired_at,
+                        closed_at: None,
+                        last_value: Some(value),
+                    }));
+                    new_events.push(base(EventKind::Fire, fired_at));
+                }
+                Some(Transition::Repeat { fired_at, value }) => {
+                    changes.push(AlertChange::Value {
+                        config_id: rule.id,
+                        device: obs.device,
+                        series: series.clone(),
+                        value,
+                    });
+                    new_events.push(base(EventKind::Repeat, fired_at));
+                }
+                Some(Transition::Clear {
+                    fired_at,
+                    cleared_at,
+                    value,
+                    notify,
+                }) => {
+                    changes.push(AlertChange::Close {
+                        config_id: rule.id,
+                        device: obs.device,
+                        series: series.clone(),
+                        at: cleared_at,
+                        value: Some(value),
+                    });
+                    if notify {
+                        new_events.push(base(EventKind::Clear, fired_at));
+                    }
+                }
+                None => {
+                    // Still firing: keep the alert's last value current.
+                    if let Some(Phase::Firing { .. }) =
+                        entry.state.phases.get(&(rule.id, series.clone()))
+                    {
+                        changes.push(AlertChange::Value {
+                            config_id: rule.id,
+                            device: obs.device,
+                            series: series.clone(),
+                            value: *value,
+                        });
+                    }
+                }
+            }
+        }
+        events.extend(new_events);
+        if !events.is_empty() {
+            entry.recent.push((ms(t), events.clone()));
+            if entry.recent.len() > RECENT {
+                entry.recent.remove(0);
+            }
+        }
+        self.dirty.insert(obs.device);
+        self.changes.extend(changes);
+        Ok(events)
+    }
+
+    /// Checks no-data rules at server time `now` for every device this engine holds.
+    pub fn tick(&mut self, now: f64) -> Result<Vec<AlertEvent>, StoreError> {
+        let accounts: HashSet<String> = self
+            .devices
+            .values()
+            .filter(|p| !p.account.is_empty())
+            .map(|p| p.account.clone())
+            .collect();
+        let mut rules = HashMap::new();
+        for account in accounts {
+            let r = self.account_rules(&account)?;
+            if !r.no_data.is_empty() {
+                rules.insert(account, r);
+            }
+        }
+        let mut events = Vec::new();
+        let replay = std::mem::take(&mut self.replay_open_no_data);
+        for (&device, entry) in self.devices.iter_mut() {
+            let Some(r) = rules.get(&entry.account) else {
+                continue;
+            };
+            if replay {
+                for (&id, &fired_at) in &entry.state.no_data {
+                    if let Some(c) = r.by_id.get(&id) {
+                        events.push(no_data_event(
+                            c,
+                            entry,
+                            device,
+                            EventKind::Fire,
+                            fired_at,
+                            fired_at,
+                        ));
+                    }
+                }
+            }
+            let candidates: Vec<(i64, f64)> = r
+                .no_data
+                .iter()
+                .filter(|c| applies(&c.config.subject, device, &entry.agent_key))
+                .map(|c| (c.id, c.config.wait.seconds as f64))
+                .collect();
+            let fired = entry.state.check_no_data(now, candidates);
+            for id in fired {
+                let c = &r.by_id[&id];
+                self.changes.push(AlertChange::Open(TriggeredAlert {
+                    id: 0,
+                    config_id: id,
+                    account: entry.account.clone(),
+                    device,
+                    hostname: entry.hostname.clone(),
+                    metric: None,
+                    series: BTreeMap::new(),
+                    fired_at: now,
+                    closed_at: None,
+                    last_value: None,
+                }));
+                events.push(no_data_event(c, entry, device, EventKind::Fire, now, now));
+                self.dirty.insert(device);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Writes every state and alert change since the last commit in one transaction. On
+    /// failure the in-memory state of the affected devices is dropped (it is read back
+    /// from the database next time), so memory never runs ahead of what is durable.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        if self.dirty.is_empty() && self.changes.is_empty() {
+            return Ok(());
+        }
+        let mut blobs = Vec::with_capacity(self.dirty.len());
+        for &device in &self.dirty {
+            if let Some(p) = self.devices.get(&device) {
+                let blob = rmp_serde::to_vec_named(p).map_err(|e| StoreError::Invalid {
+                    field: "alert_device_state.state",
+                    message: e.to_string(),
+                })?;
+                blobs.push((device, p.account.as_str(), blob));
+            }
+        }
+        let result = self.store.commit(&blobs, &self.changes);
+        drop(blobs);
+        if result.is_err() {
+            for device in &self.dirty {
+                self.devices.remove(device);
+            }
+        }
+        self.dirty.clear();
+        self.changes.clear();
+        result
+    }
+}
+
+fn decode(device: i64, blob: &[u8]) -> Option<Persisted> {
+    match rmp_serde::from_slice(blob) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(device, error = %e, "unreadable alert state; starting the device afresh");
+            None
+        }
+    }
+}
+
+fn no_data_event(
+    c: &StoredConfig,
+    entry: &Persisted,
+    device: i64,
+    kind: EventKind,
+    fired_at: f64,
+    at: f64,
+) -> AlertEvent {
+    AlertEvent {
+        id: event_id(c.id, device, "", kind, at),
+        kind,
+        config_id: c.id,
+        name: c.config.name.clone(),
+        rule: Kind::NoData,
+        account: entry.account.clone(),
+        device,
+        hostname: entry.hostname.clone(),
+        metric: None,
+        series: BTreeMap::new(),
+        value: None,
+        comparison: None,
+        threshold: None,
+        wait_s: c.config.wait.seconds,
+        fired_at,
+        at,
+        recipients: c.config.recipients.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::Account;
+    use crate::configs::AlertConfig;
+    use crate::store::MemoryStore;
+
+    const ACME: &str = "acme";
+
+    fn configs() -> Arc<MemoryStore> {
+        let s = MemoryStore::new();
+        s.create_account(&Account {
+            name: ACME.into(),
+            device_quota: 10,
+            active: true,
+        })
+        .unwrap();
+        Arc::new(s)
+    }
+
+    fn add(store: &MemoryStore, patch: serde_json::Value) -> i64 {
+        let mut c = serde_json::json!({
+            "account": ACME, "name": "High load", "kind": "threshold",
+            "subject": {"type": "account"}, "metric": "system.load.1",
+            "comparison": "gte", "value": 4,
+            "wait": {"seconds": 120, "enabled": true},
+            "repeat": {"seconds": 600, "enabled": false},
+            "fix": true,
+            "recipients": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}]
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let c = AlertConfig::from_json(&serde_json::to_vec(&c).unwrap()).unwrap();
+        store.create_config(&c).unwrap().id
+    }
+
+    fn obs(device: i64, t: f64, points: &[(&str, Option<&str>, f64)]) -> Observation {
+        Observation {
+            device,
+            account: ACME.into(),
+            agent_key: "k1".into(),
+            hostname: format!("host-{device}"),
+            time: t,
+            received_at: t + 0.5,
+            payload: Arc::new(Payload {
+                agent_key: Some("k1".into()),
+                hostname: None,
+                uuid: None,
+                collection_timestamp: Some(t),
+                points: points
+                    .iter()
+                    .map(|(name, disk, value)| MetricPoint {
+                        name: name.to_string(),
+                        labels: disk
+                            .map(|d| ("device_name", d.to_string()))
+                            .into_iter()
+                            .collect(),
+                        value: *value,
+                    })
+                    .collect(),
+                skipped: 0,
+            }),
+        }
+    }
+
+    fn kinds(events: &[AlertEvent]) -> Vec<EventKind> {
+        events.iter().map(|e| e.kind).collect()
+    }
+
+    fn load(engine: &mut Engine, device: i64, t: f64, v: f64) -> Vec<AlertEvent> {
+        let e = engine
+            .observe(&obs(device, t, &[("system.load.1", None, v)]))
+            .unwrap();
+        engine.commit().unwrap();
+        e
+    }
+
+    #[test]
+    fn wait_fires_once_at_t0_plus_wait_and_clears_with_fix() {
+        let cfg = configs();
+        let id = add(&cfg, serde_json::json!({}));
+        let store = Arc::new(MemoryStore::new());
+        let mut e = Engine::new(cfg, store.clone());
+        let t0 = 1_000_000.0;
+        assert!(load(&mut e, 1, t0, 5.0).is_empty(), "pending only");
+        assert!(load(&mut e, 1, t0 + 60.0, 6.0).is_empty());
+        assert!(
+            load(&mut e, 1, t0 + 119.0, 6.0).is_empty(),
+            "not before t0+120"
+        );
+        let fired = load(&mut e, 1, t0 + 120.0, 7.0);
+        assert_eq!(kinds(&fired), [EventKind::Fire]);
+        assert_eq!(
+            (fired[0].config_id, fired[0].fired_at, fired[0].value),
+            (id, t0 + 120.0, Some(7.0))
+        );
+        assert!(load(&mut e, 1, t0 + 180.0, 8.0).is_empty(), "no repeat");
+        let open = store.triggered(false, None).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].last_value, Some(8.0), "last value kept current");
+
+        // A duplicate of the firing payload re-emits the same event (same id); a late
+        // payload moves nothing.
+        let again = load(&mut e, 1, t0 + 120.0, 7.0);
+        assert_eq!(again, fired);
+        assert!(load(&mut e, 1, t0 + 30.0, 0.0).is_empty());
+        assert_eq!(store.triggered(false, None).unwrap().len(), 1);
+
+        let cleared = load(&mut e, 1, t0 + 240.0, 1.0);
+        assert_eq!(kinds(&cleared), [EventKind::Clear]);
+        assert!(store.triggered(false, None).unwrap().is_empty());
+        assert_eq!(
+            store.triggered(true, None).unwrap()[0].closed_at,
+            Some(t0 + 240.0)
+        );
+    }
+
+    #[test]
+    fn a_false_evaluation_while_pending_cancels_silently_and_repeat_renotifies() {
+        let cfg = configs();
+        add(
+            &cfg,
+            serde_json::json!({"wait": {"seconds": 60, "enabled": true},
+                               "repeat": {"seconds": 300, "enabled": true}}),
+        );
+        let mut e = Engine::new(cfg, Arc::new(MemoryStore::new()));
+        assert!(load(&mut e, 1, 0.0, 5.0).is_empty());
+        assert!(load(&mut e, 1, 30.0, 1.0).is_empty(), "cancelled");
+        assert!(
+            load(&mut e, 1, 70.0, 5.0).is_empty(),
+            "pending again from 70"
+        );
+        assert_eq!(kinds(&load(&mut e, 1, 130.0, 5.0)), [EventKind::Fire]);
+        assert!(load(&mut e, 1, 400.0, 5.0).is_empty());
+        assert_eq!(kinds(&load(&mut e, 1, 430.0, 5.0)), [EventKind::Repeat]);
+        assert!(load(&mut e, 1, 700.0, 5.0).is_empty());
+        assert_eq!(kinds(&load(&mut e, 1, 730.0, 5.0)), [EventKind::Repeat]);
+    }
+
+    #[test]
+    fn state_survives_a_restart_and_replays_notify_nothing_new() {
+        // The store outlives the engines: it stands for the database a restarted process
+        // reads back (the SQLite backend runs the same scenario on a file).
+        let db = Arc::new(MemoryStore::new());
+        let cfg = configs();
+        add(&cfg, serde_json::json!({}));
+        let mut a = Engine::new(cfg.clone(), db.clone());
+        assert!(load(&mut a, 1, 100.0, 9.0).is_empty());
+        drop(a); // the crash: only what was committed survives
+
+        let mut b = Engine::new(cfg.clone(), db.clone());
+        assert_eq!(b.load(|_| true).unwrap(), 1);
+        assert!(
+            load(&mut b, 1, 100.0, 9.0).is_empty(),
+            "replayed: nothing moves"
+        );
+        let fired = load(&mut b, 1, 220.0, 9.0);
+        assert_eq!(
+            kinds(&fired),
+            [EventKind::Fire],
+            "the pending clock survived"
+        );
+        drop(b);
+
+        let mut c = Engine::new(cfg, db.clone());
+        assert_eq!(
+            load(&mut c, 1, 220.0, 9.0),
+            fired,
+            "a replay of the firing payload re-emits the same notification ids"
+        );
+        assert!(
+            load(&mut c, 1, 300.0, 9.0).is_empty(),
+            "still open, no repeat"
+        );
+    }
+
+    #[test]
+    fn series_and_subject_select_points_and_each_series_has_its_own_alert() {
+        let cfg = configs();
+        add(
+            &cfg,
+            serde_json::json!({"metric": "disk.used", "comparison": "gt", "value": 90,
+                               "wait": {"seconds": 0, "enabled": false},
+                               "subject": {"type": "device", "id": 2}}),
+        );
+        add(
+            &cfg,
+            serde_json::json!({"metric": "disk.used", "comparison": "gt", "value": 50,
+                               "series": {"device_name": "/dev/sdb"},
+                               "wait": {"seconds": 0, "enabled": false}}),
+        );
+        let mut e = Engine::new(cfg, Arc::new(MemoryStore::new()));
+        let points = [
+            ("disk.used", Some("/dev/sda"), 95.0),
+            ("disk.used", Some("/dev/sdb"), 96.0),
+        ];
+        let on1 = e.observe(&obs(1, 10.0, &points)).unwrap();
+        assert_eq!(on1.len(), 1, "device 1: only the /dev/sdb rule: {on1:?}");
+        assert_eq!(on1[0].series["device_name"], "/dev/sdb");
+        let on2 = e.observe(&obs(2, 10.0, &points)).unwrap();
+        assert_eq!(on2.len(), 3, "device 2: both disks of rule 1, and rule 2");
+        let ids: HashSet<_> = on2.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids.len(), 3, "distinct ids per (rule, series)");
+    }
+
+    #[test]
+    fn no_data_fires_on_ticks_after_wait_and_clears_on_the_next_payload() {
+        let cfg = configs();
+        add(
+            &cfg,
+            serde_json::json!({"kind": "no_data", "metric": null, "comparison": null,
+                               "value": null, "wait": {"seconds": 300, "enabled": true}}),
+        );
+        let mut e = Engine::new(cfg, Arc::new(MemoryStore::new()));
+        load(&mut e, 4, 1000.0, 0.0); // received at 1000.5
+        assert!(e.tick(1200.0).unwrap().is_empty());
+        let fired = e.tick(1300.5).unwrap();
+        assert_eq!(kinds(&fired), [EventKind::Fire]);
+        assert_eq!(fired[0].rule, Kind::NoData);
+        assert!(e.tick(1400.0).unwrap().is_empty(), "fires once");
+        e.commit().unwrap();
+        let cleared = load(&mut e, 4, 1500.0, 0.0);
+        assert_eq!(kinds(&cleared), [EventKind::Clear]);
+    }
+
+    #[test]
+    fn after_a_restart_the_first_tick_re_emits_open_no_data_alerts_with_their_ids() {
+        // The store outlives the engines: it stands for the database a restarted process
+        // reads back (the SQLite backend runs the same scenario on a file).
+        let db = Arc::new(MemoryStore::new());
+        let cfg = configs();
+        add(
+            &cfg,
+            serde_json::json!({"kind": "no_data", "metric": null, "comparison": null,
+                               "value": null, "wait": {"seconds": 60, "enabled": true}}),
+        );
+        let mut a = Engine::new(cfg.clone(), db.clone());
+        load(&mut a, 4, 1000.0, 0.0);
+        let fired = a.tick(1100.0).unwrap();
+        a.commit().unwrap();
+        assert_eq!(kinds(&fired), [EventKind::Fire]);
+        drop(a); // died before the notification was produced, perhaps
+
+        let mut b = Engine::new(cfg, db.clone());
+        b.load(|_| true).unwrap();
+        assert_eq!(
+            b.tick(1101.0).unwrap(),
+            fired,
+            "the same event, the same id"
+        );
+        assert!(b.tick(1102.0).unwrap().is_empty(), "once");
+    }
+}

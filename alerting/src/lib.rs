@@ -1,0 +1,27 @@
+//! squall's alert domain, free of any framework or database: what a monitoring alert
+//! pipeline *means*, which the `squall-pipeline` bolts run on a topology and the storage
+//! crates (`squall-store-sqlite`, ...) persist.
+//!
+//! - [`envelope`]: the intake -> `enrich` contract ([`envelope::Envelope`]).
+//! - [`payload`]: agent payloads (v1, v2) parsed into metric points.
+//! - [`accounts`]: accounts, agent keys, devices and the quota.
+//! - [`configs`]: alert configs as the API takes them, with validation that names fields.
+//! - [`rules`]: the wait / repeat / fix / no-data state machine per (rule, device, series).
+//! - [`engine`]: evaluation with durable state, over the storage traits.
+//! - [`events`]: alert events, their ids, labels, fingerprint and summary.
+//! - [`notify`]: notifications, the bodies of each receiver type, the retry policy.
+//! - [`fixtures`]: accounts, keys and configs in one file, for import.
+//! - [`store`]: the storage traits, [`store::StoreError`] (transient or permanent), an
+//!   in-memory implementation and the conformance suite every backend passes.
+#![warn(missing_docs)]
+
+pub mod accounts;
+pub mod configs;
+pub mod engine;
+pub mod envelope;
+pub mod events;
+pub mod fixtures;
+pub mod notify;
+pub mod payload;
+pub mod rules;
+pub mod store;

@@ -1,0 +1,594 @@
+//! [`MemoryStore`]: every storage trait in memory, behind one mutex.
+//!
+//! It keeps the same promises as the database backends (it passes the same
+//! [`super::conformance`] suite): batches and imports are all-or-nothing, the quota holds
+//! under concurrent registrations, minutes keep the latest event time. It forgets
+//! everything when dropped: for docs, tests and benches, never for data that matters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use super::{
+    aggregate_hour, hours_within, latest_key, minute_of, minutes_within, series_key, AccountStore,
+    AlertChange, AlertStateStore, Delivery, DeliveryLog, HourAggregate, MetricStore, StoreError,
+    StoredPoint, TriggeredAlert,
+};
+use crate::accounts::{
+    agent_key_to_issue, valid_name, Account, AccountPatch, Device, Registration, Sighting,
+};
+use crate::configs::{AlertConfig, StoredConfig};
+use crate::fixtures::{Fixtures, ImportReport};
+use crate::payload::MetricPoint;
+
+/// Points of one minute: (metric, series, value).
+type MinutePoints = Vec<(String, String, f64)>;
+
+#[derive(Clone, Debug, Default)]
+struct Inner {
+    accounts: BTreeMap<String, Account>,
+    keys: HashMap<String, String>,
+    devices: BTreeMap<i64, Device>,
+    configs: BTreeMap<i64, AlertConfig>,
+    next_config: i64,
+    admin_version: i64,
+    states: BTreeMap<i64, (String, Vec<u8>)>,
+    alerts: BTreeMap<i64, TriggeredAlert>,
+    next_alert: i64,
+    deliveries: HashMap<String, Delivery>,
+    minutes: BTreeMap<(i64, i64), (f64, MinutePoints)>,
+    hours: BTreeMap<(i64, i64), Vec<(String, String, HourAggregate)>>,
+    changed_hours: BTreeSet<(i64, i64)>,
+}
+
+/// Every storage trait in memory (see the module docs).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn account_exists(&self, name: &str) -> Result<(), StoreError> {
+        match self.accounts.contains_key(name) {
+            true => Ok(()),
+            false => Err(StoreError::NoAccount(name.into())),
+        }
+    }
+
+    fn find_device(&self, s: &Sighting<'_>) -> Option<i64> {
+        self.devices
+            .values()
+            .find(|d| {
+                d.account == s.account && d.agent_key == s.agent_key && d.hostname == s.hostname
+            })
+            .map(|d| d.id)
+    }
+
+    fn open_alert(&self, config_id: i64, device: i64, series: &str) -> Option<i64> {
+        self.alerts
+            .values()
+            .find(|a| {
+                a.closed_at.is_none()
+                    && a.config_id == config_id
+                    && a.device == device
+                    && series_key(&a.series) == series
+            })
+            .map(|a| a.id)
+    }
+
+    fn hour_from_minutes(
+        &self,
+        device: i64,
+        hour: i64,
+    ) -> BTreeMap<(String, String), HourAggregate> {
+        aggregate_hour(
+            self.minutes
+                .range((device, hour * 60)..(device, (hour + 1) * 60))
+                .map(|(_, (_, points))| points.as_slice()),
+        )
+    }
+
+    fn roll_up(&mut self, now: f64) -> usize {
+        let current = (now / 3600.0).floor() as i64;
+        let due: Vec<(i64, i64)> = self
+            .changed_hours
+            .iter()
+            .filter(|(_, hour)| *hour < current)
+            .copied()
+            .collect();
+        for (device, hour) in &due {
+            let rows = self
+                .hour_from_minutes(*device, *hour)
+                .into_iter()
+                .map(|((m, s), a)| (m, s, a))
+                .collect();
+            self.hours.insert((*device, *hour), rows);
+            self.changed_hours.remove(&(*device, *hour));
+        }
+        due.len()
+    }
+}
+
+impl AccountStore for MemoryStore {
+    fn create_account(&self, account: &Account) -> Result<Account, StoreError> {
+        valid_name(&account.name)?;
+        let mut s = self.lock();
+        if s.accounts.contains_key(&account.name) {
+            return Err(StoreError::AccountExists(account.name.clone()));
+        }
+        s.accounts.insert(account.name.clone(), account.clone());
+        s.admin_version += 1;
+        Ok(account.clone())
+    }
+
+    fn update_account(&self, name: &str, patch: &AccountPatch) -> Result<Account, StoreError> {
+        let mut s = self.lock();
+        let account = s
+            .accounts
+            .get_mut(name)
+            .ok_or_else(|| StoreError::NoAccount(name.into()))?;
+        if let Some(q) = patch.device_quota {
+            account.device_quota = q;
+        }
+        if let Some(a) = patch.active {
+            account.active = a;
+        }
+        let account = account.clone();
+        s.admin_version += 1;
+        Ok(account)
+    }
+
+    fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        Ok(self.lock().accounts.get(name).cloned())
+    }
+
+    fn issue_agent_key(&self, account: &str, key: Option<&str>) -> Result<String, StoreError> {
+        let key = agent_key_to_issue(key)?;
+        let mut s = self.lock();
+        s.account_exists(account)?;
+        match s.keys.get(&key) {
+            Some(owner) if owner == account => {}
+            Some(_) => return Err(StoreError::KeyTaken { key }),
+            None => {
+                s.keys.insert(key.clone(), account.into());
+            }
+        }
+        Ok(key)
+    }
+
+    fn key_account(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().keys.get(key).cloned())
+    }
+
+    fn devices(&self, account: &str) -> Result<Vec<Device>, StoreError> {
+        let s = self.lock();
+        s.account_exists(account)?;
+        Ok(s.devices
+            .values()
+            .filter(|d| d.account == account)
+            .cloned()
+            .collect())
+    }
+
+    fn set_device_active(&self, id: i64, active: bool) -> Result<Device, StoreError> {
+        let mut s = self.lock();
+        let device = s.devices.get_mut(&id).ok_or(StoreError::NoDevice(id))?;
+        device.active = active;
+        let device = device.clone();
+        s.admin_version += 1;
+        Ok(device)
+    }
+
+    fn create_config(&self, config: &AlertConfig) -> Result<StoredConfig, StoreError> {
+        let mut s = self.lock();
+        s.account_exists(&config.account)?;
+        s.next_config += 1;
+        let id = s.next_config;
+        s.configs.insert(id, config.clone());
+        s.admin_version += 1;
+        Ok(StoredConfig {
+            id,
+            config: config.clone(),
+        })
+    }
+
+    fn config(&self, id: i64) -> Result<Option<StoredConfig>, StoreError> {
+        Ok(self.lock().configs.get(&id).map(|c| StoredConfig {
+            id,
+            config: c.clone(),
+        }))
+    }
+
+    fn configs(&self, account: Option<&str>) -> Result<Vec<StoredConfig>, StoreError> {
+        Ok(self
+            .lock()
+            .configs
+            .iter()
+            .filter(|(_, c)| account.is_none_or(|a| c.account == a))
+            .map(|(&id, c)| StoredConfig {
+                id,
+                config: c.clone(),
+            })
+            .collect())
+    }
+
+    fn replace_config(&self, id: i64, config: &AlertConfig) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let Some(slot) = s.configs.get_mut(&id) else {
+            return Ok(false);
+        };
+        *slot = config.clone();
+        s.admin_version += 1;
+        Ok(true)
+    }
+
+    fn delete_config(&self, id: i64) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let done = s.configs.remove(&id).is_some();
+        if done {
+            s.admin_version += 1;
+        }
+        Ok(done)
+    }
+
+    fn admin_version(&self) -> Result<i64, StoreError> {
+        Ok(self.lock().admin_version)
+    }
+
+    fn register_devices(&self, batch: &[Sighting<'_>]) -> Result<Vec<Registration>, StoreError> {
+        let mut guard = self.lock();
+        // All or nothing: work on a copy, keep it only if every sighting was answered.
+        let mut s = guard.clone();
+        let mut out = Vec::with_capacity(batch.len());
+        for sighting in batch {
+            if let Some(id) = s.find_device(sighting) {
+                let d = s.devices.get_mut(&id).expect("found above");
+                d.last_seen_ms = d.last_seen_ms.max(sighting.now_ms);
+                out.push(Registration::Known(d.clone()));
+                continue;
+            }
+            let quota = match s.accounts.get(sighting.account) {
+                Some(a) => a.device_quota,
+                None => return Err(StoreError::NoAccount(sighting.account.into())),
+            };
+            let in_use = s
+                .devices
+                .values()
+                .filter(|d| d.account == sighting.account && d.active)
+                .count();
+            if in_use >= quota as usize {
+                out.push(Registration::QuotaExceeded);
+                continue;
+            }
+            let id = s.devices.keys().next_back().map_or(1, |last| last + 1);
+            let device = Device {
+                id,
+                account: sighting.account.into(),
+                agent_key: sighting.agent_key.into(),
+                hostname: sighting.hostname.into(),
+                active: true,
+                first_seen_ms: sighting.now_ms,
+                last_seen_ms: sighting.now_ms,
+            };
+            s.devices.insert(id, device.clone());
+            out.push(Registration::Registered(device));
+        }
+        *guard = s;
+        Ok(out)
+    }
+
+    fn touch_devices(&self, seen: &[(i64, i64)]) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for (id, ms) in seen {
+            if let Some(d) = s.devices.get_mut(id) {
+                d.last_seen_ms = d.last_seen_ms.max(*ms);
+            }
+        }
+        Ok(())
+    }
+
+    fn import(&self, f: &Fixtures) -> Result<ImportReport, StoreError> {
+        for a in &f.accounts {
+            valid_name(&a.name)?;
+        }
+        let mut guard = self.lock();
+        // All or nothing, as one transaction of a database.
+        let mut s = guard.clone();
+        let mut report = ImportReport::default();
+        for a in &f.accounts {
+            let account = Account {
+                name: a.name.clone(),
+                device_quota: a.device_quota,
+                active: a.active,
+            };
+            match s.accounts.insert(a.name.clone(), account) {
+                Some(_) => report.accounts_updated += 1,
+                None => report.accounts_created += 1,
+            }
+            for key in &a.agent_keys {
+                match s.keys.get(key) {
+                    Some(o) if *o == a.name => report.keys_present += 1,
+                    Some(_) => return Err(StoreError::KeyTaken { key: key.clone() }),
+                    None => {
+                        s.keys.insert(key.clone(), a.name.clone());
+                        report.keys_issued += 1;
+                    }
+                }
+            }
+        }
+        for c in &f.alerts {
+            s.account_exists(&c.account)?;
+            if s.configs.values().any(|stored| stored == c) {
+                report.configs_present += 1;
+                continue;
+            }
+            s.next_config += 1;
+            let id = s.next_config;
+            s.configs.insert(id, c.clone());
+            report.configs_created += 1;
+        }
+        s.admin_version += 1;
+        *guard = s;
+        Ok(report)
+    }
+}
+
+impl AlertStateStore for MemoryStore {
+    fn device_state(&self, device: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().states.get(&device).map(|(_, b)| b.clone()))
+    }
+
+    fn device_states(
+        &self,
+        keep: &dyn Fn(i64) -> bool,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .states
+            .iter()
+            .filter(|(d, _)| keep(**d))
+            .map(|(d, (a, b))| (*d, a.clone(), b.clone()))
+            .collect())
+    }
+
+    fn commit(
+        &self,
+        states: &[(i64, &str, Vec<u8>)],
+        changes: &[AlertChange],
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for (device, account, blob) in states {
+            s.states
+                .insert(*device, (account.to_string(), blob.clone()));
+        }
+        for change in changes {
+            match change {
+                AlertChange::Open(a) => {
+                    // A leftover open alert of the key (a config edited under it) closes
+                    // first: never more than one open alert per key.
+                    if let Some(id) = s.open_alert(a.config_id, a.device, &series_key(&a.series)) {
+                        s.alerts.get_mut(&id).expect("found").closed_at = Some(a.fired_at);
+                    }
+                    s.next_alert += 1;
+                    let id = s.next_alert;
+                    let row = TriggeredAlert {
+                        id,
+                        closed_at: None,
+                        ..a.clone()
+                    };
+                    s.alerts.insert(id, row);
+                }
+                AlertChange::Value {
+                    config_id,
+                    device,
+                    series,
+                    value,
+                } => {
+                    if let Some(id) = s.open_alert(*config_id, *device, series) {
+                        s.alerts.get_mut(&id).expect("found").last_value = Some(*value);
+                    }
+                }
+                AlertChange::Close {
+                    config_id,
+                    device,
+                    series,
+                    at,
+                    value,
+                } => {
+                    if let Some(id) = s.open_alert(*config_id, *device, series) {
+                        let a = s.alerts.get_mut(&id).expect("found");
+                        a.closed_at = Some(*at);
+                        if value.is_some() {
+                            a.last_value = *value;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn triggered(
+        &self,
+        closed: bool,
+        account: Option<&str>,
+    ) -> Result<Vec<TriggeredAlert>, StoreError> {
+        Ok(self
+            .lock()
+            .alerts
+            .values()
+            .rev()
+            .filter(|a| a.closed_at.is_some() == closed)
+            .filter(|a| account.is_none_or(|want| a.account == want))
+            .take(1000)
+            .cloned()
+            .collect())
+    }
+}
+
+impl DeliveryLog for MemoryStore {
+    fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        Ok(self.lock().deliveries.get(id).cloned())
+    }
+
+    fn deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
+        let mut out: Vec<Delivery> = self.lock().deliveries.values().cloned().collect();
+        out.sort_by(|a, b| a.at_ms.cmp(&b.at_ms).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        self.lock()
+            .deliveries
+            .entry(delivery.id.clone())
+            .or_insert_with(|| delivery.clone());
+        Ok(())
+    }
+}
+
+impl MetricStore for MemoryStore {
+    fn write(&self, batch: &[(i64, f64, &[MetricPoint])]) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for (device, time, points) in batch {
+            let minute = minute_of(*time);
+            let row: MinutePoints = points
+                .iter()
+                .map(|p| (p.name.clone(), p.series_key(), p.value))
+                .collect();
+            match s.minutes.get(&(*device, minute)) {
+                Some((stored, _)) if *stored > *time => {}
+                _ => {
+                    s.minutes.insert((*device, minute), (*time, row));
+                }
+            }
+            s.changed_hours.insert((*device, minute.div_euclid(60)));
+        }
+        Ok(())
+    }
+
+    fn roll_up(&self, now: f64) -> Result<usize, StoreError> {
+        Ok(self.lock().roll_up(now))
+    }
+
+    fn latest(&self, device: i64) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
+        let s = self.lock();
+        let newest = s
+            .minutes
+            .range((device, i64::MIN)..=(device, i64::MAX))
+            .next_back();
+        Ok(newest.map(|(_, (time, points))| {
+            let values = points
+                .iter()
+                .map(|(m, series, v)| (latest_key(m, series), (*v).into()))
+                .collect::<serde_json::Map<_, _>>();
+            (*time, serde_json::Value::Object(values))
+        }))
+    }
+
+    fn query(
+        &self,
+        device: i64,
+        metric: &str,
+        series: Option<&str>,
+        from: i64,
+        to: i64,
+        hourly: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError> {
+        let wanted = |m: &str, s: &str| m == metric && series.is_none_or(|want| want == s);
+        let s = self.lock();
+        let mut out = Vec::new();
+        if hourly {
+            let (first, last) = hours_within(from, to);
+            let range = (device, first)..=(device, last);
+            let mut hours: BTreeMap<i64, Vec<(String, String, HourAggregate)>> = BTreeMap::new();
+            if first <= last {
+                for ((_, h), rows) in s.hours.range(range.clone()) {
+                    hours.insert(*h, rows.clone());
+                }
+            }
+            // Hours still open or changed since their roll-up come from their minutes.
+            let changed: Vec<i64> = match first <= last {
+                true => s.changed_hours.range(range).map(|(_, h)| *h).collect(),
+                false => Vec::new(),
+            };
+            for hour in changed {
+                let rows = s
+                    .hour_from_minutes(device, hour)
+                    .into_iter()
+                    .map(|((m, s), a)| (m, s, a))
+                    .collect();
+                hours.insert(hour, rows);
+            }
+            for (hour, rows) in hours {
+                for (m, series, a) in rows {
+                    if wanted(&m, &series) {
+                        out.push(StoredPoint {
+                            metric: m,
+                            series,
+                            time: hour * 3600,
+                            value: a.last,
+                            hour: Some(a),
+                        });
+                    }
+                }
+            }
+        } else {
+            let (first, last) = minutes_within(from, to);
+            if first <= last {
+                for ((_, minute), (_, points)) in s.minutes.range((device, first)..=(device, last))
+                {
+                    for (m, series, value) in points {
+                        if wanted(m, series) {
+                            out.push(StoredPoint {
+                                metric: m.clone(),
+                                series: series.clone(),
+                                time: minute * 60,
+                                value: *value,
+                                hour: None,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.series.cmp(&b.series).then(a.time.cmp(&b.time)));
+        Ok(out)
+    }
+
+    fn retain(&self, now: f64, days: u32) -> Result<usize, StoreError> {
+        let mut s = self.lock();
+        s.roll_up(now);
+        let cutoff = ((now - f64::from(days) * 86_400.0) / 60.0).floor() as i64;
+        let mut newest: HashMap<i64, i64> = HashMap::new();
+        for (device, minute) in s.minutes.keys() {
+            newest.insert(*device, *minute);
+        }
+        let old: Vec<(i64, i64)> = s
+            .minutes
+            .keys()
+            .filter(|(device, minute)| *minute < cutoff && *minute < newest[device])
+            .copied()
+            .collect();
+        for key in &old {
+            s.minutes.remove(key);
+        }
+        Ok(old.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryStore;
+
+    crate::store_conformance_tests!(MemoryStore::new);
+}

@@ -1,0 +1,457 @@
+//! Storage: the traits every backend implements, the values they store, and
+//! [`StoreError`], which says whether a failure is transient or permanent.
+//!
+//! - [`AccountStore`]: accounts, agent keys, devices (with the quota), alert configs, and
+//!   an admin version that changes with every admin change (caches compare it).
+//! - [`AlertStateStore`]: each device's rule state (an opaque blob the engine encodes),
+//!   and the alerts that fired; both written in one transaction per batch
+//!   ([`AlertStateStore::commit`]), so state and alert rows never disagree.
+//! - [`DeliveryLog`]: the final outcome of every notification (the first one recorded
+//!   wins, so a notification id is delivered once).
+//! - [`MetricStore`]: minute snapshots (idempotent under replay: a minute keeps the point
+//!   with the latest event time), hourly aggregates computed from them, and each device's
+//!   latest values.
+//!
+//! Every call may block on I/O: callers on an async runtime run them on a dedicated thread
+//! (the `offload` helper of `squall-topology`) or `spawn_blocking`. [`MemoryStore`] is the
+//! in-memory implementation that docs, tests and benches use; `squall-store-sqlite` is the
+//! embedded default. [`conformance`] is the one test suite every backend passes.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::{Account, AccountPatch, Device, Registration, Sighting};
+use crate::configs::{AlertConfig, StoredConfig};
+use crate::fixtures::{Fixtures, ImportReport};
+use crate::payload::MetricPoint;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such account.
+    #[error("no account \"{0}\"")]
+    NoAccount(String),
+    /// No such device.
+    #[error("no device {0}")]
+    NoDevice(i64),
+    /// The account exists already.
+    #[error("account \"{0}\" exists already")]
+    AccountExists(String),
+    /// The agent key is issued to another account.
+    #[error("agent key {key} is issued to another account")]
+    KeyTaken {
+        /// The key.
+        key: String,
+    },
+    /// A value is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The backend failed: [`StoreError::is_transient`] says whether trying again later
+    /// can help (a locked or unreachable database) or not (a corrupt row, a full schema).
+    #[error("database: {source}")]
+    Backend {
+        /// Whether trying again later can help.
+        transient: bool,
+        /// What the backend said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// A backend failure.
+    pub fn backend(
+        transient: bool,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Backend {
+            transient,
+            source: source.into(),
+        }
+    }
+
+    /// Whether trying again later can help: only a backend failure that says so. Every
+    /// other error (no such account, an invalid value, ...) is permanent.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Backend {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Accounts, agent keys, devices, and the accounts' alert configs.
+pub trait AccountStore: Send + Sync {
+    /// Creates an account.
+    fn create_account(&self, account: &Account) -> Result<Account, StoreError>;
+    /// Changes an account.
+    fn update_account(&self, name: &str, patch: &AccountPatch) -> Result<Account, StoreError>;
+    /// The account named `name`.
+    fn account(&self, name: &str) -> Result<Option<Account>, StoreError>;
+    /// Issues `key` (or a new random one) to `account`; returns the key.
+    fn issue_agent_key(&self, account: &str, key: Option<&str>) -> Result<String, StoreError>;
+    /// The account `key` is issued to.
+    fn key_account(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// The devices of `account`.
+    fn devices(&self, account: &str) -> Result<Vec<Device>, StoreError>;
+    /// Activates or deactivates a device.
+    fn set_device_active(&self, id: i64, active: bool) -> Result<Device, StoreError>;
+    /// Stores a new alert config (its account must exist).
+    fn create_config(&self, config: &AlertConfig) -> Result<StoredConfig, StoreError>;
+    /// The alert config `id`.
+    fn config(&self, id: i64) -> Result<Option<StoredConfig>, StoreError>;
+    /// Every alert config, or those of `account`.
+    fn configs(&self, account: Option<&str>) -> Result<Vec<StoredConfig>, StoreError>;
+    /// Replaces alert config `id`; `false` if there is none.
+    fn replace_config(&self, id: i64, config: &AlertConfig) -> Result<bool, StoreError>;
+    /// Deletes alert config `id`; `false` if there is none.
+    fn delete_config(&self, id: i64) -> Result<bool, StoreError>;
+    /// A number that changes whenever an admin call changed accounts, keys or devices:
+    /// caches compare it to know when to drop what they hold.
+    fn admin_version(&self) -> Result<i64, StoreError>;
+    /// Finds the device (account, agent key, hostname), or registers it if the account has
+    /// quota left; updates `last_seen`.
+    fn register_device(
+        &self,
+        account: &str,
+        agent_key: &str,
+        hostname: &str,
+        now_ms: i64,
+    ) -> Result<Registration, StoreError> {
+        let mut out = self.register_devices(&[Sighting {
+            account,
+            agent_key,
+            hostname,
+            now_ms,
+        }])?;
+        Ok(out.pop().expect("one answer per sighting"))
+    }
+    /// [`AccountStore::register_device`] for several sightings in one transaction, in
+    /// order (a quota filled by an earlier one counts for the later ones).
+    fn register_devices(&self, batch: &[Sighting<'_>]) -> Result<Vec<Registration>, StoreError>;
+    /// Moves `last_seen` of devices forward to the given times `(device id, ms)`, in one
+    /// transaction.
+    fn touch_devices(&self, seen: &[(i64, i64)]) -> Result<(), StoreError>;
+    /// Loads a fixtures file in one transaction (see [`crate::fixtures`]): existing
+    /// accounts take the file's quota and active flag, keys already issued to the account
+    /// and configs identical to a stored one are left alone.
+    fn import(&self, fixtures: &Fixtures) -> Result<ImportReport, StoreError>;
+}
+
+/// The durable alert state: what the engine needs to resume after a crash, and the alerts
+/// that fired.
+pub trait AlertStateStore: Send + Sync {
+    /// The persisted state blob of `device`.
+    fn device_state(&self, device: i64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every persisted (device, account, state blob) for which `keep(device)` holds.
+    fn device_states(
+        &self,
+        keep: &dyn Fn(i64) -> bool,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError>;
+    /// Writes device states `(device, account, blob)` and alert changes in one
+    /// transaction: all of them or none.
+    fn commit(
+        &self,
+        states: &[(i64, &str, Vec<u8>)],
+        changes: &[AlertChange],
+    ) -> Result<(), StoreError>;
+    /// Open (`closed = false`) or closed alerts, newest first (at most 1,000), optionally
+    /// of one account.
+    fn triggered(
+        &self,
+        closed: bool,
+        account: Option<&str>,
+    ) -> Result<Vec<TriggeredAlert>, StoreError>;
+}
+
+/// The outcome of every notification delivery.
+pub trait DeliveryLog: Send + Sync {
+    /// The recorded outcome of notification `id`.
+    fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
+    /// Every recorded delivery, oldest first.
+    fn deliveries(&self) -> Result<Vec<Delivery>, StoreError>;
+    /// Records the final outcome of a delivery (the first one recorded wins).
+    fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
+}
+
+/// Metric storage: minute snapshots (kept for a retention window), hourly aggregates
+/// (kept for good) and each device's latest values.
+///
+/// Writes are idempotent under replay: a minute keeps the payload with the latest event
+/// time, so the newest minute only moves forward, and aggregates are computed from the
+/// minutes, never incremented.
+pub trait MetricStore: Send + Sync {
+    /// Writes the points of several payloads `(device, event time, points)` in one
+    /// transaction.
+    fn write(&self, batch: &[(i64, f64, &[MetricPoint])]) -> Result<(), StoreError>;
+    /// Rolls up every changed hour that ended before `now` (epoch seconds) into its
+    /// aggregate. Returns how many hours were rolled up.
+    fn roll_up(&self, now: f64) -> Result<usize, StoreError>;
+    /// The latest values of `device`: (event time, `{metric{series}: value}`).
+    fn latest(&self, device: i64) -> Result<Option<(f64, serde_json::Value)>, StoreError>;
+    /// Minute snapshots or hourly aggregates of `metric` (optionally one series) of
+    /// `device` between `from` and `to` (epoch seconds, inclusive), ordered by series and
+    /// time.
+    fn query(
+        &self,
+        device: i64,
+        metric: &str,
+        series: Option<&str>,
+        from: i64,
+        to: i64,
+        hourly: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError>;
+    /// Rolls up the hours that have ended, then deletes minute snapshots older than
+    /// `days` before `now` (epoch seconds), except each device's latest; hourly
+    /// aggregates stay. Returns how many minute snapshots were deleted.
+    fn retain(&self, now: f64, days: u32) -> Result<usize, StoreError>;
+}
+
+/// An alert as `GET /api/v1/alerts/triggered` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TriggeredAlert {
+    /// Row id.
+    pub id: i64,
+    /// The alert config.
+    pub config_id: i64,
+    /// The account.
+    pub account: String,
+    /// The device id.
+    pub device: i64,
+    /// The device's host name.
+    pub hostname: String,
+    /// The metric (`None` for no-data alerts).
+    pub metric: Option<String>,
+    /// The series labels.
+    pub series: BTreeMap<String, String>,
+    /// Event time it fired (epoch seconds).
+    pub fired_at: f64,
+    /// Event time it cleared; `None` while open.
+    pub closed_at: Option<f64>,
+    /// The last value evaluated.
+    pub last_value: Option<f64>,
+}
+
+/// A change to the alerts table, written with the state in [`AlertStore::commit`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum AlertChange {
+    /// An alert opened.
+    Open(TriggeredAlert),
+    /// The open alert of (config, device, series) has a new last value.
+    Value {
+        /// Config id.
+        config_id: i64,
+        /// Device id.
+        device: i64,
+        /// Series key.
+        series: String,
+        /// The value.
+        value: f64,
+    },
+    /// The open alert of (config, device, series) closed.
+    Close {
+        /// Config id.
+        config_id: i64,
+        /// Device id.
+        device: i64,
+        /// Series key.
+        series: String,
+        /// When (event time).
+        at: f64,
+        /// The value that cleared it, if any.
+        value: Option<f64>,
+    },
+}
+
+/// The final outcome of a notification delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// The receiver refused it for good (a 4xx other than 429).
+    Failed,
+    /// Not sent: older than `max_age_s` (before or while retrying).
+    Archived,
+}
+
+impl DeliveryStatus {
+    /// The name stored and shown: `delivered`, `failed` or `archived`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Archived => "archived",
+        }
+    }
+
+    /// The status named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "delivered" => DeliveryStatus::Delivered,
+            "failed" => DeliveryStatus::Failed,
+            "archived" => DeliveryStatus::Archived,
+            _ => return None,
+        })
+    }
+}
+
+/// A recorded delivery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The notification id.
+    pub id: String,
+    /// The outcome.
+    pub status: DeliveryStatus,
+    /// HTTP requests made.
+    pub attempts: u32,
+    /// The last HTTP status, if any answered.
+    pub code: Option<u16>,
+    /// Why (error text, or "ok").
+    pub reason: String,
+    /// When it was recorded (epoch ms).
+    pub at_ms: i64,
+}
+
+/// One stored value.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredPoint {
+    /// Metric name.
+    pub metric: String,
+    /// Series labels as `k=v,...`.
+    pub series: String,
+    /// Start of the minute or hour, epoch seconds.
+    pub time: i64,
+    /// The value (minutes), or the last value of the hour.
+    pub value: f64,
+    /// Hourly aggregates (absent for minutes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hour: Option<HourAggregate>,
+}
+
+/// An hour's aggregate of its minute snapshots.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct HourAggregate {
+    /// Minutes with a value.
+    pub count: i64,
+    /// Their sum.
+    pub sum: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Of the latest minute.
+    pub last: f64,
+}
+
+impl HourAggregate {
+    /// An hour of one value.
+    pub fn first(value: f64) -> Self {
+        HourAggregate {
+            count: 1,
+            sum: value,
+            min: value,
+            max: value,
+            last: value,
+        }
+    }
+
+    /// Adds the next minute's value.
+    pub fn add(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        self.last = value;
+    }
+}
+
+/// Series labels as one canonical key: `k=v` pairs sorted by key, joined by `,`.
+pub fn series_key(labels: &BTreeMap<String, String>) -> String {
+    let mut s = String::new();
+    for (k, v) in labels {
+        if !s.is_empty() {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push('=');
+        s.push_str(v);
+    }
+    s
+}
+
+/// The labels of a series key made by [`series_key`].
+pub fn series_labels(key: &str) -> BTreeMap<String, String> {
+    key.split(',')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `metric` or `metric{series}`: the keys of [`MetricStore::latest`].
+pub fn latest_key(metric: &str, series: &str) -> String {
+    if series.is_empty() {
+        metric.to_string()
+    } else {
+        format!("{metric}{{{series}}}")
+    }
+}
+
+/// The aggregates of an hour per (metric, series), from its minutes' points in minute
+/// order: every backend computes hours this way.
+pub fn aggregate_hour<'a>(
+    minutes: impl IntoIterator<Item = &'a [(String, String, f64)]>,
+) -> BTreeMap<(String, String), HourAggregate> {
+    let mut out: BTreeMap<(String, String), HourAggregate> = BTreeMap::new();
+    for points in minutes {
+        for (metric, series, value) in points {
+            match out.get_mut(&(metric.clone(), series.clone())) {
+                Some(a) => a.add(*value),
+                None => {
+                    out.insert(
+                        (metric.clone(), series.clone()),
+                        HourAggregate::first(*value),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The whole minutes (epoch minutes) that start within `from..=to` (epoch seconds).
+pub fn minutes_within(from: i64, to: i64) -> (i64, i64) {
+    (
+        from.div_euclid(60) + i64::from(from.rem_euclid(60) != 0),
+        to.div_euclid(60),
+    )
+}
+
+/// The hours (epoch hours) that start within `from..=to` (epoch seconds).
+pub fn hours_within(from: i64, to: i64) -> (i64, i64) {
+    (
+        from.div_euclid(3600) + i64::from(from.rem_euclid(3600) != 0),
+        to.div_euclid(3600),
+    )
+}
+
+/// The epoch minute of event time `time` (epoch seconds).
+pub fn minute_of(time: f64) -> i64 {
+    (time / 60.0).floor() as i64
+}

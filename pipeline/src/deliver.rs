@@ -1,0 +1,333 @@
+//! The `deliver` bolt (the notifier's): reads notifications (from the `kafka` spout in
+//! `squall notifier`) and posts each in its receiver's format
+//! ([`squall_alerting::notify::request`]), with `Idempotency-Key: <id>`.
+//!
+//! 2xx is delivered; 429, 5xx and connection errors are retried with exponential back-off
+//! and jitter ([`RetryPolicy`], honouring `Retry-After`); another 4xx is final; a
+//! notification older than `max_age_s` is archived instead of sent. The outcome is
+//! recorded in the [`DeliveryLog`] *before* the tuple is acked (so before its offset is
+//! committed), and an id with a recorded outcome is never sent again: a restart re-reads
+//! uncommitted notifications and skips the delivered ones. Deliveries of one key (alert ×
+//! recipient) run one at a time, in order, so a "resolved" never overtakes its "firing".
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::Deserialize;
+use squall_alerting::events::fingerprint;
+use squall_alerting::notify::{recipient_type, request, Notification, RetryPolicy};
+use squall_alerting::store::{Delivery, DeliveryLog, DeliveryStatus};
+use squall_topology::{
+    Bolt, BoltError, BoltWaker, ComponentError, OutputCollector, OutputDeclarer, TopologyContext,
+    Tuple, Value,
+};
+
+use crate::notify::now_ms;
+use crate::stores;
+
+fn default_max_age() -> u64 {
+    3600
+}
+fn default_timeout() -> u64 {
+    10_000
+}
+fn default_initial() -> u64 {
+    500
+}
+fn default_max_backoff() -> u64 {
+    60_000
+}
+fn default_value_field() -> String {
+    "value".into()
+}
+
+/// Options of `deliver`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverConfig {
+    /// The database the `deliveries` table lives in, `sqlite://PATH`.
+    pub db_url: String,
+    /// Notifications older than this many seconds are archived, not sent.
+    #[serde(default = "default_max_age")]
+    pub max_age_s: u64,
+    /// Timeout of one HTTP request.
+    #[serde(default = "default_timeout")]
+    pub request_timeout_ms: u64,
+    /// First retry delay; doubles per attempt (with jitter).
+    #[serde(default = "default_initial")]
+    pub initial_backoff_ms: u64,
+    /// Longest retry delay.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_ms: u64,
+    /// The input field holding the notification JSON.
+    #[serde(default = "default_value_field")]
+    pub field: String,
+}
+
+struct Shared {
+    config: DeliverConfig,
+    retry: RetryPolicy,
+    store: Arc<dyn DeliveryLog>,
+    client: reqwest::Client,
+}
+
+type Finished = (u64, Result<(), String>);
+
+/// The `deliver` bolt (see the module docs). A sink: no output streams.
+#[allow(missing_debug_implementations)]
+pub struct Deliver {
+    config: DeliverConfig,
+    shared: Option<Arc<Shared>>,
+    runtime: Option<tokio::runtime::Handle>,
+    waker: Option<BoltWaker>,
+    done_tx: Sender<Finished>,
+    done: Receiver<Finished>,
+    held: HashMap<u64, (Tuple, String)>,
+    /// Per key: deliveries waiting for the one in flight.
+    queues: HashMap<String, VecDeque<(u64, Notification)>>,
+    next: u64,
+}
+
+impl Deliver {
+    /// A deliver bolt with `config` (the database opens in `prepare`).
+    pub fn new(config: DeliverConfig) -> Result<Self, String> {
+        stores::check_url(&config.db_url)?;
+        if config.initial_backoff_ms == 0 || config.max_backoff_ms < config.initial_backoff_ms {
+            return Err("`initial_backoff_ms` must be > 0 and <= `max_backoff_ms`".into());
+        }
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        Ok(Deliver {
+            config,
+            shared: None,
+            runtime: None,
+            waker: None,
+            done_tx,
+            done,
+            held: HashMap::new(),
+            queues: HashMap::new(),
+            next: 0,
+        })
+    }
+
+    fn start(&self, id: u64, n: Notification) {
+        let (Some(shared), Some(rt)) = (self.shared.clone(), &self.runtime) else {
+            return;
+        };
+        let done = self.done_tx.clone();
+        let waker = self.waker.clone();
+        rt.spawn(async move {
+            let result = deliver(&shared, n).await;
+            let _ = done.send((id, result));
+            if let Some(w) = waker {
+                w.wake();
+            }
+        });
+    }
+}
+
+enum Attempt {
+    Done(DeliveryStatus, Option<u16>, String),
+    Retry(Option<u16>, String, Option<Duration>),
+}
+
+async fn attempt(shared: &Shared, n: &Notification) -> Attempt {
+    let (url, body) = request(n);
+    let sent = shared
+        .client
+        .post(url)
+        .header("Idempotency-Key", &n.id)
+        .json(&body)
+        .send()
+        .await;
+    match sent {
+        Err(e) => Attempt::Retry(None, format!("request failed: {e}"), None),
+        Ok(resp) => {
+            let code = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            if code.is_success() {
+                Attempt::Done(DeliveryStatus::Delivered, Some(code.as_u16()), "ok".into())
+            } else if code.as_u16() == 429 || code.is_server_error() {
+                Attempt::Retry(Some(code.as_u16()), format!("HTTP {code}"), retry_after)
+            } else {
+                let text = resp.text().await.unwrap_or_default();
+                let text: String = text.chars().take(200).collect();
+                Attempt::Done(
+                    DeliveryStatus::Failed,
+                    Some(code.as_u16()),
+                    format!("HTTP {code}: {text}"),
+                )
+            }
+        }
+    }
+}
+
+/// Delivers `n` to its final outcome and records it.
+async fn deliver(shared: &Arc<Shared>, n: Notification) -> Result<(), String> {
+    let kind = recipient_type(&n.recipient);
+    let store = shared.store.clone();
+    let id = n.id.clone();
+    let recorded = tokio::task::spawn_blocking(move || store.delivery(&id))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("deliveries table: {e}"))?;
+    if recorded.is_some() {
+        metrics::counter!("squall_notifications_skipped_total", "reason" => "already_final")
+            .increment(1);
+        return Ok(());
+    }
+    let max_age = Duration::from_secs(shared.config.max_age_s);
+    let age = || Duration::from_millis((now_ms() - n.created_at_ms).max(0) as u64);
+    let mut attempts = 0u32;
+    let mut last: (Option<u16>, String) = (None, String::new());
+    let (status, code, reason) = loop {
+        if age() > max_age {
+            let why = if attempts == 0 {
+                format!("older than max_age_s ({} s); not sent", max_age.as_secs())
+            } else {
+                format!(
+                    "still undelivered after max_age_s ({} s), {attempts} attempts; last error: {}",
+                    max_age.as_secs(),
+                    last.1
+                )
+            };
+            break (DeliveryStatus::Archived, last.0, why);
+        }
+        attempts += 1;
+        match attempt(shared, &n).await {
+            Attempt::Done(status, code, reason) => break (status, code, reason),
+            Attempt::Retry(code, reason, retry_after) => {
+                tracing::warn!(id = %n.id, kind, attempt = attempts, %reason, "delivery failed; retrying");
+                metrics::counter!("squall_notification_retries_total", "type" => kind).increment(1);
+                last = (code, reason);
+                let delay = shared.retry.delay(attempts, retry_after);
+                // Wake up no later than the moment the notification expires.
+                let left = max_age.saturating_sub(age()) + Duration::from_millis(1);
+                tokio::time::sleep(delay.min(left)).await;
+            }
+        }
+    };
+    let outcome = match status {
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Failed => "failed",
+        DeliveryStatus::Archived => "archived",
+    };
+    metrics::counter!("squall_notifications_total", "type" => kind, "outcome" => outcome)
+        .increment(1);
+    if status != DeliveryStatus::Delivered {
+        tracing::warn!(id = %n.id, kind, outcome, %reason, "notification not delivered");
+    }
+    let d = Delivery {
+        id: n.id.clone(),
+        status,
+        attempts,
+        code,
+        reason,
+        at_ms: now_ms(),
+    };
+    let store = shared.store.clone();
+    tokio::task::spawn_blocking(move || store.record_delivery(&d))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("deliveries table: {e}"))
+}
+
+impl Bolt for Deliver {
+    fn declare_outputs(&self, _d: &mut OutputDeclarer) {}
+
+    fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
+        let url = &self.config.db_url;
+        let store = stores::open(url)
+            .map_err(|e| ComponentError::msg(format!("cannot open {url}: {e}")))?
+            .deliveries;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(self.config.request_timeout_ms))
+            .user_agent(concat!("squall-notifier/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ComponentError::msg(format!("cannot build the HTTP client: {e}")))?;
+        self.runtime = Some(
+            tokio::runtime::Handle::try_current()
+                .map_err(|e| ComponentError::msg(format!("deliver needs a tokio runtime: {e}")))?,
+        );
+        self.shared = Some(Arc::new(Shared {
+            retry: RetryPolicy {
+                initial: Duration::from_millis(self.config.initial_backoff_ms),
+                max: Duration::from_millis(self.config.max_backoff_ms),
+            },
+            config: self.config.clone(),
+            store,
+            client,
+        }));
+        self.waker = ctx.waker();
+        Ok(())
+    }
+
+    fn execute(&mut self, t: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        self.wake(out);
+        if t.is_tick() {
+            return Ok(());
+        }
+        let raw = match t.get_by_field(&self.config.field) {
+            Some(Value::Bytes(b)) => serde_json::from_slice::<Notification>(b),
+            Some(Value::Str(s)) => serde_json::from_str::<Notification>(s),
+            _ => {
+                return Err(BoltError::msg(format!(
+                    "deliver: input has no `{}` field",
+                    self.config.field
+                )))
+            }
+        };
+        let n = match raw {
+            Ok(n) => n,
+            Err(e) => {
+                // Bad input must not block the partition: count it, log it, move on.
+                metrics::counter!("squall_notifications_total", "type" => "unknown", "outcome" => "malformed")
+                    .increment(1);
+                tracing::error!(error = %e, "deliver: not a notification; skipped");
+                return Ok(());
+            }
+        };
+        let id = self.next;
+        self.next += 1;
+        let key = format!("{}-{}", fingerprint(&n.event), n.recipient_url());
+        out.hold();
+        self.held.insert(id, (t, key.clone()));
+        let queue = self.queues.entry(key).or_default();
+        queue.push_back((id, n.clone()));
+        if queue.len() == 1 {
+            self.start(id, n);
+        }
+        Ok(())
+    }
+
+    fn wake(&mut self, out: &mut OutputCollector) {
+        while let Ok((id, result)) = self.done.try_recv() {
+            let Some((t, key)) = self.held.remove(&id) else {
+                continue;
+            };
+            match result {
+                Ok(()) => out.ack(&t),
+                Err(e) => out.fail(&t, e),
+            }
+            let next = match self.queues.get_mut(&key) {
+                Some(q) => {
+                    q.pop_front();
+                    q.front().cloned()
+                }
+                None => None,
+            };
+            match next {
+                Some((id, n)) => self.start(id, n),
+                None => {
+                    self.queues.remove(&key);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! The `enrich` bolt: checks each payload envelope against the accounts store and attaches
+//! its device.
+//!
+//! Decisions, in order: the account must exist (`unknown_account`) and be active
+//! (`account_inactive`); the agent key must be issued to that account
+//! (`invalid_agent_key`); a known device must be active (`device_inactive`); an unknown one
+//! is registered if the account has quota left, else `quota_exceeded`. Unparsable
+//! envelopes or payloads are `malformed`. Accepted payloads leave as an [`Observation`]
+//! ([`crate::stage`]). Rejections go to the `rejected` stream
+//! (`account`, `agent_key`, `reason`, `error`), are counted
+//! (`squall_rejected_total{reason}`) and acked: a rejection is an answer, not a failure.
+//!
+//! Store calls block, so they run on a dedicated thread ([`Offload`]): on a cache miss the
+//! bolt holds the tuple, hands the lookup to that thread, and finishes the tuple when the
+//! thread wakes it. The thread decides whatever queued up while it worked as one batch, new
+//! devices registered in one transaction. Decisions are cached for `cache_ttl_ms` (ten
+//! minutes by default: agents post every minute, so a shorter cache would send nearly every
+//! payload to the database); admin changes (any account, key or device change through the
+//! admin API) empty the cache within about a second, because the database thread watches
+//! the store's admin version. A payload answered from the cache still moves its device's
+//! `last_seen`, batched on the same thread.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use squall_alerting::accounts::{Account, Registration, Sighting};
+use squall_alerting::engine::Observation;
+use squall_alerting::envelope::Envelope;
+use squall_alerting::payload::{self, Payload};
+use squall_alerting::store::{AccountStore, StoreError};
+use squall_topology::{
+    values, Bolt, BoltError, ComponentError, OutputCollector, OutputDeclarer, TopologyContext,
+    Tuple, Value,
+};
+use squall_topology::{Offload, OffloadConfig, Worker};
+
+use crate::stage::{self, observation_values, record_stage, REJECTED};
+use crate::stores;
+
+fn default_ttl() -> u64 {
+    600_000
+}
+
+fn default_field() -> String {
+    "value".into()
+}
+
+/// Options of `enrich`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichConfig {
+    /// The accounts database, `sqlite://PATH`.
+    pub db_url: String,
+    /// How long lookups are cached.
+    #[serde(default = "default_ttl")]
+    pub cache_ttl_ms: u64,
+    /// The input field holding the envelope (default `value`, as the kafka spout emits).
+    #[serde(default = "default_field")]
+    pub field: String,
+}
+
+/// What the store said about one (account, key, hostname).
+#[derive(Clone, Debug)]
+enum Verdict {
+    Device(i64),
+    Reject(&'static str, String),
+}
+
+/// A device lookup (or registration).
+#[derive(Debug)]
+struct Job {
+    account: String,
+    agent_key: String,
+    hostname: String,
+    now_ms: i64,
+}
+
+/// What the bolt asks its database thread.
+#[derive(Debug)]
+enum Request {
+    /// Decide a payload.
+    Decide(Job),
+    /// A cached device sent a payload at this time (epoch ms): move its `last_seen`.
+    Seen(i64, i64),
+}
+
+/// What the database thread sends back.
+#[derive(Debug)]
+enum Answer {
+    /// The verdict of a [`Request::Decide`].
+    Verdict(Result<Verdict, String>),
+    /// A [`Request::Seen`] was recorded.
+    Seen,
+    /// An admin change happened: drop the cache.
+    Invalidate,
+}
+
+/// A payload waiting for its verdict.
+#[derive(Debug)]
+struct Pending {
+    input: Tuple,
+    account: String,
+    agent_key: String,
+    hostname: String,
+    time: f64,
+    received_at: f64,
+    payload: Arc<Payload>,
+    key: (String, String, String),
+}
+
+/// The database side of `enrich`: decides batches, moves `last_seen`, watches the admin
+/// version.
+struct Decider {
+    store: Arc<dyn AccountStore>,
+    version: Option<i64>,
+}
+
+impl Worker for Decider {
+    type Job = Request;
+    type Output = Answer;
+
+    fn run(&mut self, requests: Vec<Request>) -> Vec<Answer> {
+        let mut seen: HashMap<i64, i64> = HashMap::new();
+        let mut jobs = Vec::new();
+        for r in &requests {
+            match r {
+                Request::Decide(job) => jobs.push(job),
+                Request::Seen(device, ms) => {
+                    let at = seen.entry(*device).or_insert(*ms);
+                    *at = (*at).max(*ms);
+                }
+            }
+        }
+        if !seen.is_empty() {
+            let seen: Vec<(i64, i64)> = seen.into_iter().collect();
+            if let Err(error) = self.store.touch_devices(&seen) {
+                tracing::warn!(%error, "enrich: last_seen not updated");
+            }
+        }
+        let mut verdicts = decide(&*self.store, &jobs).into_iter();
+        requests
+            .iter()
+            .map(|r| match r {
+                Request::Decide(_) => Answer::Verdict(verdicts.next().expect("one per job")),
+                Request::Seen(..) => Answer::Seen,
+            })
+            .collect()
+    }
+
+    fn idle(&mut self) -> Vec<Answer> {
+        let now = self.store.admin_version().ok();
+        if now == self.version {
+            return Vec::new();
+        }
+        self.version = now;
+        vec![Answer::Invalidate]
+    }
+}
+
+/// The `enrich` bolt (see the module docs).
+pub struct Enrich {
+    config: EnrichConfig,
+    store: Option<Arc<dyn AccountStore>>,
+    offload: Option<Offload<Decider, Pending>>,
+    cache: HashMap<(String, String, String), (Verdict, Instant)>,
+    /// Lookups in flight per key: while any is, a cached verdict must not let a later
+    /// payload of the same device overtake the earlier ones (rules depend on order).
+    inflight: HashMap<(String, String, String), usize>,
+}
+
+impl Enrich {
+    /// An enrich bolt with `config` (the database opens in `prepare`).
+    pub fn new(config: EnrichConfig) -> Result<Self, String> {
+        stores::check_url(&config.db_url)?;
+        Ok(Enrich {
+            config,
+            store: None,
+            offload: None,
+            cache: HashMap::new(),
+            inflight: HashMap::new(),
+        })
+    }
+
+    /// An enrich bolt on an already open store (tests, benches).
+    pub fn with_store(store: Arc<dyn AccountStore>, cache_ttl_ms: u64) -> Self {
+        Enrich {
+            config: EnrichConfig {
+                db_url: String::new(),
+                cache_ttl_ms,
+                field: default_field(),
+            },
+            store: Some(store),
+            offload: None,
+            cache: HashMap::new(),
+            inflight: HashMap::new(),
+        }
+    }
+
+    fn reject(
+        out: &mut OutputCollector,
+        account: &str,
+        key: &str,
+        reason: &'static str,
+        error: String,
+    ) {
+        metrics::counter!("squall_rejected_total", "reason" => reason).increment(1);
+        tracing::debug!(account, reason, %error, "payload rejected");
+        out.emit_to(REJECTED, values![account, key, reason, error]);
+    }
+
+    fn finish(p: Pending, verdict: &Verdict, out: &mut OutputCollector) {
+        match verdict {
+            Verdict::Device(id) => {
+                record_stage("enriched", p.received_at);
+                let obs = Observation {
+                    device: *id,
+                    account: p.account,
+                    agent_key: p.agent_key,
+                    hostname: p.hostname,
+                    time: p.time,
+                    received_at: p.received_at,
+                    payload: p.payload,
+                };
+                out.emit_anchored(
+                    squall_topology::DEFAULT_STREAM,
+                    &[&p.input],
+                    observation_values(Arc::new(obs)),
+                );
+            }
+            Verdict::Reject(reason, error) => {
+                metrics::counter!("squall_rejected_total", "reason" => *reason).increment(1);
+                out.emit_anchored(
+                    REJECTED,
+                    &[&p.input],
+                    values![p.account, p.agent_key, *reason, error.clone()],
+                );
+            }
+        }
+        out.ack(&p.input);
+    }
+}
+
+/// The account and agent-key checks of one job: a rejection, or `None` when the device
+/// is to be looked up (or registered).
+fn check(store: &dyn AccountStore, job: &Job) -> Result<Option<Verdict>, StoreError> {
+    match store.account(&job.account)? {
+        None => {
+            return Ok(Some(Verdict::Reject(
+                "unknown_account",
+                format!("no account \"{}\"", job.account),
+            )))
+        }
+        Some(Account { active: false, .. }) => {
+            return Ok(Some(Verdict::Reject(
+                "account_inactive",
+                format!("account \"{}\" is inactive", job.account),
+            )))
+        }
+        Some(_) => {}
+    }
+    if store.key_account(&job.agent_key)?.as_deref() != Some(job.account.as_str()) {
+        return Ok(Some(Verdict::Reject(
+            "invalid_agent_key",
+            format!(
+                "agent key {} is not issued to account \"{}\"",
+                job.agent_key, job.account
+            ),
+        )));
+    }
+    Ok(None)
+}
+
+/// Decides a batch of jobs against the store, registering new devices in one transaction.
+fn decide(store: &dyn AccountStore, jobs: &[&Job]) -> Vec<Result<Verdict, String>> {
+    let mut out: Vec<Result<Verdict, String>> = Vec::with_capacity(jobs.len());
+    let mut lookups = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        match check(store, job) {
+            Ok(Some(reject)) => out.push(Ok(reject)),
+            Ok(None) => {
+                lookups.push(i);
+                out.push(Err(String::new())); // replaced below
+            }
+            Err(e) => out.push(Err(e.to_string())),
+        }
+    }
+    if lookups.is_empty() {
+        return out;
+    }
+    let sightings: Vec<Sighting<'_>> = lookups
+        .iter()
+        .map(|&i| Sighting {
+            account: &jobs[i].account,
+            agent_key: &jobs[i].agent_key,
+            hostname: &jobs[i].hostname,
+            now_ms: jobs[i].now_ms,
+        })
+        .collect();
+    match store.register_devices(&sightings) {
+        Ok(registrations) => {
+            for (&i, r) in lookups.iter().zip(registrations) {
+                let job = &jobs[i];
+                out[i] = Ok(match r {
+                    Registration::Known(d) if !d.active => Verdict::Reject(
+                        "device_inactive",
+                        format!("device {} ({}) is inactive", d.id, d.hostname),
+                    ),
+                    Registration::Known(d) | Registration::Registered(d) => Verdict::Device(d.id),
+                    Registration::QuotaExceeded => Verdict::Reject(
+                        "quota_exceeded",
+                        format!(
+                            "account \"{}\" has no device quota left for {}",
+                            job.account, job.hostname
+                        ),
+                    ),
+                });
+            }
+        }
+        Err(e) => {
+            for i in lookups {
+                out[i] = Err(e.to_string());
+            }
+        }
+    }
+    out
+}
+
+impl Bolt for Enrich {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(stage::observation_fields());
+        d.declare_stream(REJECTED, stage::rejected_fields());
+    }
+
+    fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
+        let store: Arc<dyn AccountStore> = match self.store.take() {
+            Some(s) => s,
+            None => {
+                stores::open(&self.config.db_url)
+                    .map_err(|e| {
+                        ComponentError::msg(format!("cannot open {}: {e}", self.config.db_url))
+                    })?
+                    .accounts
+            }
+        };
+        let decider = Decider {
+            version: store.admin_version().ok(),
+            store: store.clone(),
+        };
+        let config = OffloadConfig {
+            max_batch: 1_024,
+            ..OffloadConfig::new(format!("enrich-db-{}", ctx.task_index()))
+        };
+        self.offload = Some(Offload::start(config, ctx.waker(), decider)?);
+        self.store = Some(store);
+        Ok(())
+    }
+
+    fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        self.wake(out);
+        if input.is_tick() {
+            return Ok(());
+        }
+        // A clone of the field (an `Arc`, not the bytes): the envelope borrows from it
+        // while the tuple moves on.
+        let field = input.get_by_field(&self.config.field).cloned();
+        let raw = field.as_ref().and_then(Value::as_bytes).ok_or_else(|| {
+            BoltError::msg(format!(
+                "enrich: input has no `{}` bytes field",
+                self.config.field
+            ))
+        })?;
+        let envelope = match Envelope::from_slice(raw) {
+            Ok(e) => e,
+            Err(e) => {
+                Self::reject(
+                    out,
+                    "",
+                    "",
+                    "malformed",
+                    format!("not a payload envelope: {e}"),
+                );
+                return Ok(());
+            }
+        };
+        let parsed = match payload::parse(envelope.payload.get().as_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                Self::reject(
+                    out,
+                    &envelope.account,
+                    &envelope.agent_key,
+                    "malformed",
+                    e.to_string(),
+                );
+                return Ok(());
+            }
+        };
+        let hostname = parsed
+            .hostname
+            .clone()
+            .or_else(|| parsed.uuid.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let received_at = envelope.received_at();
+        let time = parsed.event_time(received_at);
+        let key = (
+            envelope.account.clone(),
+            envelope.agent_key.clone(),
+            hostname.clone(),
+        );
+        let now_ms = envelope.received_at_ms as i64;
+        let pending = Pending {
+            input,
+            account: envelope.account,
+            agent_key: envelope.agent_key,
+            hostname,
+            time,
+            received_at,
+            payload: Arc::new(parsed),
+            key: key.clone(),
+        };
+        let Some(offload) = &mut self.offload else {
+            return Err(BoltError::msg("enrich used before prepare"));
+        };
+        let ttl = Duration::from_millis(self.config.cache_ttl_ms);
+        let queued_behind = self.inflight.get(&key).is_some_and(|n| *n > 0);
+        if let Some((verdict, at)) = self.cache.get(&key).filter(|_| !queued_behind) {
+            if at.elapsed() < ttl {
+                let verdict = verdict.clone();
+                if let Verdict::Device(id) = &verdict {
+                    // Best effort: if the thread has stopped, the next miss reports it.
+                    let _ = offload.send(Request::Seen(*id, now_ms));
+                }
+                out.hold();
+                Self::finish(pending, &verdict, out);
+                return Ok(());
+            }
+        }
+        let job = Job {
+            account: pending.account.clone(),
+            agent_key: pending.agent_key.clone(),
+            hostname: pending.hostname.clone(),
+            now_ms,
+        };
+        offload
+            .submit(Request::Decide(job), pending, out)
+            .map_err(|e| BoltError::msg(format!("enrich: {e}")))?;
+        out.hold();
+        *self.inflight.entry(key).or_default() += 1;
+        Ok(())
+    }
+
+    fn wake(&mut self, out: &mut OutputCollector) {
+        let Some(offload) = &mut self.offload else {
+            return;
+        };
+        for (pending, answer) in offload.drain(out) {
+            let verdict = match answer {
+                Answer::Invalidate => {
+                    self.cache.clear();
+                    continue;
+                }
+                Answer::Seen => continue,
+                Answer::Verdict(verdict) => verdict,
+            };
+            let Some(p) = pending else {
+                continue;
+            };
+            if let Some(n) = self.inflight.get_mut(&p.key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.inflight.remove(&p.key);
+                }
+            }
+            match verdict {
+                Ok(verdict) => {
+                    self.cache
+                        .insert(p.key.clone(), (verdict.clone(), Instant::now()));
+                    Self::finish(p, &verdict, out);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "enrich: store lookup failed; the payload will be retried");
+                    out.fail(&p.input, format!("accounts store: {error}"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The contracts between the pipeline's stages, declared once: stream and field names,
+//! and the typed values that travel in them (`Value::Any`, shared, never re-parsed).
+//!
+//! | stage | stream | fields |
+//! |---|---|---|
+//! | `enrich` | default | `device` (int), `observation` ([`Observation`]) |
+//! | `enrich` | `rejected` | `account`, `agent_key`, `reason`, `error` (strings) |
+//! | `split` | default | `device` (int), `observation` ([`Observation`]) |
+//! | `threshold` | default | `account`, `device`, `event` ([`AlertEvent`]), `received_at` (epoch s, or null) |
+//! | `notify` | default | `key`, `value` (the [`Notification`] as JSON bytes: it leaves the process), `id` |
+//!
+//! Downstream stages group by `device` (fields grouping), so one task owns each device.
+//!
+//! [`Notification`]: squall_alerting::notify::Notification
+
+use std::sync::Arc;
+
+use squall_alerting::engine::Observation;
+use squall_alerting::events::AlertEvent;
+use squall_topology::{values, BoltError, Fields, Tuple, Value, Values};
+
+/// The field that carries the device id (the fields grouping key).
+pub const DEVICE: &str = "device";
+/// The field that carries an [`Observation`].
+pub const OBSERVATION: &str = "observation";
+/// The field that carries an [`AlertEvent`].
+pub const EVENT: &str = "event";
+/// The field that carries when the intake received the payload (epoch seconds).
+pub const RECEIVED_AT: &str = "received_at";
+/// The stream rejected payloads go to.
+pub const REJECTED: &str = "rejected";
+
+/// The fields of an observation stream (`enrich`, `split`).
+pub fn observation_fields() -> Fields {
+    Fields::new([DEVICE, OBSERVATION])
+}
+
+/// The fields of the `rejected` stream.
+pub fn rejected_fields() -> Fields {
+    Fields::new(["account", "agent_key", "reason", "error"])
+}
+
+/// The fields of an event stream (`threshold`).
+pub fn event_fields() -> Fields {
+    Fields::new(["account", DEVICE, EVENT, RECEIVED_AT])
+}
+
+/// The values of an observation tuple.
+pub fn observation_values(obs: Arc<Observation>) -> Values {
+    values![obs.device, Value::Any(obs)]
+}
+
+/// The values of an event tuple.
+pub fn event_values(event: Arc<AlertEvent>, received_at: Option<f64>) -> Values {
+    values![
+        event.account.clone(),
+        event.device,
+        Value::Any(event),
+        received_at
+    ]
+}
+
+fn any_of<T: Send + Sync + 'static>(
+    t: &Tuple,
+    field: &str,
+    what: &str,
+) -> Result<Arc<T>, BoltError> {
+    match t.get_by_field(field) {
+        Some(Value::Any(a)) => a.clone().downcast::<T>().map_err(|_| {
+            BoltError::msg(format!(
+                "`{field}` from \"{}\" does not hold {what}",
+                t.source_component()
+            ))
+        }),
+        _ => Err(BoltError::msg(format!(
+            "input from \"{}\" has no `{field}` (fields: {})",
+            t.source_component(),
+            t.fields()
+        ))),
+    }
+}
+
+/// The [`Observation`] of an observation tuple.
+pub fn observation_of(t: &Tuple) -> Result<Arc<Observation>, BoltError> {
+    any_of(t, OBSERVATION, "an observation")
+}
+
+/// The [`AlertEvent`] of an event tuple.
+pub fn event_of(t: &Tuple) -> Result<Arc<AlertEvent>, BoltError> {
+    any_of(t, EVENT, "an alert event")
+}
+
+/// Records how long after the intake received it a payload passed `stage` (histogram
+/// `squall_stage_latency_seconds{stage}`: `enriched`, `stored`, `evaluated`, `notified`).
+pub fn record_stage(stage: &'static str, received_at: f64) {
+    metrics::histogram!("squall_stage_latency_seconds", "stage" => stage)
+        .record((now_secs() - received_at).max(0.0));
+}
+
+/// Wall-clock time in epoch seconds.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

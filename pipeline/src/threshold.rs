@@ -1,0 +1,189 @@
+//! The `threshold` bolt: evaluates each device's metric points against its account's alert
+//! configs with the alert [`Engine`] and emits one [`AlertEvent`] per transition.
+//!
+//! - Input: `split`'s observations ([`crate::stage`]), fields-grouped by `device` so one
+//!   task owns each device.
+//! - Configs are loaded per account from the accounts database and dropped from the cache
+//!   when the admin version changes (any config, account, key or device change).
+//! - **Durability**: an input tuple is acked only after the device's new state and its
+//!   alert rows are committed (one transaction per batch, on the bolt's database thread,
+//!   an [`Offload`]), so the Kafka offset of a payload is committed only after its effects are
+//!   durable. After a crash the state is read back: pending clocks, open alerts and last
+//!   notification times continue, and a replayed payload (event time not after the last
+//!   evaluated one) moves nothing. If a replayed payload had caused transitions, the same
+//!   events (same ids) are emitted again, so a notification lost between the commit and
+//!   the crash is still produced; the notifier delivers each id once.
+//! - **No-data** rules are checked on tick tuples (`tick_interval_ms`) against server
+//!   time: a device that has sent nothing for `wait.seconds` fires; its next payload clears
+//!   it. At start each task reloads the state of the devices the fields grouping sends it,
+//!   and its first tick emits the open no-data alerts again (same ids): a tick has no
+//!   input to anchor to, so this is what keeps a crash from losing such a notification.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use squall_alerting::engine::{Engine, Observation};
+use squall_alerting::events::AlertEvent;
+use squall_alerting::store::StoreError;
+use squall_topology::{
+    Bolt, BoltError, ComponentError, Offload, OffloadConfig, OutputCollector, OutputDeclarer,
+    TopologyContext, Tuple, Value, Worker,
+};
+
+use crate::stage::{self, event_values, now_secs, observation_of, record_stage};
+use crate::stores;
+
+/// Options of `threshold`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdConfig {
+    /// The accounts database (configs, and the alert state tables), `sqlite://PATH`.
+    pub db_url: String,
+}
+
+/// What the bolt asks the engine's thread.
+enum Job {
+    /// Evaluate a payload.
+    Observe(Arc<Observation>),
+    /// Check no-data rules at this server time.
+    Tick(f64),
+}
+
+/// The engine on its thread: evaluates a batch, then commits it in one transaction; if
+/// the commit fails, every job of the batch fails (and is retried by its spout).
+struct Evaluator {
+    engine: Engine,
+}
+
+impl Worker for Evaluator {
+    type Job = Job;
+    type Output = Result<Vec<AlertEvent>, String>;
+
+    fn run(&mut self, jobs: Vec<Job>) -> Vec<Self::Output> {
+        let mut done: Vec<Self::Output> = jobs
+            .into_iter()
+            .map(|job| {
+                match job {
+                    Job::Observe(obs) => self.engine.observe(&obs),
+                    Job::Tick(now) => self.engine.tick(now),
+                }
+                .map_err(|e| e.to_string())
+            })
+            .collect();
+        if let Err(e) = self.engine.commit() {
+            let error = format!("alert state: {e}");
+            for d in &mut done {
+                *d = Err(error.clone());
+            }
+        }
+        done
+    }
+
+    fn idle(&mut self) -> Vec<Self::Output> {
+        self.engine.refresh();
+        Vec::new()
+    }
+}
+
+/// The `threshold` bolt (see the module docs). Output: [`stage::event_fields`]
+/// (`account`, `device`, `event` (the [`AlertEvent`]), `received_at`: when the intake
+/// received the payload that caused it, epoch seconds; null for no-data events).
+pub struct Threshold {
+    config: ThresholdConfig,
+    offload: Option<Offload<Evaluator, (Tuple, f64)>>,
+}
+
+impl std::fmt::Debug for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Threshold")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Threshold {
+    /// A threshold bolt with `config` (the database opens in `prepare`).
+    pub fn new(config: ThresholdConfig) -> Result<Self, String> {
+        stores::check_url(&config.db_url)?;
+        Ok(Threshold {
+            config,
+            offload: None,
+        })
+    }
+}
+
+impl Bolt for Threshold {
+    fn declare_outputs(&self, d: &mut OutputDeclarer) {
+        d.declare(stage::event_fields());
+    }
+
+    fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
+        let url = &self.config.db_url;
+        let open_err = |e: StoreError| ComponentError::msg(format!("cannot open {url}: {e}"));
+        let stores = stores::open(url).map_err(open_err)?;
+        let mut engine = Engine::new(stores.accounts, stores.alerts);
+        let (task, tasks) = (ctx.task_index(), ctx.parallelism());
+        let loaded = engine
+            .load(|device| squall_topology::fields_task(&[Value::Int(device)], tasks) == task)
+            .map_err(open_err)?;
+        tracing::info!(task, devices = loaded, "alert state loaded");
+        let config = OffloadConfig::new(format!("threshold-db-{task}"));
+        self.offload = Some(Offload::start(config, ctx.waker(), Evaluator { engine })?);
+        Ok(())
+    }
+
+    fn execute(&mut self, t: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
+        self.wake(out);
+        let Some(offload) = &mut self.offload else {
+            return Err(BoltError::msg("threshold used before prepare"));
+        };
+        if t.is_tick() {
+            if let Err(e) = offload.send(Job::Tick(now_secs())) {
+                // The next tick checks again; nothing is lost.
+                tracing::warn!(error = %e, "threshold: no-data check skipped");
+            }
+            return Ok(());
+        }
+        let obs = observation_of(&t)?;
+        let received_at = obs.received_at;
+        offload
+            .submit(Job::Observe(obs), (t, received_at), out)
+            .map_err(|e| BoltError::msg(format!("threshold: {e}")))?;
+        out.hold();
+        Ok(())
+    }
+
+    fn wake(&mut self, out: &mut OutputCollector) {
+        let Some(offload) = &mut self.offload else {
+            return;
+        };
+        for (input, result) in offload.drain(out) {
+            match result {
+                Ok(events) => {
+                    for e in events {
+                        metrics::counter!("squall_alert_events_total", "kind" => e.kind.as_str())
+                            .increment(1);
+                        match &input {
+                            Some((t, received_at)) => out.emit_anchored(
+                                squall_topology::DEFAULT_STREAM,
+                                &[t],
+                                event_values(Arc::new(e), Some(*received_at)),
+                            ),
+                            None => out.emit_unanchored(event_values(Arc::new(e), None)),
+                        }
+                    }
+                    if let Some((t, received_at)) = input {
+                        record_stage("evaluated", received_at);
+                        out.ack(&t);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "threshold: evaluation not persisted; the payload will be retried");
+                    if let Some((t, _)) = input {
+                        out.fail(&t, error);
+                    }
+                }
+            }
+        }
+    }
+}

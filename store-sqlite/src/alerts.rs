@@ -1,0 +1,153 @@
+//! [`AlertStateStore`] on SQLite: each device's rule state (`alert_device_state`) and the
+//! alerts that fired (`alerts`, at most one open row per (config, device, series): a
+//! partial unique index holds it), written in one transaction per batch.
+
+use rusqlite::{params, OptionalExtension};
+use squall_alerting::store::{
+    series_key, series_labels, AlertChange, AlertStateStore, StoreError, TriggeredAlert,
+};
+
+use crate::accounts::run;
+use crate::SqliteStore;
+
+impl AlertStateStore for SqliteStore {
+    fn device_state(&self, device: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        run(|| {
+            Ok(self
+                .conn()
+                .query_row(
+                    "SELECT state FROM alert_device_state WHERE device = ?1",
+                    params![device],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    fn device_states(
+        &self,
+        keep: &dyn Fn(i64) -> bool,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
+        run(|| {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT device, account, state FROM alert_device_state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let row: (i64, String, Vec<u8>) = row?;
+                if keep(row.0) {
+                    out.push(row);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn commit(
+        &self,
+        states: &[(i64, &str, Vec<u8>)],
+        changes: &[AlertChange],
+    ) -> Result<(), StoreError> {
+        run(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO alert_device_state (device, account, state) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(device) DO UPDATE SET account = ?2, state = ?3",
+                )?;
+                for (device, account, blob) in states {
+                    put.execute(params![device, account, blob])?;
+                }
+                for change in changes {
+                    match change {
+                        AlertChange::Open(a) => {
+                            // A leftover open row (a config edited under it) closes first, so
+                            // there is never more than one open alert per key.
+                            tx.execute(
+                                "UPDATE alerts SET closed_at = ?4 WHERE config_id = ?1 AND device = ?2
+                                 AND series = ?3 AND closed_at IS NULL",
+                                params![a.config_id, a.device, series_key(&a.series), a.fired_at],
+                            )?;
+                            tx.execute(
+                                "INSERT INTO alerts (config_id, account, device, hostname, metric,
+                                 series, fired_at, last_value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                params![
+                                    a.config_id,
+                                    a.account,
+                                    a.device,
+                                    a.hostname,
+                                    a.metric,
+                                    series_key(&a.series),
+                                    a.fired_at,
+                                    a.last_value
+                                ],
+                            )?;
+                        }
+                        AlertChange::Value {
+                            config_id,
+                            device,
+                            series,
+                            value,
+                        } => {
+                            tx.execute(
+                                "UPDATE alerts SET last_value = ?4 WHERE config_id = ?1 AND device = ?2
+                                 AND series = ?3 AND closed_at IS NULL",
+                                params![config_id, device, series, value],
+                            )?;
+                        }
+                        AlertChange::Close {
+                            config_id,
+                            device,
+                            series,
+                            at,
+                            value,
+                        } => {
+                            tx.execute(
+                                "UPDATE alerts SET closed_at = ?4, last_value = COALESCE(?5, last_value)
+                                 WHERE config_id = ?1 AND device = ?2 AND series = ?3
+                                 AND closed_at IS NULL",
+                                params![config_id, device, series, at, value],
+                            )?;
+                        }
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn triggered(
+        &self,
+        closed: bool,
+        account: Option<&str>,
+    ) -> Result<Vec<TriggeredAlert>, StoreError> {
+        run(|| {
+            let conn = self.conn();
+            let sql = format!(
+                "SELECT id, config_id, account, device, hostname, metric, series, fired_at,
+                        closed_at, last_value
+                 FROM alerts WHERE closed_at IS {} NULL AND (?1 IS NULL OR account = ?1)
+                 ORDER BY id DESC LIMIT 1000",
+                if closed { "NOT" } else { "" }
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(params![account], |r| {
+                Ok(TriggeredAlert {
+                    id: r.get(0)?,
+                    config_id: r.get(1)?,
+                    account: r.get(2)?,
+                    device: r.get(3)?,
+                    hostname: r.get(4)?,
+                    metric: r.get(5)?,
+                    series: series_labels(&r.get::<_, String>(6)?),
+                    fired_at: r.get(7)?,
+                    closed_at: r.get(8)?,
+                    last_value: r.get(9)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}

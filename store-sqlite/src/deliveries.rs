@@ -1,0 +1,94 @@
+//! [`DeliveryLog`] on SQLite: the `deliveries` table, the final outcome of each
+//! notification id; `INSERT OR IGNORE` makes the first recorded outcome win.
+
+use rusqlite::{params, OptionalExtension};
+use squall_alerting::store::{Delivery, DeliveryLog, DeliveryStatus, StoreError};
+
+use crate::accounts::run;
+use crate::SqliteStore;
+
+impl DeliveryLog for SqliteStore {
+    fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        run(|| {
+            let conn = self.conn();
+            let row: Option<(String, String, u32, Option<u16>, String, i64)> = conn
+                .query_row(
+                    "SELECT id, status, attempts, code, reason, at_ms FROM deliveries WHERE id = ?1",
+                    params![id],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            Ok(row.and_then(|(id, status, attempts, code, reason, at_ms)| {
+                Some(Delivery {
+                    id,
+                    status: DeliveryStatus::parse(&status)?,
+                    attempts,
+                    code,
+                    reason,
+                    at_ms,
+                })
+            }))
+        })
+    }
+
+    fn deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
+        run(|| {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT id, status, attempts, code, reason, at_ms FROM deliveries ORDER BY at_ms, id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, status, attempts, code, reason, at_ms) = row?;
+                if let Some(status) = DeliveryStatus::parse(&status) {
+                    out.push(Delivery {
+                        id,
+                        status,
+                        attempts,
+                        code,
+                        reason,
+                        at_ms,
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn record_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
+        run(|| {
+            self.conn().execute(
+                "INSERT OR IGNORE INTO deliveries (id, status, attempts, code, reason, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    d.id,
+                    d.status.as_str(),
+                    d.attempts,
+                    d.code,
+                    d.reason,
+                    d.at_ms
+                ],
+            )?;
+            Ok(())
+        })
+    }
+}

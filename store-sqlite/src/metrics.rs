@@ -1,0 +1,382 @@
+//! [`MetricStore`] on SQLite.
+//!
+//! One row per device and minute holds all of that minute's points (per point a series id
+//! from `metric_series` and the value: 12 bytes), so storing a payload of sixty points costs
+//! one row write of ~720 bytes, not sixty (plus a "this hour changed" mark, written once per
+//! device and hour). A device's latest values are its newest minute. Hourly aggregates are
+//! rolled up from the minutes by [`MetricStore::roll_up`] once an hour has passed (the
+//! `store` bolt runs it every minute, and before retention deletes anything); an hour that
+//! is still open or was changed by a late payload is computed from its minutes when
+//! queried, so a query never sees a stale aggregate.
+//!
+//! Writes are idempotent under replay: a minute keeps the payload with the latest event
+//! time (a later payload in the same minute replaces it), so the newest minute only moves
+//! forward; aggregates are recomputed from the minutes, never incremented.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use squall_alerting::payload::MetricPoint;
+use squall_alerting::store::{
+    aggregate_hour, hours_within, latest_key, minute_of, minutes_within, HourAggregate,
+    MetricStore, StoreError, StoredPoint,
+};
+
+use crate::accounts::run;
+use crate::{decode, encode, Inner, Result, SqliteStore};
+
+/// A minute row's points as stored.
+type MinutePoints = Vec<(String, String, f64)>;
+/// An hour row's aggregates as stored.
+type HourRows = Vec<(String, String, HourAggregate)>;
+
+/// The first byte of a minute row in the compact format: then, per point, the series id
+/// (u32) and the value (f64), little-endian. Rows without it are MessagePack lists of
+/// `(metric, series, value)` (the first version 2 rows).
+const COMPACT: u8 = 0;
+
+/// `metric_series` ids, as far as this connection has seen them.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesIds {
+    /// `metric\0series` -> id.
+    ids: HashMap<String, u32>,
+    /// id -> (metric, series).
+    names: HashMap<u32, (String, String)>,
+}
+
+impl SeriesIds {
+    /// Writes `metric\0series` of `p` into `key`.
+    fn key_of(p: &MetricPoint, key: &mut String) {
+        key.clear();
+        key.push_str(&p.name);
+        key.push('\0');
+        for (i, (k, v)) in p.labels.iter().enumerate() {
+            if i > 0 {
+                key.push(',');
+            }
+            key.push_str(k);
+            key.push('=');
+            key.push_str(v);
+        }
+    }
+
+    /// Gives every key in `keys` an id, in a transaction of its own (committed before any
+    /// row uses the ids, so no connection can see an id that was rolled back).
+    fn register(&mut self, conn: &mut Connection, keys: &[String]) -> Result<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut got = Vec::with_capacity(keys.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO metric_series (metric, series) VALUES (?1, ?2)",
+            )?;
+            let mut select = tx
+                .prepare_cached("SELECT id FROM metric_series WHERE metric = ?1 AND series = ?2")?;
+            for key in keys {
+                let (metric, series) = key.split_once('\0').unwrap_or((key, ""));
+                insert.execute(params![metric, series])?;
+                let id: u32 = select.query_row(params![metric, series], |r| r.get(0))?;
+                got.push((key.clone(), id, metric.to_string(), series.to_string()));
+            }
+        }
+        tx.commit()?;
+        for (key, id, metric, series) in got {
+            self.ids.insert(key, id);
+            self.names.insert(id, (metric, series));
+        }
+        Ok(())
+    }
+
+    /// The (metric, series) of `id`, read from the table if another connection made it.
+    fn name(&mut self, conn: &Connection, id: u32) -> Result<&(String, String)> {
+        match self.names.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let name: (String, String) = conn
+                    .prepare_cached("SELECT metric, series FROM metric_series WHERE id = ?1")?
+                    .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                    .ok_or_else(|| StoreError::Invalid {
+                        field: "points",
+                        message: format!("a stored row names series {id}, which does not exist"),
+                    })?;
+                Ok(e.insert(name))
+            }
+        }
+    }
+
+    /// A minute row's points.
+    fn decode(&mut self, conn: &Connection, blob: &[u8]) -> Result<MinutePoints> {
+        let Some((&COMPACT, rest)) = blob.split_first() else {
+            return decode("points", blob);
+        };
+        let mut out = Vec::with_capacity(rest.len() / 12);
+        for chunk in rest.chunks_exact(12) {
+            let id = u32::from_le_bytes(chunk[..4].try_into().expect("4 bytes"));
+            let value = f64::from_le_bytes(chunk[4..].try_into().expect("8 bytes"));
+            let (metric, series) = self.name(conn, id)?;
+            out.push((metric.clone(), series.clone(), value));
+        }
+        Ok(out)
+    }
+}
+
+impl MetricStore for SqliteStore {
+    fn write(&self, batch: &[(i64, f64, &[MetricPoint])]) -> Result<(), StoreError> {
+        run(|| {
+            let mut guard = self.lock();
+            let Inner { conn, series } = &mut *guard;
+            let mut key = String::new();
+            let mut unknown: Vec<String> = Vec::new();
+            for (_, _, points) in batch {
+                for p in points.iter() {
+                    SeriesIds::key_of(p, &mut key);
+                    if !series.ids.contains_key(key.as_str()) && !unknown.contains(&key) {
+                        unknown.push(key.clone());
+                    }
+                }
+            }
+            if !unknown.is_empty() {
+                series.register(conn, &unknown)?;
+            }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut minute = tx.prepare_cached(
+                    "INSERT INTO metric_minutes (device, minute, time, points) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (device, minute) DO UPDATE
+                     SET time = excluded.time, points = excluded.points
+                     WHERE excluded.time >= metric_minutes.time",
+                )?;
+                let mut changed = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO metric_hours_changed (device, hour) VALUES (?1, ?2)",
+                )?;
+                let mut row: Vec<u8> = Vec::new();
+                for (device, time, points) in batch {
+                    let m = minute_of(*time);
+                    row.clear();
+                    row.push(COMPACT);
+                    for p in points.iter() {
+                        SeriesIds::key_of(p, &mut key);
+                        let id = series.ids[key.as_str()];
+                        row.extend_from_slice(&id.to_le_bytes());
+                        row.extend_from_slice(&p.value.to_le_bytes());
+                    }
+                    minute.execute(params![device, m, time, row])?;
+                    changed.execute(params![device, m.div_euclid(60)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn roll_up(&self, now: f64) -> Result<usize, StoreError> {
+        run(|| {
+            let current_hour = (now / 3600.0).floor() as i64;
+            let mut guard = self.lock();
+            let Inner { conn, series } = &mut *guard;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let hours: Vec<(i64, i64)> = {
+                let mut stmt =
+                    tx.prepare("SELECT device, hour FROM metric_hours_changed WHERE hour < ?1")?;
+                let rows = stmt.query_map(params![current_hour], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for (device, hour) in &hours {
+                let aggregates: HourRows = aggregate_minutes(&tx, series, *device, *hour)?
+                    .into_iter()
+                    .map(|((metric, series), a)| (metric, series, a))
+                    .collect();
+                tx.execute(
+                    "INSERT OR REPLACE INTO metric_hours (device, hour, aggregates) VALUES (?1, ?2, ?3)",
+                    params![device, hour, encode("aggregates", &aggregates)?],
+                )?;
+                tx.execute(
+                    "DELETE FROM metric_hours_changed WHERE device = ?1 AND hour = ?2",
+                    params![device, hour],
+                )?;
+            }
+            tx.commit()?;
+            Ok(hours.len())
+        })
+    }
+
+    fn latest(&self, device: i64) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
+        run(|| {
+            let mut guard = self.lock();
+            let Inner { conn, series } = &mut *guard;
+            let row: Option<(f64, Vec<u8>)> = conn
+                .query_row(
+                    "SELECT time, points FROM metric_minutes WHERE device = ?1
+                     ORDER BY minute DESC LIMIT 1",
+                    params![device],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((time, blob)) = row else {
+                return Ok(None);
+            };
+            let points = series.decode(conn, &blob)?;
+            let values = points
+                .into_iter()
+                .map(|(metric, series, value)| (latest_key(&metric, &series), value.into()))
+                .collect::<serde_json::Map<_, _>>();
+            Ok(Some((time, serde_json::Value::Object(values))))
+        })
+    }
+
+    fn query(
+        &self,
+        device: i64,
+        metric: &str,
+        series: Option<&str>,
+        from: i64,
+        to: i64,
+        hourly: bool,
+    ) -> Result<Vec<StoredPoint>, StoreError> {
+        run(|| {
+            let wanted = |m: &str, s: &str| m == metric && series.is_none_or(|want| want == s);
+            let mut guard = self.lock();
+            let Inner { conn, series: ids } = &mut *guard;
+            let mut out = Vec::new();
+            if hourly {
+                let (first, last) = hours_within(from, to);
+                let mut hours: BTreeMap<i64, HourRows> = BTreeMap::new();
+                {
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT hour, aggregates FROM metric_hours
+                         WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
+                    )?;
+                    let mut rows = stmt.query(params![device, first, last])?;
+                    while let Some(r) = rows.next()? {
+                        hours.insert(r.get(0)?, decode("aggregates", &r.get::<_, Vec<u8>>(1)?)?);
+                    }
+                    // Hours still open or changed since their roll-up come from their minutes.
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT hour FROM metric_hours_changed WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
+                    )?;
+                    let changed = stmt
+                        .query_map(params![device, first, last], |r| r.get::<_, i64>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    for hour in changed {
+                        let rows = aggregate_minutes(conn, ids, device, hour)?
+                            .into_iter()
+                            .map(|((m, s), a)| (m, s, a))
+                            .collect();
+                        hours.insert(hour, rows);
+                    }
+                }
+                for (hour, rows) in hours {
+                    for (m, s, a) in rows {
+                        if wanted(&m, &s) {
+                            out.push(StoredPoint {
+                                metric: m,
+                                series: s,
+                                time: hour * 3600,
+                                value: a.last,
+                                hour: Some(a),
+                            });
+                        }
+                    }
+                }
+            } else {
+                let (first, last) = minutes_within(from, to);
+                let mut stmt = conn.prepare_cached(
+                    "SELECT minute, points FROM metric_minutes
+                     WHERE device = ?1 AND minute >= ?2 AND minute <= ?3 ORDER BY minute",
+                )?;
+                let mut rows = stmt.query(params![device, first, last])?;
+                while let Some(r) = rows.next()? {
+                    let minute: i64 = r.get(0)?;
+                    let points = ids.decode(conn, &r.get::<_, Vec<u8>>(1)?)?;
+                    out.extend(points.into_iter().filter(|(m, s, _)| wanted(m, s)).map(
+                        |(m, s, value)| StoredPoint {
+                            metric: m,
+                            series: s,
+                            time: minute * 60,
+                            value,
+                            hour: None,
+                        },
+                    ));
+                }
+            }
+            out.sort_by(|a, b| a.series.cmp(&b.series).then(a.time.cmp(&b.time)));
+            Ok(out)
+        })
+    }
+
+    fn retain(&self, now: f64, days: u32) -> Result<usize, StoreError> {
+        run(|| {
+            self.roll_up(now)?;
+            let cutoff_minute = ((now - f64::from(days) * 86_400.0) / 60.0).floor() as i64;
+            Ok(self.lock().conn.execute(
+                "DELETE FROM metric_minutes WHERE minute < ?1
+                   AND minute < (SELECT MAX(m.minute) FROM metric_minutes m
+                                 WHERE m.device = metric_minutes.device)",
+                params![cutoff_minute],
+            )?)
+        })
+    }
+}
+
+/// The aggregates of `device`'s `hour`, from its minute rows.
+fn aggregate_minutes(
+    conn: &Connection,
+    series: &mut SeriesIds,
+    device: i64,
+    hour: i64,
+) -> Result<BTreeMap<(String, String), HourAggregate>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT points FROM metric_minutes
+         WHERE device = ?1 AND minute >= ?2 AND minute < ?3 ORDER BY minute",
+    )?;
+    let mut rows = stmt.query(params![device, hour * 60, (hour + 1) * 60])?;
+    let mut minutes: Vec<MinutePoints> = Vec::new();
+    while let Some(r) = rows.next()? {
+        minutes.push(series.decode(conn, &r.get::<_, Vec<u8>>(0)?)?);
+    }
+    Ok(aggregate_hour(minutes.iter().map(Vec::as_slice)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn points(load: f64) -> Vec<MetricPoint> {
+        let mut disk = MetricPoint {
+            name: "system.disk.in_use".into(),
+            labels: Default::default(),
+            value: 0.5,
+        };
+        disk.labels.push(("device_name", "/dev/sda1".into()));
+        vec![
+            MetricPoint {
+                name: "system.load.1".into(),
+                labels: Default::default(),
+                value: load,
+            },
+            disk,
+        ]
+    }
+
+    #[test]
+    fn another_connection_reads_series_this_one_registered_and_old_rows_still_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.db");
+        let a = SqliteStore::open(&path).unwrap();
+        let b = SqliteStore::open(&path).unwrap();
+        b.write(&[(1, 60.0, points(1.5).as_slice())]).unwrap(); // b registers the series
+        a.write(&[(2, 60.0, points(2.5).as_slice())]).unwrap(); // a learns them on write
+        let (_, latest) = a.latest(1).unwrap().unwrap(); // ... and reads b's rows
+        assert_eq!(latest["system.load.1"], 1.5);
+        assert_eq!(latest["system.disk.in_use{device_name=/dev/sda1}"], 0.5);
+        // A row of the first compact-less format (MessagePack names) still reads.
+        let old = rmp_serde::to_vec(&vec![("system.load.1", "", 9.0)]).unwrap();
+        a.conn()
+            .execute(
+                "INSERT INTO metric_minutes (device, minute, time, points) VALUES (3, 1, 60.0, ?1)",
+                params![old],
+            )
+            .unwrap();
+        assert_eq!(b.latest(3).unwrap().unwrap().1["system.load.1"], 9.0);
+    }
+}

@@ -6,7 +6,6 @@
 //! transition always produces the same notification ids (the `Idempotency-Key`).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -148,67 +147,5 @@ pub fn recipient_type(r: &Recipient) -> &'static str {
         Recipient::Webhook { .. } => "webhook",
         Recipient::Slack { .. } => "slack",
         Recipient::Pagerduty { .. } => "pagerduty",
-    }
-}
-
-/// How deliveries are retried: exponential back-off from `initial` doubling per attempt up
-/// to `max`, with jitter over the upper half, and never shorter than the receiver's
-/// `Retry-After` (itself capped at `max`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// The first delay.
-    pub initial: Duration,
-    /// The longest delay.
-    pub max: Duration,
-}
-
-impl RetryPolicy {
-    /// The delay before attempt `attempt + 1`, after `attempt` (>= 1) failed ones.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let initial = self.initial.as_millis() as u64;
-        let max = self.max.as_millis() as u64;
-        let base = initial
-            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20))
-            .min(max);
-        // Full jitter over the upper half: spreads retries of many notifications.
-        let jittered = rand::Rng::gen_range(&mut rand::thread_rng(), base / 2..=base);
-        let delay = Duration::from_millis(jittered);
-        match retry_after {
-            Some(ra) => delay.max(ra).min(self.max),
-            None => delay,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delays_double_up_to_the_max_and_honour_retry_after() {
-        let p = RetryPolicy {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(1_000),
-        };
-        for (attempt, base) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1_000),
-            (40, 1_000),
-        ] {
-            let d = p.delay(attempt, None).as_millis() as u64;
-            assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d} ms");
-        }
-        assert_eq!(
-            p.delay(1, Some(Duration::from_millis(700))),
-            Duration::from_millis(700)
-        );
-        assert_eq!(
-            p.delay(1, Some(Duration::from_secs(60))),
-            Duration::from_millis(1_000),
-            "Retry-After is capped at the max"
-        );
     }
 }

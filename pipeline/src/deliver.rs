@@ -3,7 +3,7 @@
 //! ([`squall_alerting::notify::request`]), with `Idempotency-Key: <id>`.
 //!
 //! 2xx is delivered; 429, 5xx and connection errors are retried with exponential back-off
-//! and jitter ([`RetryPolicy`], honouring `Retry-After`); another 4xx is final; a
+//! and jitter ([`Backoff`], honouring `Retry-After`); another 4xx is final; a
 //! notification older than `max_age_s` is archived instead of sent. The outcome is
 //! recorded in the [`DeliveryLog`] *before* the tuple is acked (so before its offset is
 //! committed), and an id with a recorded outcome is never sent again: a restart re-reads
@@ -17,11 +17,11 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Deserialize;
 use squall_alerting::events::fingerprint;
-use squall_alerting::notify::{recipient_type, request, Notification, RetryPolicy};
+use squall_alerting::notify::{recipient_type, request, Notification};
 use squall_alerting::store::{Delivery, DeliveryLog, DeliveryStatus};
 use squall_topology::{
-    Bolt, BoltError, BoltWaker, ComponentError, OutputCollector, OutputDeclarer, TopologyContext,
-    Tuple, Value,
+    Backoff, Bolt, BoltError, BoltWaker, ComponentError, OutputCollector, OutputDeclarer,
+    TopologyContext, Tuple, Value,
 };
 
 use crate::notify::now_ms;
@@ -68,7 +68,7 @@ pub struct DeliverConfig {
 
 struct Shared {
     config: DeliverConfig,
-    retry: RetryPolicy,
+    retry: Backoff,
     store: Arc<dyn DeliveryLog>,
     client: reqwest::Client,
 }
@@ -206,7 +206,7 @@ async fn deliver(shared: &Arc<Shared>, n: Notification) -> Result<(), String> {
                 tracing::warn!(id = %n.id, kind, attempt = attempts, %reason, "delivery failed; retrying");
                 metrics::counter!("squall_notification_retries_total", "type" => kind).increment(1);
                 last = (code, reason);
-                let delay = shared.retry.delay(attempts, retry_after);
+                let delay = shared.retry.delay_with_hint(attempts, retry_after);
                 // Wake up no later than the moment the notification expires.
                 let left = max_age.saturating_sub(age()) + Duration::from_millis(1);
                 tokio::time::sleep(delay.min(left)).await;
@@ -256,10 +256,11 @@ impl Bolt for Deliver {
                 .map_err(|e| ComponentError::msg(format!("deliver needs a tokio runtime: {e}")))?,
         );
         self.shared = Some(Arc::new(Shared {
-            retry: RetryPolicy {
-                initial: Duration::from_millis(self.config.initial_backoff_ms),
-                max: Duration::from_millis(self.config.max_backoff_ms),
-            },
+            retry: Backoff::exponential(
+                Duration::from_millis(self.config.initial_backoff_ms),
+                Duration::from_millis(self.config.max_backoff_ms),
+            )
+            .with_jitter(),
             config: self.config.clone(),
             store,
             client,

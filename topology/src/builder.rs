@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use crate::component::{Bolt, BoltFactory, Spout, SpoutFactory};
-use crate::def::{
-    ComponentDef, ComponentKind, ComponentSource, InputDef, TopologyConfig, TopologyDef,
-};
+use crate::bolt::{Bolt, BoltFactory};
+use crate::context::ComponentKind;
+use crate::def::{ComponentDef, ComponentSource, InputDef, TopologyConfig, TopologyDef};
+use crate::error::ValidationErrors;
 use crate::grouping::{CustomGrouping, Grouping};
 use crate::registry::{Options, Registry};
+use crate::spout::{Spout, SpoutFactory};
 use crate::tuple::DEFAULT_STREAM;
-use crate::validate::{Topology, ValidationErrors};
+use crate::validate::Topology;
 
 /// Builds a topology in code (Storm's `TopologyBuilder`).
 ///

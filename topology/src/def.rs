@@ -3,28 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::component::{BoltFactory, SpoutFactory};
+use crate::bolt::BoltFactory;
+use crate::context::ComponentKind;
+use crate::error::ValidationError;
 use crate::grouping::Grouping;
+use crate::spout::SpoutFactory;
 use crate::tuple::DEFAULT_STREAM;
-use crate::validate::ValidationError;
-
-/// Whether a component is a spout or a bolt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ComponentKind {
-    /// A source of tuples.
-    Spout,
-    /// A processing step.
-    Bolt,
-}
-
-impl std::fmt::Display for ComponentKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
-            ComponentKind::Spout => "spout",
-            ComponentKind::Bolt => "bolt",
-        })
-    }
-}
 
 /// Runtime settings of a topology (the `[topology]` section of a file, besides `name`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

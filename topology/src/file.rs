@@ -25,12 +25,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::context::ComponentKind;
 use crate::def::{
-    ComponentDef, ComponentKind, ComponentSource, GroupingDef, InputDef, TopologyConfig,
-    TopologyDef,
+    ComponentDef, ComponentSource, GroupingDef, InputDef, TopologyConfig, TopologyDef,
 };
+use crate::error::ValidationError;
 use crate::tuple::DEFAULT_STREAM;
-use crate::validate::ValidationError;
 
 /// The environment variable prefix of overrides (`SQUALL__BOLTS__COUNT__PARALLELISM`).
 pub const ENV_PREFIX: &str = "SQUALL";

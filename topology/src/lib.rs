@@ -13,41 +13,42 @@
 //!   dedicated thread, bounded, with held tuples and completion through the waker.
 #![warn(missing_docs)]
 
+mod backoff;
+mod bolt;
 mod builder;
-mod component;
+mod collector;
+mod context;
 mod def;
+mod error;
 mod file;
 mod grouping;
-mod intern;
 mod offload;
 mod registry;
+mod spout;
 mod tuple;
 mod validate;
 mod value;
 
+pub use backoff::Backoff;
+pub use bolt::{Bolt, BoltFactory};
 pub use builder::{BoltDeclarer, TopologyBuilder};
-pub use component::{
-    AckAction, Anchors, Bolt, BoltError, BoltFactory, BoltWaker, ComponentError, Emission,
-    FailReason, OutputCollector, OutputDeclarer, Spout, SpoutFactory, SpoutOutputCollector,
-    SpoutStatus, StreamDecl, TaskIdsSink, TopologyContext,
+pub use collector::{
+    AckAction, Anchors, Emission, OutputCollector, OutputDeclarer, SpoutOutputCollector,
+    StreamDecl, TaskIdsSink,
 };
-pub use def::{
-    ComponentDef, ComponentKind, ComponentSource, GroupingDef, InputDef, TopologyConfig,
-    TopologyDef,
-};
+pub use context::{BoltWaker, ComponentKind, TopologyContext};
+pub use def::{ComponentDef, ComponentSource, GroupingDef, InputDef, TopologyConfig, TopologyDef};
+pub use error::{BoltError, ComponentError, FailReason, ValidationError, ValidationErrors};
 pub use file::{
     load_topology_file, load_topology_toml, parse_document, EnvOverrides, FileError, ENV_PREFIX,
 };
 pub use grouping::{fields_task, CustomGrouping, Grouping, GroupingRouter, Targets};
-pub use intern::intern;
 pub use offload::{Offload, OffloadConfig, OffloadError, Worker};
 pub use registry::{Options, Registry};
+pub use spout::{Spout, SpoutFactory, SpoutStatus};
 pub use tuple::{
-    Fields, MessageId, SourceMeta, TaskId, Tuple, TupleEdges, Values, DEFAULT_STREAM,
+    intern, Fields, MessageId, SourceMeta, TaskId, Tuple, TupleEdges, Values, DEFAULT_STREAM,
     SYSTEM_COMPONENT, TICK_STREAM,
 };
-pub use validate::{
-    panic_message, suggest, ComponentSpec, Factory, Subscription, Topology, ValidationError,
-    ValidationErrors,
-};
+pub use validate::{panic_message, suggest, ComponentSpec, Factory, Subscription, Topology};
 pub use value::Value;

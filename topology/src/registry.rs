@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::component::{Bolt, BoltFactory, Spout, SpoutFactory};
+use crate::bolt::{Bolt, BoltFactory};
 use crate::grouping::CustomGrouping;
+use crate::spout::{Spout, SpoutFactory};
 
 /// Component options as written in a file (everything but the reserved keys `type`,
 /// `parallelism`, `inputs` and `tick_interval_ms`).

@@ -9,27 +9,16 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::component::{Bolt, BoltFactory, OutputDeclarer, Spout, SpoutFactory, StreamDecl};
-use crate::def::{ComponentKind, ComponentSource, GroupingDef, TopologyConfig, TopologyDef};
+use crate::bolt::{Bolt, BoltFactory};
+use crate::collector::{OutputDeclarer, StreamDecl};
+use crate::context::ComponentKind;
+use crate::def::{ComponentSource, GroupingDef, TopologyConfig, TopologyDef};
+use crate::error::{did_you_mean, list, ValidationError, ValidationErrors};
 use crate::grouping::Grouping;
-use crate::intern::intern;
 use crate::registry::Registry;
+use crate::spout::{Spout, SpoutFactory};
+use crate::tuple::intern;
 use crate::tuple::Fields;
-
-fn did_you_mean(suggestion: &Option<String>) -> String {
-    match suggestion {
-        Some(s) => format!(" (did you mean \"{s}\"?)"),
-        None => String::new(),
-    }
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".to_string()
-    } else {
-        items.join(", ")
-    }
-}
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
@@ -40,140 +29,6 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c.to_string())
 }
-
-/// One problem in a topology description.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ValidationError {
-    /// A bolt subscribes to a component that does not exist.
-    #[error("bolt \"{component}\": input \"{input}\" doesn't match any component{}", did_you_mean(.suggestion))]
-    UnknownInput {
-        /// The subscribing bolt.
-        component: String,
-        /// The missing component.
-        input: String,
-        /// The closest existing id.
-        suggestion: Option<String>,
-    },
-    /// A bolt subscribes to a stream its input does not declare.
-    #[error("bolt \"{component}\": input \"{input}\" has no stream \"{stream}\" (declared streams: {})", list(.declared))]
-    UnknownStream {
-        /// The subscribing bolt.
-        component: String,
-        /// The input component.
-        input: String,
-        /// The missing stream.
-        stream: String,
-        /// The streams the input declares.
-        declared: Vec<String>,
-    },
-    /// A fields or partial-key grouping names a field the stream does not declare.
-    #[error("bolt \"{component}\": {grouping} grouping on field \"{field}\", which stream \"{stream}\" of \"{input}\" does not declare (declared fields: {})", list(.declared))]
-    UndeclaredField {
-        /// The subscribing bolt.
-        component: String,
-        /// `fields` or `partial_key`.
-        grouping: String,
-        /// The input component.
-        input: String,
-        /// The stream.
-        stream: String,
-        /// The missing field.
-        field: String,
-        /// The stream's declared fields.
-        declared: Vec<String>,
-    },
-    /// Parallelism below 1.
-    #[error("{kind} \"{component}\": parallelism must be at least 1, got {parallelism}")]
-    BadParallelism {
-        /// Spout or bolt.
-        kind: ComponentKind,
-        /// The component.
-        component: String,
-        /// The value given.
-        parallelism: i64,
-    },
-    /// Two components share an id.
-    #[error("component id \"{component}\" is used {count} times; ids must be unique")]
-    DuplicateId {
-        /// The id.
-        component: String,
-        /// How often it is used.
-        count: usize,
-    },
-    /// No spout at all.
-    #[error("topology \"{topology}\" has no spout; tuples must come from at least one")]
-    NoSpout {
-        /// The topology's name.
-        topology: String,
-    },
-    /// A `type` the registry does not know.
-    #[error("{kind} \"{component}\": unknown component type \"{type_name}\"{} (known {kind} types: {})", did_you_mean(.suggestion), list(.known))]
-    UnknownType {
-        /// Spout or bolt.
-        kind: ComponentKind,
-        /// The component.
-        component: String,
-        /// The unknown type.
-        type_name: String,
-        /// The closest known type.
-        suggestion: Option<String>,
-        /// The known types of this kind.
-        known: Vec<String>,
-    },
-    /// Subscriptions form a cycle.
-    #[error("cycle: {}", .path.join(" -> "))]
-    Cycle {
-        /// The components on the cycle, the first repeated at the end.
-        path: Vec<String>,
-    },
-    /// A grouping name that does not exist, or a malformed grouping.
-    #[error("bolt \"{component}\": input \"{input}\": {message}")]
-    BadGrouping {
-        /// The subscribing bolt.
-        component: String,
-        /// The input component.
-        input: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A component's options (or its section in a file) are invalid.
-    #[error("{kind} \"{component}\": {message}")]
-    Invalid {
-        /// Spout or bolt.
-        kind: ComponentKind,
-        /// The component.
-        component: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A problem with the topology as a whole (its `[topology]` section).
-    #[error("topology: {message}")]
-    Topology {
-        /// What is wrong.
-        message: String,
-    },
-}
-
-/// Every problem found in a topology description.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ValidationErrors(pub Vec<ValidationError>);
-
-impl fmt::Display for ValidationErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
-        writeln!(
-            f,
-            "{n} problem{} in the topology:",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for e in &self.0 {
-            writeln!(f, "  - {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ValidationErrors {}
 
 /// How instances of a validated component are made.
 #[derive(Clone)]

@@ -104,12 +104,12 @@ impl Default for RetryConfig {
 impl RetryConfig {
     /// The delay before retry number `attempt` (1-based).
     pub fn delay(&self, attempt: u32) -> std::time::Duration {
-        let factor = self
-            .multiplier
-            .max(1.0)
-            .powi(attempt.saturating_sub(1) as i32);
-        let ms = (self.initial_delay_ms as f64 * factor).min(self.max_delay_ms as f64);
-        std::time::Duration::from_millis(ms as u64)
+        squall_topology::Backoff::exponential(
+            std::time::Duration::from_millis(self.initial_delay_ms),
+            std::time::Duration::from_millis(self.max_delay_ms),
+        )
+        .with_multiplier(self.multiplier)
+        .delay(attempt)
     }
 }
 

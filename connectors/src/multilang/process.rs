@@ -10,6 +10,7 @@
 //! [`ChildLink`] to that child's writer) and exit as an [`Event`]; a link dies with its
 //! child, so a restarted child never sees another's tuples.
 
+use squall_topology::Backoff;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
@@ -207,18 +208,21 @@ struct Shared {
 
 impl SupervisorThread {
     fn run(&mut self) {
-        let mut backoff = self.spec.backoff;
+        let restarts = Backoff::exponential(self.spec.backoff, self.spec.backoff_max);
+        let mut crashes = 0u32;
         for generation in 1u64.. {
             let reason = match self.run_child(generation) {
                 Ok(End::Stopped) => return,
                 Ok(End::Gone { reason, lived }) => {
                     if lived >= self.spec.backoff_max {
-                        backoff = self.spec.backoff; // it ran a good while: not a crash loop
+                        crashes = 0; // it ran a good while: not a crash loop
                     }
                     reason
                 }
                 Err(reason) => reason,
             };
+            crashes += 1;
+            let backoff = restarts.delay(crashes);
             metrics::counter!("squall_shell_restarts_total", "component" => self.spec.component)
                 .increment(1);
             tracing::warn!(
@@ -233,7 +237,6 @@ impl SupervisorThread {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
-            backoff = (backoff * 2).min(self.spec.backoff_max);
         }
     }
 

@@ -1,109 +1,16 @@
-//! The component traits, [`Spout`] and [`Bolt`], in Storm's vocabulary, and what the
-//! runtime hands them: a [`TopologyContext`] and an output collector.
+//! The output side of components: declared streams ([`OutputDeclarer`]) and the
+//! collectors ([`OutputCollector`] for bolts, [`SpoutOutputCollector`] for spouts).
 //!
 //! Collectors buffer: `emit` records an [`Emission`] and returns at once; the runtime
 //! routes the buffered emissions when the call returns and waits for room in downstream
 //! queues there (backpressure), so component code never blocks on a full queue.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::tuple::{Fields, MessageId, SourceMeta, TaskId, Tuple, Values, DEFAULT_STREAM};
-
-/// Why a tracked tuple failed; handed to [`Spout::fail`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FailReason {
-    /// The tuple tree was not completed within `message_timeout_ms`.
-    Timeout,
-    /// A bolt failed the tuple (returned an error or called `fail`), with its message.
-    Failed {
-        /// The bolt that failed it.
-        component: String,
-        /// The bolt's error.
-        error: String,
-    },
-    /// A bolt panicked while executing the tuple, with the panic message.
-    Panic {
-        /// The bolt that panicked.
-        component: String,
-        /// The panic message.
-        message: String,
-    },
-    /// The topology shut down before the tuple tree completed.
-    Shutdown,
-}
-
-impl FailReason {
-    /// A short machine-readable code: `timeout`, `failed`, `panic` or `shutdown`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            FailReason::Timeout => "timeout",
-            FailReason::Failed { .. } => "failed",
-            FailReason::Panic { .. } => "panic",
-            FailReason::Shutdown => "shutdown",
-        }
-    }
-}
-
-impl fmt::Display for FailReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FailReason::Timeout => f.write_str("timed out"),
-            FailReason::Failed { component, error } => {
-                write!(f, "failed by bolt \"{component}\": {error}")
-            }
-            FailReason::Panic { component, message } => {
-                write!(f, "bolt \"{component}\" panicked: {message}")
-            }
-            FailReason::Shutdown => f.write_str("topology shut down"),
-        }
-    }
-}
-
-/// An error a bolt returns from `execute`: the input tuple fails with its message.
-///
-/// Any `std::error::Error` converts into it, so `?` works in `execute`.
-#[derive(Debug)]
-pub struct BoltError(String);
-
-impl BoltError {
-    /// An error with `message`.
-    pub fn msg(message: impl Into<String>) -> Self {
-        BoltError(message.into())
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<E: std::error::Error> From<E> for BoltError {
-    fn from(e: E) -> Self {
-        BoltError(e.to_string())
-    }
-}
-
-impl fmt::Display for BoltError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An error from `open` or `prepare`: the topology does not start.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ComponentError(pub String);
-
-impl ComponentError {
-    /// An error with `message`.
-    pub fn msg(message: impl Into<String>) -> Self {
-        ComponentError(message.into())
-    }
-}
 
 /// One declared output stream of a component.
 #[derive(Clone, Debug)]
@@ -129,7 +36,7 @@ impl OutputDeclarer {
     /// A declarer for `component`.
     pub fn new(component: &str) -> Self {
         OutputDeclarer {
-            component: crate::intern::intern(component),
+            component: crate::tuple::intern(component),
             streams: Vec::new(),
         }
     }
@@ -151,7 +58,7 @@ impl OutputDeclarer {
     }
 
     fn push(&mut self, id: &str, fields: Fields, direct: bool) -> &mut Self {
-        let id = crate::intern::intern(id);
+        let id = crate::tuple::intern(id);
         let source = SourceMeta::get(self.component, id, fields);
         let decl = StreamDecl {
             id,
@@ -174,136 +81,6 @@ impl OutputDeclarer {
     /// Takes the declared streams.
     pub fn into_streams(self) -> Vec<StreamDecl> {
         self.streams
-    }
-}
-
-/// Wakes a component's executor from any thread. A bolt's executor then calls
-/// [`Bolt::wake`]: asynchronous work (a delivery report, a child process's answer) hands
-/// its result over a channel and wakes the bolt, which acks or fails its held tuples. An
-/// idle spout's executor calls [`Spout::next_tuple`] without waiting out its idle period.
-#[derive(Clone)]
-pub struct BoltWaker(Arc<dyn Fn() + Send + Sync>);
-
-impl BoltWaker {
-    /// A waker that calls `wake` (made by the runtime).
-    pub fn new(wake: Arc<dyn Fn() + Send + Sync>) -> Self {
-        BoltWaker(wake)
-    }
-
-    /// Asks the executor to call the bolt's `wake` soon. Wakes coalesce.
-    pub fn wake(&self) {
-        (self.0)()
-    }
-}
-
-impl fmt::Debug for BoltWaker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BoltWaker")
-    }
-}
-
-/// What a task knows about its place in the topology.
-#[derive(Clone, Debug)]
-pub struct TopologyContext {
-    topology: Arc<str>,
-    component: &'static str,
-    task: TaskId,
-    task_index: usize,
-    tasks: Arc<BTreeMap<&'static str, Vec<TaskId>>>,
-    waker: Option<BoltWaker>,
-    inputs: Arc<[crate::Subscription]>,
-    message_timeout: std::time::Duration,
-}
-
-impl TopologyContext {
-    /// A context for task `task` (the `task_index`-th of `component`).
-    pub fn new(
-        topology: Arc<str>,
-        component: &'static str,
-        task: TaskId,
-        task_index: usize,
-        tasks: Arc<BTreeMap<&'static str, Vec<TaskId>>>,
-    ) -> Self {
-        TopologyContext {
-            topology,
-            component,
-            task,
-            task_index,
-            tasks,
-            waker: None,
-            inputs: Arc::from([]),
-            message_timeout: std::time::Duration::from_millis(30_000),
-        }
-    }
-
-    /// The context with the topology's `message_timeout_ms` (runtime use).
-    pub fn with_message_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.message_timeout = timeout;
-        self
-    }
-
-    /// How long a tuple a bolt holds may stay unsettled before the runtime fails it
-    /// (`message_timeout_ms`; 30 s unless the runtime says otherwise).
-    pub fn message_timeout(&self) -> std::time::Duration {
-        self.message_timeout
-    }
-
-    /// The context with the component's subscriptions (runtime use).
-    pub fn with_inputs(mut self, inputs: Arc<[crate::Subscription]>) -> Self {
-        self.inputs = inputs;
-        self
-    }
-
-    /// What this bolt subscribes to: each input component, stream (with its fields) and
-    /// grouping (empty for spouts).
-    pub fn inputs(&self) -> &[crate::Subscription] {
-        &self.inputs
-    }
-
-    /// The context with a waker for the bolt (runtime use).
-    pub fn with_waker(mut self, waker: BoltWaker) -> Self {
-        self.waker = Some(waker);
-        self
-    }
-
-    /// The component's waker (set by the runtime for every task).
-    pub fn waker(&self) -> Option<BoltWaker> {
-        self.waker.clone()
-    }
-
-    /// The topology's name.
-    pub fn topology_name(&self) -> &str {
-        &self.topology
-    }
-
-    /// This component's id.
-    pub fn component_id(&self) -> &'static str {
-        self.component
-    }
-
-    /// This task's id (unique in the topology).
-    pub fn task_id(&self) -> TaskId {
-        self.task
-    }
-
-    /// This task's index among its component's tasks (0-based).
-    pub fn task_index(&self) -> usize {
-        self.task_index
-    }
-
-    /// The number of tasks of this component.
-    pub fn parallelism(&self) -> usize {
-        self.tasks_of(self.component).len()
-    }
-
-    /// Every component of the topology with its task ids.
-    pub fn components(&self) -> impl Iterator<Item = (&'static str, &[TaskId])> {
-        self.tasks.iter().map(|(c, t)| (*c, t.as_slice()))
-    }
-
-    /// The task ids of `component` (empty if unknown).
-    pub fn tasks_of(&self, component: &str) -> &[TaskId] {
-        self.tasks.get(component).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -727,112 +504,3 @@ impl SpoutOutputCollector {
         (self.emitter.emissions.drain(..), error)
     }
 }
-
-/// What a spout says after `next_tuple`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpoutStatus {
-    /// More may come (whether or not this call emitted anything).
-    Active,
-    /// Nothing new will come. The spout may still emit replays of failed tuples; the
-    /// runtime keeps calling it while it has tuples in flight.
-    Exhausted,
-}
-
-/// A source of tuples (Storm's `ISpout`).
-///
-/// All methods run on the spout's own executor, one at a time. They must not block: a
-/// spout reading from a blocking source hands the reading to a dedicated thread.
-pub trait Spout: Send + 'static {
-    /// Declares the output streams.
-    fn declare_outputs(&self, declarer: &mut OutputDeclarer);
-
-    /// Called once before the first `next_tuple`.
-    fn open(&mut self, _ctx: &TopologyContext) -> Result<(), ComponentError> {
-        Ok(())
-    }
-
-    /// Emits zero or more tuples. Called only when downstream queues have room and fewer
-    /// than `max_spout_pending` tracked tuples are in flight.
-    fn next_tuple(&mut self, out: &mut SpoutOutputCollector) -> SpoutStatus;
-
-    /// The tuple tree of `id` was fully processed.
-    fn ack(&mut self, _id: MessageId) {}
-
-    /// The tuple tree of `id` failed for `reason`; the spout may replay it.
-    fn fail(&mut self, _id: MessageId, _reason: &FailReason) {}
-
-    /// Called once when the topology shuts down.
-    fn close(&mut self) {}
-}
-
-/// A processing step (Storm's `IBolt`).
-///
-/// All methods run on the bolt's own executor, one at a time. They must not block the
-/// thread for long: blocking I/O belongs on a dedicated thread.
-pub trait Bolt: Send + 'static {
-    /// Declares the output streams (none by default: a sink).
-    fn declare_outputs(&self, _declarer: &mut OutputDeclarer) {}
-
-    /// Called once before the first `execute`.
-    fn prepare(&mut self, _ctx: &TopologyContext) -> Result<(), ComponentError> {
-        Ok(())
-    }
-
-    /// Processes one input tuple (or a tick tuple, see [`Tuple::is_tick`]).
-    ///
-    /// Returning `Err` fails the input with the error as reason; a panic fails it too,
-    /// is counted and logged, and the bolt keeps running.
-    fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError>;
-
-    /// Called on the bolt's executor after its [`BoltWaker`] was woken, to finish
-    /// asynchronous work: ack or fail held tuples, emit results (unanchored unless
-    /// `emit_anchored` names the tuples).
-    fn wake(&mut self, _out: &mut OutputCollector) {}
-
-    /// Called once after the last input, when the topology shuts down.
-    fn cleanup(&mut self) {}
-}
-
-impl<S: Spout + ?Sized> Spout for Box<S> {
-    fn declare_outputs(&self, declarer: &mut OutputDeclarer) {
-        (**self).declare_outputs(declarer)
-    }
-    fn open(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
-        (**self).open(ctx)
-    }
-    fn next_tuple(&mut self, out: &mut SpoutOutputCollector) -> SpoutStatus {
-        (**self).next_tuple(out)
-    }
-    fn ack(&mut self, id: MessageId) {
-        (**self).ack(id)
-    }
-    fn fail(&mut self, id: MessageId, reason: &FailReason) {
-        (**self).fail(id, reason)
-    }
-    fn close(&mut self) {
-        (**self).close()
-    }
-}
-
-impl<B: Bolt + ?Sized> Bolt for Box<B> {
-    fn declare_outputs(&self, declarer: &mut OutputDeclarer) {
-        (**self).declare_outputs(declarer)
-    }
-    fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
-        (**self).prepare(ctx)
-    }
-    fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
-        (**self).execute(input, out)
-    }
-    fn wake(&mut self, out: &mut OutputCollector) {
-        (**self).wake(out)
-    }
-    fn cleanup(&mut self) {
-        (**self).cleanup()
-    }
-}
-
-/// Makes a new spout instance for each task.
-pub type SpoutFactory = Arc<dyn Fn() -> Box<dyn Spout> + Send + Sync>;
-/// Makes a new bolt instance for each task.
-pub type BoltFactory = Arc<dyn Fn() -> Box<dyn Bolt> + Send + Sync>;

@@ -1,15 +1,16 @@
-//! The `squall` package: the command-line binary, its component registry, examples,
-//! benchmarks and end-to-end tests. The libraries are `squall-topology` (the model),
-//! `squall-runtime` (running it), `squall-connectors` (Kafka, multi-lang, files, demo
-//! components), `squall-alerting` (the alert domain), `squall-store-sqlite` (its embedded
-//! storage) and `squall-pipeline` (the alert bolts).
+//! The `squall` binary's library: its command line ([`cli`]), what each command does
+//! ([`commands`]), the configuration of the service commands and the one place its
+//! defaults live ([`config`]), and the registry of every component type it ships.
+//!
+//! The libraries: `squall-topology` (the model), `squall-runtime` (running it),
+//! `squall-connectors` (Kafka, multi-lang, files, demo components), `squall-alerting` (the
+//! alert domain), `squall-store-sqlite` (its embedded storage), `squall-pipeline` (the
+//! alert bolts and topologies), `squall-services` (intake, admin API), `squall-bench`.
 #![warn(missing_docs)]
 
-pub mod admin;
-pub mod bench;
-pub mod fleet;
-pub mod intake;
-pub mod up;
+pub mod cli;
+pub mod commands;
+pub mod config;
 
 pub use squall_runtime as runtime;
 pub use squall_topology as topology;
@@ -19,8 +20,5 @@ pub use squall_topology as topology;
 /// `chaos`, `kafka`, `shell`) and the alert pipeline's (`enrich`, `split`, `store`,
 /// `threshold`, `notify`, `deliver`).
 pub fn registry() -> topology::Registry {
-    let mut registry = topology::Registry::new();
-    squall_connectors::register(&mut registry);
-    squall_pipeline::register(&mut registry);
-    registry
+    squall_bench::registry()
 }

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use squall::admin::{router, AdminState};
 use squall_alerting::accounts::Registration;
 use squall_alerting::store::AccountStore;
+use squall_services::admin::{router, AdminState};
 use squall_store_sqlite::SqliteStore;
 
 struct Admin {

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
-use squall::intake::{serve, Envelope, IntakeConfig};
+use squall_services::intake::{serve, Envelope, IntakeConfig};
 use support::*;
 
 const V2: &str = concat!(
@@ -54,7 +54,7 @@ async fn start_with_broker() -> Intake {
         topic,
         max_body_bytes: 64 * 1024,
         max_payload_bytes: 256 * 1024,
-        ..IntakeConfig::default()
+        ..squall::config::Config::default().intake("")
     })
     .await
 }
@@ -352,7 +352,7 @@ async fn a_broker_that_cannot_take_the_write_gets_503_with_retry_after() {
         brokers: "127.0.0.1:1".into(),
         topic: "squall.payloads".into(),
         produce_timeout_ms: 1_000,
-        ..IntakeConfig::default()
+        ..squall::config::Config::default().intake("")
     })
     .await;
     let client = reqwest::Client::new();

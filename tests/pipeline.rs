@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use serde_json::{json, Value as Json};
-use squall::admin::{router, AdminState};
-use squall::intake::{serve, IntakeConfig};
 use squall_alerting::accounts::Account;
 use squall_alerting::store::{AccountStore, MetricStore};
 use squall_runtime::RunningTopology;
+use squall_services::admin::{router, AdminState};
+use squall_services::intake::{serve, IntakeConfig};
 use squall_store_sqlite::SqliteStore;
 use squall_topology::*;
 use support::*;
@@ -80,7 +80,7 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
     let config = IntakeConfig {
         brokers: brokers(),
         topic: payloads.clone(),
-        ..IntakeConfig::default()
+        ..squall::config::Config::default().intake("")
     };
     tokio::spawn(async move {
         serve(config, listener, std::future::pending())

@@ -9,6 +9,7 @@
 //! - [`stage`]: the contract between stages (stream and field names, typed values),
 //!   declared once; no JSON between Rust stages.
 //! - [`stores`]: a database URL -> the storage backend. Bolts hold no SQL.
+//! - [`topologies`]: the alert topology and the notifier, built in code.
 //! - Blocking storage calls run on dedicated threads through
 //!   [`squall_topology::Offload`].
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ pub mod stage;
 pub mod store;
 pub mod stores;
 pub mod threshold;
+pub mod topologies;
 
 use squall_topology::Registry;
 

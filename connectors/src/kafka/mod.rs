@@ -1,5 +1,6 @@
-//! Kafka: the `kafka` spout ([`KafkaSpout`], in `source.rs`) and the `kafka` bolt
-//! ([`KafkaBolt`], in `sink.rs`).
+//! Kafka: the `kafka` spout ([`KafkaSpout`], in `source.rs`), the `kafka` bolt
+//! ([`KafkaBolt`], in `sink.rs`), and cluster setup ([`ensure_topics`], the
+//! [`EmbeddedBroker`], in `admin.rs`).
 //!
 //! The spout is a consumer-group member per task, at-least-once by default.
 //!
@@ -26,11 +27,13 @@
 //!   have none).
 //! - **Lag**: `squall_kafka_consumer_lag{topic,partition}` from librdkafka's statistics.
 
+mod admin;
 mod offsets;
 mod poller;
 mod sink;
 mod source;
 
+pub use admin::{ensure_topics, AdminError, EmbeddedBroker};
 pub use offsets::PartitionOffsets;
 pub use sink::{KafkaBolt, KafkaBoltConfig};
 pub use source::KafkaSpout;
@@ -170,6 +173,30 @@ pub struct KafkaSpoutConfig {
 }
 
 impl KafkaSpoutConfig {
+    /// A consumer of `topic` in group `group_id` on `brokers`, every other option at its
+    /// default (as a file that names only these three).
+    pub fn new(
+        brokers: impl Into<String>,
+        topic: impl Into<String>,
+        group_id: impl Into<String>,
+    ) -> Self {
+        KafkaSpoutConfig {
+            brokers: brokers.into(),
+            topic: Some(topic.into()),
+            topics: Vec::new(),
+            group_id: group_id.into(),
+            start: Start::default(),
+            value: ValueFormat::default(),
+            mode: Mode::default(),
+            commit_interval_ms: default_commit_interval(),
+            retry: RetryConfig::default(),
+            dead_letter_topic: default_dead_letter(),
+            max_uncommitted: default_max_uncommitted(),
+            buffer: default_buffer(),
+            options: BTreeMap::new(),
+        }
+    }
+
     /// The topics to subscribe to, or what is wrong with the options.
     pub fn subscription(&self) -> Result<Vec<String>, String> {
         let mut topics = self.topics.clone();

@@ -31,6 +31,19 @@ pub struct KafkaBoltConfig {
     pub options: BTreeMap<String, String>,
 }
 
+impl KafkaBoltConfig {
+    /// A producer to `topic` on `brokers` writing each tuple as a JSON object, unkeyed.
+    pub fn new(brokers: impl Into<String>, topic: impl Into<String>) -> Self {
+        KafkaBoltConfig {
+            brokers: brokers.into(),
+            topic: topic.into(),
+            key_field: None,
+            value_field: None,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
 struct Reports {
     tx: Sender<(u64, Option<String>)>,
     waker: Option<BoltWaker>,

@@ -36,7 +36,8 @@ use serde_json::value::RawValue;
 pub use squall_alerting::envelope::{AgentFormat, Envelope};
 use tokio::sync::oneshot;
 
-/// Intake settings.
+/// Intake settings (their defaults and the `[intake]` section of `squall.toml` are the
+/// binary's config module's).
 #[derive(Clone, Debug)]
 pub struct IntakeConfig {
     /// Kafka bootstrap servers.
@@ -53,20 +54,6 @@ pub struct IntakeConfig {
     pub produce_timeout_ms: u64,
     /// librdkafka settings passed through to the producer.
     pub kafka_options: Vec<(String, String)>,
-}
-
-impl Default for IntakeConfig {
-    fn default() -> Self {
-        IntakeConfig {
-            brokers: "127.0.0.1:9092".into(),
-            topic: "squall.payloads".into(),
-            domain: "example.com".into(),
-            max_body_bytes: 1 << 20,
-            max_payload_bytes: 8 << 20,
-            produce_timeout_ms: 5_000,
-            kafka_options: Vec::new(),
-        }
-    }
 }
 
 /// Why a payload was refused: the `reason` code of the error body.

@@ -1,0 +1,305 @@
+//! The built-in topologies, built in code from typed options: the alert topology that
+//! `squall up` runs, and the notifier.
+//!
+//! ```text
+//! payloads (kafka) -> enrich -> split -> store
+//!                        |          \-> threshold -> notify -> notifications (kafka)
+//!                        \-> rejected (kafka)
+//! notifications (kafka) -> deliver
+//! ```
+//!
+//! `examples/topologies/alerting.toml` describes the same alert topology as a file, for
+//! `squall run`; a test keeps the two in step.
+
+use std::collections::BTreeMap;
+
+use squall_connectors::kafka::{KafkaBolt, KafkaBoltConfig, KafkaSpout, KafkaSpoutConfig};
+use squall_topology::{ComponentKind, Topology, TopologyBuilder, ValidationErrors};
+
+use crate::deliver::{Deliver, DeliverConfig};
+use crate::enrich::{Enrich, EnrichConfig};
+use crate::notify::Notify;
+use crate::split::Split;
+use crate::stage::{DEVICE, REJECTED};
+use crate::store::{Store, StoreConfig};
+use crate::threshold::{Threshold, ThresholdConfig};
+
+/// The topics (after a prefix, `squall.` by default) and consumer groups of a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// Payload envelopes from the intake.
+    pub payloads: String,
+    /// Notifications from the alert topology.
+    pub notifications: String,
+    /// Rejected payloads.
+    pub rejected: String,
+    /// Records that failed every retry.
+    pub dead_letter: String,
+    /// The alert topology's consumer group.
+    pub alerting_group: String,
+    /// The notifier's consumer group.
+    pub notifier_group: String,
+}
+
+impl Names {
+    /// The names under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Names {
+            payloads: format!("{prefix}payloads"),
+            notifications: format!("{prefix}notifications"),
+            rejected: format!("{prefix}rejected"),
+            dead_letter: format!("{prefix}dead-letter"),
+            alerting_group: format!("{prefix}alerting"),
+            notifier_group: format!("{prefix}notifier"),
+        }
+    }
+
+    /// Every topic.
+    pub fn topics(&self) -> [&str; 4] {
+        [
+            &self.payloads,
+            &self.notifications,
+            &self.rejected,
+            &self.dead_letter,
+        ]
+    }
+}
+
+/// How the topologies reach the cluster.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Topic and group names.
+    pub names: Names,
+    /// The database URL (`sqlite://PATH`).
+    pub db_url: String,
+    /// librdkafka options of the consumers (see [`consumer_options`]).
+    pub consumer: BTreeMap<String, String>,
+}
+
+/// librdkafka options of the consumers: the group session timeout, heartbeats well
+/// inside it, and the longest fetch wait (brokers that answer a fetch only when it runs
+/// out, tansu among them, add it to every payload's latency).
+pub fn consumer_options(
+    session_timeout_ms: u64,
+    fetch_wait_max_ms: u64,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "session.timeout.ms".to_string(),
+            session_timeout_ms.to_string(),
+        ),
+        (
+            "heartbeat.interval.ms".to_string(),
+            (session_timeout_ms / 5).max(100).to_string(),
+        ),
+        (
+            "fetch.wait.max.ms".to_string(),
+            fetch_wait_max_ms.to_string(),
+        ),
+    ])
+}
+
+/// Tasks per component of the alert topology, and its timers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertingOptions {
+    /// `payloads` (Kafka consumers in the group).
+    pub payloads_parallelism: i64,
+    /// `enrich` tasks.
+    pub enrich_parallelism: i64,
+    /// `split` tasks.
+    pub split_parallelism: i64,
+    /// `store` tasks.
+    pub store_parallelism: i64,
+    /// `threshold` tasks (each owns the devices the fields grouping sends it).
+    pub threshold_parallelism: i64,
+    /// `notify` tasks.
+    pub notify_parallelism: i64,
+    /// How often `threshold` checks no-data rules.
+    pub tick_interval_ms: u64,
+    /// Days minute snapshots are kept.
+    pub snapshot_retention_days: u32,
+}
+
+/// The alert topology (see the module docs).
+pub fn alerting(cluster: &Cluster, o: &AlertingOptions) -> Result<Topology, ValidationErrors> {
+    let names = &cluster.names;
+    let db = &cluster.db_url;
+    let mut b = TopologyBuilder::new("alerting");
+    let mut payloads =
+        KafkaSpoutConfig::new(&cluster.brokers, &names.payloads, &names.alerting_group);
+    payloads.dead_letter_topic = names.dead_letter.clone();
+    payloads.options = cluster.consumer.clone();
+    KafkaSpout::new(payloads.clone()).map_err(|e| invalid(ComponentKind::Spout, "payloads", e))?;
+    b.set_spout("payloads", o.payloads_parallelism, move || {
+        KafkaSpout::new(payloads.clone()).expect("the spout's options were checked")
+    });
+    let enrich = EnrichConfig {
+        db_url: db.clone(),
+        cache_ttl_ms: 600_000,
+        field: "value".into(),
+    };
+    Enrich::new(enrich.clone()).map_err(|e| invalid(ComponentKind::Bolt, "enrich", e))?;
+    b.set_bolt("enrich", o.enrich_parallelism, move || {
+        Enrich::new(enrich.clone()).expect("checked above")
+    })
+    .fields_grouping("payloads", ["key"]);
+    b.set_bolt("split", o.split_parallelism, || Split)
+        .shuffle_grouping("enrich");
+    let store = StoreConfig {
+        db_url: db.clone(),
+        snapshot_retention_days: o.snapshot_retention_days,
+    };
+    b.set_bolt("store", o.store_parallelism, move || {
+        Store::new(store.clone()).expect("checked with enrich's URL")
+    })
+    .fields_grouping("split", [DEVICE]);
+    let threshold = ThresholdConfig { db_url: db.clone() };
+    b.set_bolt("threshold", o.threshold_parallelism, move || {
+        Threshold::new(threshold.clone()).expect("checked with enrich's URL")
+    })
+    .fields_grouping("split", [DEVICE])
+    .tick_interval_ms(o.tick_interval_ms);
+    b.set_bolt("notify", o.notify_parallelism, || Notify)
+        .shuffle_grouping("threshold");
+    let mut notifications = KafkaBoltConfig::new(&cluster.brokers, &names.notifications);
+    notifications.key_field = Some("key".into());
+    notifications.value_field = Some("value".into());
+    KafkaBolt::new(notifications.clone())
+        .map_err(|e| invalid(ComponentKind::Bolt, "notifications", e))?;
+    b.set_bolt("notifications", 1, move || {
+        KafkaBolt::new(notifications.clone()).expect("checked above")
+    })
+    .shuffle_grouping("notify");
+    let rejected = KafkaBoltConfig::new(&cluster.brokers, &names.rejected);
+    b.set_bolt("rejected", 1, move || {
+        KafkaBolt::new(rejected.clone()).expect("checked with notifications'")
+    })
+    .grouping("enrich", REJECTED, squall_topology::Grouping::Shuffle);
+    b.build()
+}
+
+/// Options of the notifier topology.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifierOptions {
+    /// Delivery tasks.
+    pub parallelism: i64,
+    /// Notifications older than this are archived, not sent.
+    pub max_age_s: u64,
+    /// First retry delay (doubling, with jitter).
+    pub initial_backoff_ms: u64,
+    /// Longest retry delay.
+    pub max_backoff_ms: u64,
+    /// Timeout of one HTTP request.
+    pub request_timeout_ms: u64,
+}
+
+/// The notifier: the `kafka` spout on the notifications topic (its own group),
+/// at-least-once, feeding `deliver`, fields-grouped by key so each alert's notifications
+/// to one recipient are delivered in order.
+pub fn notifier(cluster: &Cluster, o: &NotifierOptions) -> Result<Topology, ValidationErrors> {
+    let names = &cluster.names;
+    let mut b = TopologyBuilder::new("notifier");
+    // A notification may be retried until it is `max_age_s` old: its tuple must not time
+    // out before.
+    b.config().message_timeout_ms = (o.max_age_s + 300) * 1000;
+    let mut spout = KafkaSpoutConfig::new(
+        &cluster.brokers,
+        &names.notifications,
+        &names.notifier_group,
+    );
+    spout.dead_letter_topic = names.dead_letter.clone();
+    spout.options = cluster.consumer.clone();
+    // Deliveries fail only when the outcome could not be recorded: retried for good.
+    spout.retry.max_retries = 1_000_000;
+    spout.retry.initial_delay_ms = 1_000;
+    spout.retry.max_delay_ms = 60_000;
+    KafkaSpout::new(spout.clone())
+        .map_err(|e| invalid(ComponentKind::Spout, "notifications", e))?;
+    b.set_spout("notifications", 1, move || {
+        KafkaSpout::new(spout.clone()).expect("the spout's options were checked")
+    });
+    let deliver = DeliverConfig {
+        db_url: cluster.db_url.clone(),
+        max_age_s: o.max_age_s,
+        request_timeout_ms: o.request_timeout_ms,
+        initial_backoff_ms: o.initial_backoff_ms,
+        max_backoff_ms: o.max_backoff_ms,
+        field: "value".into(),
+    };
+    Deliver::new(deliver.clone()).map_err(|e| invalid(ComponentKind::Bolt, "deliver", e))?;
+    b.set_bolt("deliver", o.parallelism, move || {
+        Deliver::new(deliver.clone()).expect("checked above")
+    })
+    .fields_grouping("notifications", ["key"]);
+    b.build()
+}
+
+fn invalid(kind: ComponentKind, component: &str, message: String) -> ValidationErrors {
+    ValidationErrors(vec![squall_topology::ValidationError::Invalid {
+        kind,
+        component: component.to_string(),
+        message,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use squall_topology::{load_topology_toml, EnvOverrides, Registry};
+
+    #[test]
+    fn the_example_file_describes_the_same_alert_topology() {
+        let cluster = Cluster {
+            brokers: "127.0.0.1:19092".into(),
+            names: Names::new("squall."),
+            db_url: "sqlite://squall.db".into(),
+            consumer: consumer_options(10_000, 5),
+        };
+        let options = AlertingOptions {
+            payloads_parallelism: 1,
+            enrich_parallelism: 2,
+            split_parallelism: 1,
+            store_parallelism: 1,
+            threshold_parallelism: 2,
+            notify_parallelism: 1,
+            tick_interval_ms: 1_000,
+            snapshot_retention_days: 5,
+        };
+        let code = alerting(&cluster, &options).unwrap();
+        let mut registry = Registry::new();
+        squall_connectors::register(&mut registry);
+        crate::register(&mut registry);
+        let text = include_str!("../../examples/topologies/alerting.toml");
+        let file = load_topology_toml(text, "alerting.toml", &[], &EnvOverrides::Off)
+            .unwrap()
+            .validate(&registry)
+            .unwrap();
+        // The same components, tasks, streams and groupings; only how each component is
+        // made (code, or a registered type) and the order of the listing may differ.
+        let blocks = |t: &Topology| {
+            let text = t.to_string();
+            let mut blocks: Vec<String> = Vec::new();
+            for line in text.lines().skip(1) {
+                let line = match line.find(" type ") {
+                    Some(i) => {
+                        let rest = &line[i + 6..];
+                        let end = rest.find(',').unwrap_or(rest.len());
+                        format!("{}{}", &line[..i], &rest[end..])
+                    }
+                    None => line.to_string(),
+                };
+                if line.starts_with("  spout") || line.starts_with("  bolt") {
+                    blocks.push(line);
+                } else if let Some(b) = blocks.last_mut() {
+                    b.push('\n');
+                    b.push_str(&line);
+                }
+            }
+            blocks.sort();
+            (text.lines().next().map(str::to_string), blocks)
+        };
+        assert_eq!(blocks(&code), blocks(&file));
+    }
+}

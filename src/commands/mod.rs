@@ -1,0 +1,203 @@
+//! What each command does, and what they share: the tokio runtime, signals, the metrics
+//! endpoint, the embedded broker.
+
+mod admin;
+mod bench;
+mod intake;
+mod notifier;
+mod run;
+pub mod up;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use squall_connectors::kafka::EmbeddedBroker;
+use squall_runtime::RunningTopology;
+use squall_topology::Topology;
+
+use crate::cli::{Cli, Command, ServiceArgs};
+use crate::config::Config;
+
+/// Runs the command line.
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { file, sets } => run::validate(&file, &sets),
+        Command::Run {
+            file,
+            sets,
+            metrics_addr,
+            workers,
+        } => run::run(&file, &sets, metrics_addr, workers),
+        Command::Up { service, data_dir } => {
+            let mut flags = Vec::new();
+            if let Some(d) = data_dir {
+                flags.push(("data_dir", d.display().to_string()));
+            }
+            up::main(load(&service, &flags)?, service.metrics_addr)
+        }
+        Command::Intake {
+            service,
+            listen,
+            brokers,
+            topic,
+            domain,
+            max_body_bytes,
+            max_payload_bytes,
+            produce_timeout_ms,
+        } => {
+            let flags = flags([
+                ("intake.listen", listen.map(|v| v.to_string())),
+                ("kafka.brokers", brokers),
+                ("intake.topic", topic),
+                ("intake.domain", domain),
+                (
+                    "intake.max_body_bytes",
+                    max_body_bytes.map(|v| v.to_string()),
+                ),
+                (
+                    "intake.max_payload_bytes",
+                    max_payload_bytes.map(|v| v.to_string()),
+                ),
+                (
+                    "intake.produce_timeout_ms",
+                    produce_timeout_ms.map(|v| v.to_string()),
+                ),
+            ]);
+            intake::main(load(&service, &flags)?, service.metrics_addr)
+        }
+        Command::Notifier {
+            service,
+            brokers,
+            db,
+            max_age_s,
+            initial_backoff_ms,
+            max_backoff_ms,
+            parallelism,
+            prefix,
+        } => {
+            let flags = flags([
+                ("kafka.brokers", brokers),
+                ("db.url", db),
+                ("notifier.max_age_s", max_age_s.map(|v| v.to_string())),
+                (
+                    "notifier.initial_backoff_ms",
+                    initial_backoff_ms.map(|v| v.to_string()),
+                ),
+                (
+                    "notifier.max_backoff_ms",
+                    max_backoff_ms.map(|v| v.to_string()),
+                ),
+                ("notifier.parallelism", parallelism.map(|v| v.to_string())),
+                ("kafka.prefix", prefix),
+            ]);
+            notifier::main(load(&service, &flags)?, service.metrics_addr)
+        }
+        Command::Admin {
+            action,
+            service,
+            listen,
+            db,
+            token,
+        } => {
+            let flags = flags([
+                ("admin.listen", listen.map(|v| v.to_string())),
+                ("db.url", db),
+                ("admin.token", token),
+            ]);
+            admin::main(action, load(&service, &flags)?, service.metrics_addr)
+        }
+        Command::Bench { what } => bench::main(what),
+    }
+}
+
+/// The flags that were given, as configuration overrides.
+fn flags<const N: usize>(
+    given: [(&'static str, Option<String>); N],
+) -> Vec<(&'static str, String)> {
+    given
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+}
+
+fn load(service: &ServiceArgs, flags: &[(&str, String)]) -> anyhow::Result<Config> {
+    Config::load(service.config.as_deref(), std::env::vars(), flags)
+}
+
+/// Registers SIGINT (Ctrl-C) and SIGTERM handlers now, so a signal that arrives before
+/// the returned future is first polled is not lost (nor fatal), and resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    if let Some(addr) = addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    }
+    Ok(())
+}
+
+/// The broker to use: `named` when it is not empty, else the embedded one (returned too:
+/// it lives as long as the caller keeps it) with `topics` created.
+fn broker(
+    named: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> anyhow::Result<(Option<EmbeddedBroker>, String)> {
+    if !named.trim().is_empty() {
+        return Ok((None, named.trim().to_string()));
+    }
+    let embedded = EmbeddedBroker::start(topics, partitions)?;
+    let brokers = embedded.bootstrap_servers();
+    Ok((Some(embedded), brokers))
+}
+
+/// A multi-threaded runtime with `workers` threads (default: one per core).
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(w) = workers {
+        rt.worker_threads(w.max(1));
+    }
+    rt.enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// Runs `topology` until its spouts are exhausted or a signal asks it to drain (`what`
+/// names it in the log); prints its report.
+fn run_until_signal(
+    topology: Topology,
+    what: &'static str,
+    workers: Option<usize>,
+    metrics_addr: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    runtime(workers)?.block_on(async move {
+        install_metrics(metrics_addr)?;
+        let signal = shutdown_signal()?;
+        let running = RunningTopology::start(topology)?;
+        tracing::info!("{what} running");
+        let stop = running.shutdown_handle();
+        tokio::spawn(async move {
+            signal.await;
+            tracing::info!("signal: {what} draining in-flight tuples");
+            stop.shutdown();
+        });
+        let report = running.join().await;
+        print!("{report}");
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,148 @@
+//! `squall up`: the whole alert pipeline in one process on embedded defaults.
+//!
+//! It starts, in order: a Kafka-protocol broker when `kafka.brokers` is empty (the
+//! embedded one: nothing to install, but its queues live in memory), the topics it needs,
+//! the database under `data_dir`, the admin API, the intake, the alert topology and the
+//! notifier. It prints where each service listens, and on Ctrl-C or SIGTERM stops the
+//! intake and the admin API first, then lets the topologies drain.
+
+use anyhow::Context;
+use squall_connectors::kafka::ensure_topics;
+use squall_pipeline::topologies;
+use squall_runtime::RunningTopology;
+
+use crate::config::Config;
+
+/// The admin token: `admin.token`, else the one kept in `DATA_DIR/admin-token`, else a new
+/// one (kept there for the next start).
+fn admin_token(config: &Config) -> anyhow::Result<String> {
+    let given = config.admin.token.trim();
+    if !given.is_empty() {
+        if given.len() < 16 {
+            anyhow::bail!("admin.token must be at least 16 characters");
+        }
+        return Ok(given.to_string());
+    }
+    let path = config.data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        if t.trim().len() >= 16 {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let token: String = {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        (0..32)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)]))
+            .collect()
+    };
+    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+/// Runs everything until `stop` resolves. `brokers` is the broker to use (the caller
+/// starts the embedded one when the configuration names none, and creates its topics:
+/// then `create_topics` is false).
+pub async fn run(
+    config: Config,
+    brokers: String,
+    create_topics: bool,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let token = admin_token(&config)?;
+    let db = config.db.url.clone();
+    let names = config.names();
+    if create_topics {
+        ensure_topics(&brokers, &names.topics(), config.kafka.partitions).await?;
+    }
+
+    let stores = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            squall_pipeline::stores::open(&db).with_context(|| format!("opening {db}"))
+        })
+        .await??
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("admin: listening on {}", config.admin.listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin = squall_services::admin::router(squall_services::admin::AdminState::new(
+        stores,
+        token.as_str(),
+    ));
+    let admin_stopped = stopped();
+    let admin_task = tokio::spawn(async move {
+        axum::serve(admin_listener, admin)
+            .with_graceful_shutdown(admin_stopped)
+            .await
+    });
+
+    let intake_listener = tokio::net::TcpListener::bind(config.intake.listen)
+        .await
+        .with_context(|| format!("intake: listening on {}", config.intake.listen))?;
+    let intake_addr = intake_listener.local_addr()?;
+    let intake_config = config.intake(&brokers);
+    let intake_task = tokio::spawn(squall_services::intake::serve(
+        intake_config,
+        intake_listener,
+        stopped(),
+    ));
+
+    let cluster = config.cluster(&brokers);
+    let topology = RunningTopology::start(topologies::alerting(&cluster, &config.alerting())?)?;
+    let notifier = RunningTopology::start(topologies::notifier(&cluster, &config.notifier())?)?;
+
+    println!("squall is up");
+    println!("  intake     http://{intake_addr}/intake/   (agents post here)");
+    println!("  admin API  http://{admin_addr}/api/v1/   (Authorization: Bearer {token})");
+    println!("  kafka      {brokers}");
+    println!("  database   {db}");
+    println!("  topology   alerting, notifier");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    stop.await;
+    tracing::info!("stopping: intake and admin first, then the topologies drain");
+    let _ = stop_tx.send(true);
+    let _ = intake_task.await;
+    let _ = admin_task.await;
+    let report = topology.shutdown_and_join().await;
+    tracing::info!("alerting topology stopped:\n{report}");
+    let report = notifier.shutdown_and_join().await;
+    tracing::info!("notifier stopped:\n{report}");
+    Ok(())
+}
+
+/// `squall up` until a signal.
+pub(super) fn main(
+    config: Config,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<std::process::ExitCode> {
+    // The embedded broker lives on this thread for as long as the process runs.
+    let (embedded, brokers) = super::broker(
+        &config.kafka.brokers,
+        &config.names().topics(),
+        config.kafka.partitions,
+    )?;
+    let create_topics = embedded.is_none();
+    let rt = super::runtime(None)?;
+    rt.block_on(async move {
+        super::install_metrics(metrics_addr)?;
+        let stop = super::shutdown_signal()?;
+        run(config, brokers, create_topics, stop).await
+    })?;
+    drop(rt);
+    drop(embedded);
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo bench --bench kafka` (set `SQUALL_KAFKA_BROKERS` to use a running broker;
 //! `SQUALL_BENCH_RECORDS` to change the record count, default 200000).
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

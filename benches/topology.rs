@@ -4,6 +4,8 @@
 //! the memory per tracked tuple (printed once before the measurements).
 //!
 //! Run: `cargo bench --bench topology` (the README table comes from it).
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -40,7 +40,7 @@ pub struct Device {
     pub last_seen_ms: i64,
 }
 
-/// The outcome of [`AccountStore::register_device`].
+/// The outcome of [`crate::store::AccountStore::register_device`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Registration {
     /// The device was known.
@@ -61,7 +61,7 @@ pub struct AccountPatch {
     pub active: Option<bool>,
 }
 
-/// A payload's device as [`AccountStore::register_devices`] takes it.
+/// A payload's device as [`crate::store::AccountStore::register_devices`] takes it.
 #[derive(Clone, Copy, Debug)]
 pub struct Sighting<'a> {
     /// Account name.

@@ -129,6 +129,12 @@ pub struct Engine {
     replay_open_no_data: bool,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
 impl Engine {
     /// An engine reading configs from `configs` and keeping state in `store`.
     pub fn new(configs: Arc<dyn AccountStore>, store: Arc<dyn AlertStateStore>) -> Self {

@@ -200,7 +200,7 @@ pub async fn pipeline(
             received_at_ms: received,
             received_at_us: None,
             format: AgentFormat::V2,
-            payload: &raw,
+            payload: raw,
         })?;
         items.push((Arc::<str>::from(key.agent_key), Arc::<[u8]>::from(envelope)));
     }

@@ -5,7 +5,7 @@
 //!   broker's delivery report).
 //! - [`multilang`]: the `shell` spout and bolt, a child process speaking Storm's
 //!   multi-lang protocol (pystorm, streamparse, `storm.py`).
-//! - [`file`]: the `lines` spout and the `jsonl` bolt.
+//! - [`file`](mod@file): the `lines` spout and the `jsonl` bolt.
 //! - [`demo`]: `generator`, `split_words`, `count`, `log` and `chaos`.
 //!
 //! `lines` and `generator` track their tuples under guaranteed processing and replay

@@ -170,6 +170,12 @@ pub struct Enrich {
     inflight: HashMap<(String, String, String), usize>,
 }
 
+impl std::fmt::Debug for Enrich {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrich").finish_non_exhaustive()
+    }
+}
+
 impl Enrich {
     /// An enrich bolt with `config` (the database opens in `prepare`).
     pub fn new(config: EnrichConfig) -> Result<Self, String> {

@@ -102,6 +102,12 @@ pub struct RunOptions {
     pub capture: Option<Capture>,
 }
 
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions").finish_non_exhaustive()
+    }
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
@@ -120,6 +126,12 @@ pub struct RunningTopology {
     shutdown_timeout: Duration,
     started: tokio::time::Instant,
     acker_stats: Arc<AckerStats>,
+}
+
+impl std::fmt::Debug for RunningTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningTopology").finish_non_exhaustive()
+    }
 }
 
 /// Acker occupancy: the most trees in flight at once and the memory per tree then.
@@ -150,6 +162,12 @@ fn seed(task: TaskId) -> u64 {
 /// A cheap handle that asks a running topology to shut down.
 #[derive(Clone)]
 pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle").finish_non_exhaustive()
+    }
+}
 
 impl ShutdownHandle {
     /// Requests a graceful shutdown.

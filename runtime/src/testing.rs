@@ -73,10 +73,22 @@ pub struct CompleteTopology {
     run_for: Option<Duration>,
 }
 
+impl std::fmt::Debug for CompleteTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompleteTopology").finish_non_exhaustive()
+    }
+}
+
 /// The result of a completed run.
 pub struct CompletedTopology {
     captured: Vec<Captured>,
     report: RunReport,
+}
+
+impl std::fmt::Debug for CompletedTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletedTopology").finish_non_exhaustive()
+    }
 }
 
 impl CompleteTopology {

@@ -35,6 +35,12 @@ pub struct AdminState {
     pub deliveries: Option<Arc<dyn DeliveryLog>>,
 }
 
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").finish_non_exhaustive()
+    }
+}
+
 impl AdminState {
     /// Serves every route from the stores of one database.
     pub fn new(stores: Stores, token: &str) -> Self {
@@ -50,6 +56,12 @@ impl AdminState {
 
 /// An API error: status, reason code, message.
 pub struct ApiError(StatusCode, &'static str, String);
+
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiError").finish_non_exhaustive()
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -113,6 +125,12 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
 
 /// A JSON body, with serde's message naming the field when it does not parse.
 pub struct Body<T>(T);
+
+impl<T> std::fmt::Debug for Body<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body").finish_non_exhaustive()
+    }
+}
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
     type Rejection = ApiError;

@@ -227,7 +227,7 @@ impl AccountStore for SqliteStore {
             if inserted == 0 {
                 return Err(StoreError::AccountExists(account.name.clone()).into());
             }
-            bump(&conn)?;
+            bump(conn)?;
             Ok(account.clone())
         })
     }
@@ -237,7 +237,7 @@ impl AccountStore for SqliteStore {
             let guard = self.lock();
             let conn = &guard.conn;
             let mut account =
-                get_account(&conn, name)?.ok_or_else(|| StoreError::NoAccount(name.into()))?;
+                get_account(conn, name)?.ok_or_else(|| StoreError::NoAccount(name.into()))?;
             if let Some(q) = patch.device_quota {
                 account.device_quota = q;
             }
@@ -248,7 +248,7 @@ impl AccountStore for SqliteStore {
                 "UPDATE accounts SET device_quota = ?2, active = ?3 WHERE name = ?1",
                 params![account.name, account.device_quota, account.active],
             )?;
-            bump(&conn)?;
+            bump(conn)?;
             Ok(account)
         })
     }
@@ -302,7 +302,7 @@ impl AccountStore for SqliteStore {
         run(|| {
             let guard = self.lock();
             let conn = &guard.conn;
-            if get_account(&conn, account)?.is_none() {
+            if get_account(conn, account)?.is_none() {
                 return Err(StoreError::NoAccount(account.into()).into());
             }
             let mut stmt = conn.prepare(&format!(
@@ -326,7 +326,7 @@ impl AccountStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NoDevice(id).into());
             }
-            bump(&conn)?;
+            bump(conn)?;
             Ok(conn.query_row(
                 &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
                 params![id],
@@ -339,8 +339,8 @@ impl AccountStore for SqliteStore {
         run(|| {
             let guard = self.lock();
             let conn = &guard.conn;
-            let stored = config_create(&conn, config)?;
-            bump(&conn)?;
+            let stored = config_create(conn, config)?;
+            bump(conn)?;
             Ok(stored)
         })
     }
@@ -357,8 +357,8 @@ impl AccountStore for SqliteStore {
         run(|| {
             let guard = self.lock();
             let conn = &guard.conn;
-            let done = config_replace(&conn, id, config)?;
-            bump(&conn)?;
+            let done = config_replace(conn, id, config)?;
+            bump(conn)?;
             Ok(done)
         })
     }
@@ -367,8 +367,8 @@ impl AccountStore for SqliteStore {
         run(|| {
             let guard = self.lock();
             let conn = &guard.conn;
-            let done = config_delete(&conn, id)?;
-            bump(&conn)?;
+            let done = config_delete(conn, id)?;
+            bump(conn)?;
             Ok(done)
         })
     }

@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// The broker address: `SQUALL_KAFKA_BROKERS`, or the one `scripts/kafka-up.sh` starts.
-pub fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     static BROKERS: OnceLock<String> = OnceLock::new();
     BROKERS
         .get_or_init(|| {
@@ -43,7 +43,7 @@ pub fn brokers() -> String {
 }
 
 /// A name no other test run uses.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -54,7 +54,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Creates `topic` with `partitions` partitions.
-pub async fn create_topic(topic: &str, partitions: i32) {
+pub(crate) async fn create_topic(topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
@@ -72,7 +72,7 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 }
 
 /// Produces `records` (key, value) and waits until the broker acknowledged all of them.
-pub fn produce(topic: &str, records: &[(String, String)]) {
+pub(crate) fn produce(topic: &str, records: &[(String, String)]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("enable.idempotence", "true")
@@ -97,14 +97,14 @@ pub fn produce(topic: &str, records: &[(String, String)]) {
 }
 
 /// Keyed records `key-<i % keys>` -> `<first + i>` for i in 0..n.
-pub fn keyed(first: usize, n: usize, keys: usize) -> Vec<(String, String)> {
+pub(crate) fn keyed(first: usize, n: usize, keys: usize) -> Vec<(String, String)> {
     (0..n)
         .map(|i| (format!("key-{}", i % keys), (first + i).to_string()))
         .collect()
 }
 
 /// The committed offsets of `group` for `topic` (-1 where none).
-pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+pub(crate) fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", group)
@@ -128,7 +128,7 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
 }
 
 /// The end (high-watermark) offsets of `topic`.
-pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
+pub(crate) fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
@@ -145,7 +145,7 @@ pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
 
 /// A consumed record: partition, offset, key, value, headers.
 #[derive(Clone, Debug)]
-pub struct Consumed {
+pub(crate) struct Consumed {
     pub partition: i32,
     pub offset: i64,
     pub key: Option<String>,
@@ -154,7 +154,7 @@ pub struct Consumed {
 }
 
 /// Reads `n` records of `topic` from the beginning (fails after `timeout`).
-pub fn consume(topic: &str, n: usize, timeout: Duration) -> Vec<Consumed> {
+pub(crate) fn consume(topic: &str, n: usize, timeout: Duration) -> Vec<Consumed> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))

@@ -1,4 +1,4 @@
-//! The [`Bolt`] trait (Storm's `IBolt`): a processing step.
+//! The [`Bolt`](crate::Bolt) trait (Storm's `IBolt`): a processing step.
 
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ pub trait Bolt: Send + 'static {
     /// is counted and logged, and the bolt keeps running.
     fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError>;
 
-    /// Called on the bolt's executor after its [`BoltWaker`] was woken, to finish
+    /// Called on the bolt's executor after its [`BoltWaker`](crate::BoltWaker) was woken, to finish
     /// asynchronous work: ack or fail held tuples, emit results (unanchored unless
     /// `emit_anchored` names the tuples).
     fn wake(&mut self, _out: &mut OutputCollector) {}

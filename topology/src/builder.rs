@@ -42,9 +42,21 @@ pub struct TopologyBuilder {
     def: TopologyDef,
 }
 
+impl std::fmt::Debug for TopologyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyBuilder").finish_non_exhaustive()
+    }
+}
+
 /// Declares the inputs of a bolt just added with [`TopologyBuilder::set_bolt`].
 pub struct BoltDeclarer<'a> {
     def: &'a mut ComponentDef,
+}
+
+impl std::fmt::Debug for BoltDeclarer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoltDeclarer").finish_non_exhaustive()
+    }
 }
 
 impl TopologyBuilder {

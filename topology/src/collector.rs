@@ -264,7 +264,7 @@ impl Emitter {
     }
 }
 
-/// The collector a [`Bolt`] emits through.
+/// The collector a [`Bolt`](crate::Bolt) emits through.
 ///
 /// Emissions are anchored to the input being executed unless made with an `_unanchored`
 /// method. The input is acked when `execute` returns `Ok`, failed when it returns `Err` or
@@ -361,7 +361,7 @@ impl OutputCollector {
         self.pause = Some(self.pause.map_or(duration, |p| p.max(duration)));
     }
 
-    /// Ends a pause early (called from [`Bolt::wake`] once the bolt can take input again,
+    /// Ends a pause early (called from [`Bolt::wake`](crate::Bolt::wake) once the bolt can take input again,
     /// e.g. when a child process caught up). A pause requested in the same call wins.
     pub fn resume(&mut self) {
         self.resume = true;
@@ -428,7 +428,7 @@ impl OutputCollector {
     }
 }
 
-/// The collector a [`Spout`] emits through.
+/// The collector a [`Spout`](crate::Spout) emits through.
 #[derive(Debug)]
 pub struct SpoutOutputCollector {
     emitter: Emitter,

@@ -1,5 +1,5 @@
 //! What the runtime hands a component besides its input: a [`TopologyContext`] (its place
-//! in the topology) and a [`BoltWaker`] (to be woken from another thread).
+//! in the topology) and a [`BoltWaker`](crate::BoltWaker) (to be woken from another thread).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,9 +26,9 @@ impl std::fmt::Display for ComponentKind {
 }
 
 /// Wakes a component's executor from any thread. A bolt's executor then calls
-/// [`Bolt::wake`]: asynchronous work (a delivery report, a child process's answer) hands
+/// [`Bolt::wake`](crate::Bolt::wake): asynchronous work (a delivery report, a child process's answer) hands
 /// its result over a channel and wakes the bolt, which acks or fails its held tuples. An
-/// idle spout's executor calls [`Spout::next_tuple`] without waiting out its idle period.
+/// idle spout's executor calls [`Spout::next_tuple`](crate::Spout::next_tuple) without waiting out its idle period.
 #[derive(Clone)]
 pub struct BoltWaker(Arc<dyn Fn() + Send + Sync>);
 

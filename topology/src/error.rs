@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::context::ComponentKind;
 
-/// Why a tracked tuple failed; handed to [`Spout::fail`].
+/// Why a tracked tuple failed; handed to [`Spout::fail`](crate::Spout::fail).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FailReason {
     /// The tuple tree was not completed within `message_timeout_ms`.
@@ -339,8 +339,7 @@ mod tests {
 
     #[test]
     fn a_bolt_error_keeps_its_causes_and_says_whether_to_retry() {
-        let e: BoltError =
-            Outer(std::io::Error::new(std::io::ErrorKind::Other, "disk full")).into();
+        let e: BoltError = Outer(std::io::Error::other("disk full")).into();
         assert_eq!(e.message(), "cannot write the batch");
         assert_eq!(e.to_string(), "cannot write the batch: disk full");
         assert_eq!(e.source().unwrap().to_string(), "disk full");
@@ -349,10 +348,8 @@ mod tests {
             "converted errors are permanent by default"
         );
 
-        let locked = BoltError::transient("metrics store").with_source(std::io::Error::new(
-            std::io::ErrorKind::Other,
-            "database is locked",
-        ));
+        let locked = BoltError::transient("metrics store")
+            .with_source(std::io::Error::other("database is locked"));
         assert!(locked.is_transient());
         assert_eq!(locked.to_string(), "metrics store: database is locked");
         assert!(!locked.set_transient(false).is_transient());

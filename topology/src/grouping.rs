@@ -116,6 +116,12 @@ pub struct GroupingRouter {
     tasks: usize,
 }
 
+impl std::fmt::Debug for GroupingRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupingRouter").finish_non_exhaustive()
+    }
+}
+
 /// Hashes the key values at `keys` with `seed`.
 fn key_hash(values: &[Value], keys: &[usize], seed: u64) -> u64 {
     let mut h = XxHash64::with_seed(seed);

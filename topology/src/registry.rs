@@ -27,6 +27,12 @@ pub struct Registry {
     groupings: BTreeMap<String, Arc<dyn CustomGrouping>>,
 }
 
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
 fn parse<C: DeserializeOwned>(options: &Options) -> Result<C, String> {
     serde_json::from_value(serde_json::Value::Object(options.clone())).map_err(|e| e.to_string())
 }

@@ -1,4 +1,4 @@
-//! The [`Spout`] trait (Storm's `ISpout`): a source of tuples.
+//! The [`Spout`](crate::Spout) trait (Storm's `ISpout`): a source of tuples.
 
 use std::sync::Arc;
 

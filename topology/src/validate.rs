@@ -39,6 +39,12 @@ pub enum Factory {
     Bolt(BoltFactory),
 }
 
+impl std::fmt::Debug for Factory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Factory").finish_non_exhaustive()
+    }
+}
+
 /// One validated subscription.
 #[derive(Clone, Debug)]
 pub struct Subscription {
@@ -71,6 +77,12 @@ pub struct ComponentSpec {
     pub inputs: Vec<Subscription>,
     /// Period of tick tuples, if any.
     pub tick_interval_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for ComponentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentSpec").finish_non_exhaustive()
+    }
 }
 
 /// A validated topology: every input resolves, groupings fit their streams, no cycles.

@@ -22,6 +22,8 @@ use crate::payload::MetricPoint;
 
 /// Points of one minute: (metric, series, value).
 type MinutePoints = Vec<(String, String, f64)>;
+/// Aggregates of one hour: (metric, series, aggregate).
+type HourRows = Vec<(String, String, HourAggregate)>;
 
 #[derive(Clone, Debug, Default)]
 struct Inner {
@@ -36,7 +38,7 @@ struct Inner {
     next_alert: i64,
     deliveries: HashMap<String, Delivery>,
     minutes: BTreeMap<(i64, i64), (f64, MinutePoints)>,
-    hours: BTreeMap<(i64, i64), Vec<(String, String, HourAggregate)>>,
+    hours: BTreeMap<(i64, i64), HourRows>,
     changed_hours: BTreeSet<(i64, i64)>,
 }
 
@@ -510,7 +512,7 @@ impl MetricStore for MemoryStore {
         if hourly {
             let (first, last) = hours_within(from, to);
             let range = (device, first)..=(device, last);
-            let mut hours: BTreeMap<i64, Vec<(String, String, HourAggregate)>> = BTreeMap::new();
+            let mut hours: BTreeMap<i64, HourRows> = BTreeMap::new();
             if first <= last {
                 for ((_, h), rows) in s.hours.range(range.clone()) {
                     hours.insert(*h, rows.clone());

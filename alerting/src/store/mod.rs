@@ -15,7 +15,8 @@
 //! Every call may block on I/O: callers on an async runtime run them on a dedicated thread
 //! (the `offload` helper of `squall-topology`) or `spawn_blocking`. [`MemoryStore`] is the
 //! in-memory implementation that docs, tests and benches use; `squall-store-sqlite` is the
-//! embedded default. [`conformance`] is the one test suite every backend passes.
+//! embedded default. `conformance` (feature `conformance`) is the one test suite every
+//! backend passes.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -247,7 +248,7 @@ pub struct TriggeredAlert {
     pub last_value: Option<f64>,
 }
 
-/// A change to the alerts table, written with the state in [`AlertStore::commit`].
+/// A change to the alerts table, written with the state in [`AlertStateStore::commit`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum AlertChange {
     /// An alert opened.

@@ -30,7 +30,7 @@ impl HistogramFn for Hist {
 }
 
 /// One histogram per stage.
-pub struct Stages(HashMap<&'static str, Arc<Hist>>);
+pub(super) struct Stages(HashMap<&'static str, Arc<Hist>>);
 
 impl Stages {
     pub(crate) fn new() -> Arc<Self> {

@@ -21,6 +21,12 @@ pub struct Log {
     level: tracing::Level,
 }
 
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").finish_non_exhaustive()
+    }
+}
+
 impl Log {
     /// A logger at `config.level`.
     pub fn new(config: LogConfig) -> Result<Self, String> {

@@ -25,6 +25,12 @@ pub struct Jsonl {
     buffer: Vec<u8>,
 }
 
+impl std::fmt::Debug for Jsonl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jsonl").finish_non_exhaustive()
+    }
+}
+
 const JSONL_FLUSH_BYTES: usize = 64 * 1024;
 
 impl Jsonl {

@@ -37,6 +37,12 @@ pub struct LinesSpout {
     buf: String,
 }
 
+impl std::fmt::Debug for LinesSpout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinesSpout").finish_non_exhaustive()
+    }
+}
+
 impl LinesSpout {
     /// A spout reading `config.path`.
     pub fn new(config: LinesConfig) -> Self {

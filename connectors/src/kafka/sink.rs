@@ -74,6 +74,12 @@ pub struct KafkaBolt {
     next: u64,
 }
 
+impl std::fmt::Debug for KafkaBolt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBolt").finish_non_exhaustive()
+    }
+}
+
 /// The bytes of a field value: strings and bytes as they are, JSON (`Any`) as its text,
 /// numbers and booleans as their text, null as absent.
 fn bytes_of(v: &Value) -> Option<Vec<u8>> {

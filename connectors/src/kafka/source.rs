@@ -54,6 +54,12 @@ pub struct KafkaSpout {
     running: Option<Running>,
 }
 
+impl std::fmt::Debug for KafkaSpout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSpout").finish_non_exhaustive()
+    }
+}
+
 impl KafkaSpout {
     /// A spout with `config` (checked here; connecting happens in `open`).
     pub fn new(config: KafkaSpoutConfig) -> Result<Self, String> {

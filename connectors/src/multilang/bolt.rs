@@ -29,6 +29,12 @@ pub struct ShellBolt {
     run: Option<Running>,
 }
 
+impl std::fmt::Debug for ShellBolt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellBolt").finish_non_exhaustive()
+    }
+}
+
 struct Live {
     generation: u64,
     pid: u32,

@@ -23,6 +23,12 @@ pub struct ShellSpout {
     run: Option<Running>,
 }
 
+impl std::fmt::Debug for ShellSpout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellSpout").finish_non_exhaustive()
+    }
+}
+
 struct Live {
     generation: u64,
     link: ChildLink,

@@ -1,8 +1,8 @@
 //! The configuration of every `squall` service command (`up`, `intake`, `notifier`,
 //! `admin`): the one place its defaults are written.
 //!
-//! Three sources fill the same structs, later ones winning: the built-in defaults (the
-//! `Default` impls below), the file (`squall.toml`, or `--config FILE`), the environment
+//! Four sources fill the same structs, later ones winning: the built-in defaults (the
+//! `Default` impls below, the only place they are written), the file (`squall.toml`, or `--config FILE`), the environment
 //! (`SQUALL__SECTION__KEY`, e.g. `SQUALL__INTAKE__LISTEN=0.0.0.0:8080`), then the
 //! command's flags (`--listen`, `--data-dir`, ...), which [`Config::load`] applies as
 //! overrides of the same keys. Every struct denies unknown fields, so a misspelt section or
@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use squall_pipeline::topologies::{AlertingOptions, Cluster, Names, NotifierOptions};
 use squall_services::intake::IntakeConfig;
 
 /// The whole `squall.toml`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the database (and the generated admin token) live.
@@ -31,9 +31,9 @@ pub struct Config {
     /// The database.
     pub db: DbSection,
     /// The alert topology.
-    pub alerting: AlertingSection,
+    pub alerting: AlertingOptions,
     /// The notifier.
-    pub notifier: NotifierSection,
+    pub notifier: NotifierOptions,
 }
 
 impl Default for Config {
@@ -44,14 +44,29 @@ impl Default for Config {
             admin: AdminSection::default(),
             kafka: KafkaSection::default(),
             db: DbSection::default(),
-            alerting: AlertingSection::default(),
-            notifier: NotifierSection::default(),
+            alerting: AlertingOptions {
+                payloads_parallelism: 1,
+                enrich_parallelism: 2,
+                split_parallelism: 1,
+                store_parallelism: 1,
+                threshold_parallelism: 2,
+                notify_parallelism: 1,
+                tick_interval_ms: 1_000,
+                snapshot_retention_days: 5,
+            },
+            notifier: NotifierOptions {
+                max_age_s: 3600,
+                initial_backoff_ms: 500,
+                max_backoff_ms: 60_000,
+                request_timeout_ms: 10_000,
+                parallelism: 2,
+            },
         }
     }
 }
 
 /// `[intake]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IntakeSection {
     /// Where agents post.
@@ -82,7 +97,7 @@ impl Default for IntakeSection {
 }
 
 /// `[admin]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSection {
     /// Where the admin API listens.
@@ -102,7 +117,7 @@ impl Default for AdminSection {
 }
 
 /// `[kafka]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSection {
     /// Bootstrap servers; empty: `squall up` runs the embedded broker.
@@ -133,76 +148,11 @@ impl Default for KafkaSection {
 }
 
 /// `[db]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DbSection {
     /// `sqlite://PATH`; empty: `DATA_DIR/squall.db`.
     pub url: String,
-}
-
-/// `[alerting]`: the alert topology's tasks and timers.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AlertingSection {
-    /// Kafka consumers of the payloads topic in this process.
-    pub payloads_parallelism: i64,
-    /// `enrich` tasks.
-    pub enrich_parallelism: i64,
-    /// `split` tasks.
-    pub split_parallelism: i64,
-    /// `store` tasks.
-    pub store_parallelism: i64,
-    /// `threshold` tasks.
-    pub threshold_parallelism: i64,
-    /// `notify` tasks.
-    pub notify_parallelism: i64,
-    /// How often no-data rules are checked.
-    pub tick_interval_ms: u64,
-    /// Days minute snapshots are kept (hourly aggregates stay).
-    pub snapshot_retention_days: u32,
-}
-
-impl Default for AlertingSection {
-    fn default() -> Self {
-        AlertingSection {
-            payloads_parallelism: 1,
-            enrich_parallelism: 2,
-            split_parallelism: 1,
-            store_parallelism: 1,
-            threshold_parallelism: 2,
-            notify_parallelism: 1,
-            tick_interval_ms: 1_000,
-            snapshot_retention_days: 5,
-        }
-    }
-}
-
-/// `[notifier]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NotifierSection {
-    /// Notifications older than this are archived, not sent.
-    pub max_age_s: u64,
-    /// First retry delay (doubling per attempt, with jitter).
-    pub initial_backoff_ms: u64,
-    /// Longest retry delay.
-    pub max_backoff_ms: u64,
-    /// Timeout of one request.
-    pub request_timeout_ms: u64,
-    /// Delivery tasks.
-    pub parallelism: i64,
-}
-
-impl Default for NotifierSection {
-    fn default() -> Self {
-        NotifierSection {
-            max_age_s: 3600,
-            initial_backoff_ms: 500,
-            max_backoff_ms: 60_000,
-            request_timeout_ms: 10_000,
-            parallelism: 2,
-        }
-    }
 }
 
 /// The environment variables [`Config::load`] reads: `SQUALL__<SECTION>__...` of its own
@@ -220,7 +170,11 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
         flags: &[(&str, String)],
     ) -> anyhow::Result<Self> {
-        let mut b = config::Config::builder();
+        // The defaults are the first source: every key exists before the file, the
+        // environment and the flags override some of them.
+        let mut b = config::Config::builder().add_source(
+            config::Config::try_from(&Config::default()).context("the built-in defaults")?,
+        );
         b = match file {
             Some(f) => b.add_source(config::File::from(f).required(true)),
             None => b.add_source(config::File::with_name("squall.toml").required(false)),
@@ -290,33 +244,6 @@ impl Config {
             kafka_options: Vec::new(),
         }
     }
-
-    /// The alert topology's options.
-    pub fn alerting(&self) -> AlertingOptions {
-        let a = &self.alerting;
-        AlertingOptions {
-            payloads_parallelism: a.payloads_parallelism,
-            enrich_parallelism: a.enrich_parallelism,
-            split_parallelism: a.split_parallelism,
-            store_parallelism: a.store_parallelism,
-            threshold_parallelism: a.threshold_parallelism,
-            notify_parallelism: a.notify_parallelism,
-            tick_interval_ms: a.tick_interval_ms,
-            snapshot_retention_days: a.snapshot_retention_days,
-        }
-    }
-
-    /// The notifier topology's options.
-    pub fn notifier(&self) -> NotifierOptions {
-        let n = &self.notifier;
-        NotifierOptions {
-            parallelism: n.parallelism,
-            max_age_s: n.max_age_s,
-            initial_backoff_ms: n.initial_backoff_ms,
-            max_backoff_ms: n.max_backoff_ms,
-            request_timeout_ms: n.request_timeout_ms,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -366,5 +293,46 @@ mod tests {
         let (_d, path) = file("[notifier]\nmax_age = 3\n");
         let e = format!("{:#}", Config::load(Some(&path), [], &[]).unwrap_err());
         assert!(e.contains("max_age"), "{e}");
+    }
+
+    #[test]
+    fn the_default_alert_topology_is_the_example_file() {
+        use squall_pipeline::topologies;
+        use squall_topology::{load_topology_toml, EnvOverrides, Topology};
+
+        let mut config = Config::default();
+        config.db.url = "sqlite://squall.db".into();
+        let code =
+            topologies::alerting(&config.cluster("127.0.0.1:19092"), &config.alerting).unwrap();
+        let text = include_str!("../examples/topologies/alerting.toml");
+        let file = load_topology_toml(text, "alerting.toml", &[], &EnvOverrides::Off)
+            .unwrap()
+            .validate(&crate::registry())
+            .unwrap();
+        // The same components, tasks, streams and groupings; only how each component is
+        // made (code, or a registered type) and the order of the listing may differ.
+        let blocks = |t: &Topology| {
+            let text = t.to_string();
+            let mut blocks: Vec<String> = Vec::new();
+            for line in text.lines().skip(1) {
+                let line = match line.find(" type ") {
+                    Some(i) => {
+                        let rest = &line[i + 6..];
+                        let end = rest.find(',').unwrap_or(rest.len());
+                        format!("{}{}", &line[..i], &rest[end..])
+                    }
+                    None => line.to_string(),
+                };
+                if line.starts_with("  spout") || line.starts_with("  bolt") {
+                    blocks.push(line);
+                } else if let Some(b) = blocks.last_mut() {
+                    b.push('\n');
+                    b.push_str(&line);
+                }
+            }
+            blocks.sort();
+            (text.lines().next().map(str::to_string), blocks)
+        };
+        assert_eq!(blocks(&code), blocks(&file));
     }
 }

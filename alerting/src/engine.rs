@@ -514,7 +514,6 @@ fn no_data_event(
 mod tests {
     use super::*;
     use crate::accounts::Account;
-    use crate::configs::AlertConfig;
     use crate::store::MemoryStore;
 
     const ACME: &str = "acme";
@@ -531,19 +530,7 @@ mod tests {
     }
 
     fn add(store: &MemoryStore, patch: serde_json::Value) -> i64 {
-        let mut c = serde_json::json!({
-            "account": ACME, "name": "High load", "kind": "threshold",
-            "subject": {"type": "account"}, "metric": "system.load.1",
-            "comparison": "gte", "value": 4,
-            "wait": {"seconds": 120, "enabled": true},
-            "repeat": {"seconds": 600, "enabled": false},
-            "fix": true,
-            "recipients": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}]
-        });
-        for (k, v) in patch.as_object().unwrap() {
-            c[k] = v.clone();
-        }
-        let c = AlertConfig::from_json(&serde_json::to_vec(&c).unwrap()).unwrap();
+        let c = crate::store::conformance::load_config(patch);
         store.create_config(&c).unwrap().id
     }
 

@@ -38,16 +38,11 @@ pub(super) fn main(
         squall_pipeline::stores::open(&db).with_context(|| format!("opening the database {db}"))?;
     let state = AdminState::new(stores, &token);
     let listen = config.admin.listen;
-    super::runtime(None)?.block_on(async move {
-        super::install_metrics(metrics_addr)?;
-        let stop = super::shutdown_signal()?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
+    super::serve_until_signal(listen, metrics_addr, |listener, stop| async move {
         tracing::info!(addr = %listen, %db, "admin API listening");
         axum::serve(listener, router(state))
             .with_graceful_shutdown(stop)
             .await?;
-        Ok(ExitCode::SUCCESS)
+        Ok(())
     })
 }

@@ -96,7 +96,7 @@ pub(super) fn main(what: BenchCommand) -> anyhow::Result<ExitCode> {
             let defaults = Config::default();
             let system = System {
                 intake: defaults.intake(""),
-                alerting: defaults.alerting(),
+                alerting: defaults.alerting.clone(),
             };
             let prefix = squall_bench::fleet::fresh_prefix();
             // The embedded broker, when none is named, lives on this thread.

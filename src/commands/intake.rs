@@ -3,8 +3,6 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::config::Config;
 
 /// Serves the intake until a signal.
@@ -16,17 +14,11 @@ pub(super) fn main(config: Config, metrics_addr: Option<SocketAddr>) -> anyhow::
     );
     let listen = config.intake.listen;
     let intake = config.intake(&brokers);
-    super::runtime(None)?.block_on(async move {
-        super::install_metrics(metrics_addr)?;
-        let stop = super::shutdown_signal()?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
+    super::serve_until_signal(listen, metrics_addr, |listener, stop| async move {
         squall_services::intake::serve(intake, listener, async move {
             stop.await;
             tracing::info!("signal: intake stopping");
         })
-        .await?;
-        Ok(ExitCode::SUCCESS)
+        .await
     })
 }

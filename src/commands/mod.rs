@@ -166,6 +166,31 @@ fn broker(
     Ok((Some(embedded), brokers))
 }
 
+/// Binds `listen`, then runs `serve` with the listener and a future that resolves on
+/// SIGINT or SIGTERM, on a new runtime, with the metrics endpoint if asked.
+fn serve_until_signal<F, Fut>(
+    listen: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    serve: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(
+        tokio::net::TcpListener,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    runtime(None)?.block_on(async move {
+        install_metrics(metrics_addr)?;
+        let stop = shutdown_signal()?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        serve(listener, Box::pin(stop)).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// A multi-threaded runtime with `workers` threads (default: one per core).
 fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();

@@ -14,7 +14,7 @@ pub(super) fn main(config: Config, metrics_addr: Option<SocketAddr>) -> anyhow::
         !brokers.is_empty(),
         "--brokers (kafka.brokers) is required: the notifier reads notifications from Kafka"
     );
-    let topology = topologies::notifier(&config.cluster(&brokers), &config.notifier())
+    let topology = topologies::notifier(&config.cluster(&brokers), &config.notifier)
         .map_err(|e| anyhow::anyhow!("notifier: {e}"))?;
     tracing::info!(%brokers, db = %config.db.url, "notifier starting");
     super::run_until_signal(topology, "notifier", None, metrics_addr)

@@ -100,8 +100,8 @@ pub async fn run(
     ));
 
     let cluster = config.cluster(&brokers);
-    let topology = RunningTopology::start(topologies::alerting(&cluster, &config.alerting())?)?;
-    let notifier = RunningTopology::start(topologies::notifier(&cluster, &config.notifier())?)?;
+    let topology = RunningTopology::start(topologies::alerting(&cluster, &config.alerting)?)?;
+    let notifier = RunningTopology::start(topologies::notifier(&cluster, &config.notifier)?)?;
 
     println!("squall is up");
     println!("  intake     http://{intake_addr}/intake/   (agents post here)");

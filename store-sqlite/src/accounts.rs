@@ -15,12 +15,7 @@ use squall_alerting::configs::{AlertConfig, StoredConfig};
 use squall_alerting::fixtures::{Fixtures, ImportReport};
 use squall_alerting::store::{AccountStore, StoreError};
 
-use crate::{Result, SqliteStore};
-
-/// Runs `f`, turning this crate's errors into the domain's.
-pub(crate) fn run<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, StoreError> {
-    f().map_err(StoreError::from)
-}
+use crate::{run, Result, SqliteStore};
 
 fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {

@@ -7,8 +7,7 @@ use squall_alerting::store::{
     series_key, series_labels, AlertChange, AlertStateStore, StoreError, TriggeredAlert,
 };
 
-use crate::accounts::run;
-use crate::SqliteStore;
+use crate::{run, SqliteStore};
 
 impl AlertStateStore for SqliteStore {
     fn device_state(&self, device: i64) -> Result<Option<Vec<u8>>, StoreError> {

@@ -4,8 +4,7 @@
 use rusqlite::{params, OptionalExtension};
 use squall_alerting::store::{Delivery, DeliveryLog, DeliveryStatus, StoreError};
 
-use crate::accounts::run;
-use crate::SqliteStore;
+use crate::{run, SqliteStore};
 
 impl DeliveryLog for SqliteStore {
     fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {

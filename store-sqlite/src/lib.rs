@@ -84,6 +84,11 @@ impl From<Error> for StoreError {
     }
 }
 
+/// Runs `f`, turning this crate's errors into the domain's.
+pub(crate) fn run<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, StoreError> {
+    f().map_err(StoreError::from)
+}
+
 /// Whether trying again later can help: the database is busy or locked by another
 /// connection, the disk is full, or I/O failed.
 fn is_transient(e: &rusqlite::Error) -> bool {

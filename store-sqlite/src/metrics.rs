@@ -18,17 +18,11 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use squall_alerting::payload::MetricPoint;
 use squall_alerting::store::{
-    aggregate_hour, hours_within, latest_key, minute_of, minutes_within, HourAggregate,
-    MetricStore, StoreError, StoredPoint,
+    aggregate_hour, hour_points, hours_within, latest_key, minute_of, minute_points,
+    minutes_within, HourRows, MetricStore, MinutePoints, StoreError, StoredPoint,
 };
 
-use crate::accounts::run;
-use crate::{decode, encode, Inner, Result, SqliteStore};
-
-/// A minute row's points as stored.
-type MinutePoints = Vec<(String, String, f64)>;
-/// An hour row's aggregates as stored.
-type HourRows = Vec<(String, String, HourAggregate)>;
+use crate::{decode, encode, run, Inner, Result, SqliteStore};
 
 /// The first byte of a minute row in the compact format: then, per point, the series id
 /// (u32) and the value (f64), little-endian. Rows without it are MessagePack lists of
@@ -182,10 +176,7 @@ impl MetricStore for SqliteStore {
                 rows.collect::<rusqlite::Result<_>>()?
             };
             for (device, hour) in &hours {
-                let aggregates: HourRows = aggregate_minutes(&tx, series, *device, *hour)?
-                    .into_iter()
-                    .map(|((metric, series), a)| (metric, series, a))
-                    .collect();
+                let aggregates: HourRows = aggregate_minutes(&tx, series, *device, *hour)?;
                 tx.execute(
                     "INSERT OR REPLACE INTO metric_hours (device, hour, aggregates) VALUES (?1, ?2, ?3)",
                     params![device, hour, encode("aggregates", &aggregates)?],
@@ -234,73 +225,43 @@ impl MetricStore for SqliteStore {
         hourly: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
         run(|| {
-            let wanted = |m: &str, s: &str| m == metric && series.is_none_or(|want| want == s);
             let mut guard = self.lock();
             let Inner { conn, series: ids } = &mut *guard;
-            let mut out = Vec::new();
             if hourly {
                 let (first, last) = hours_within(from, to);
                 let mut hours: BTreeMap<i64, HourRows> = BTreeMap::new();
-                {
-                    let mut stmt = conn.prepare_cached(
-                        "SELECT hour, aggregates FROM metric_hours
-                         WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
-                    )?;
-                    let mut rows = stmt.query(params![device, first, last])?;
-                    while let Some(r) = rows.next()? {
-                        hours.insert(r.get(0)?, decode("aggregates", &r.get::<_, Vec<u8>>(1)?)?);
-                    }
-                    // Hours still open or changed since their roll-up come from their minutes.
-                    let mut stmt = conn.prepare_cached(
-                        "SELECT hour FROM metric_hours_changed WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
-                    )?;
-                    let changed = stmt
-                        .query_map(params![device, first, last], |r| r.get::<_, i64>(0))?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    for hour in changed {
-                        let rows = aggregate_minutes(conn, ids, device, hour)?
-                            .into_iter()
-                            .map(|((m, s), a)| (m, s, a))
-                            .collect();
-                        hours.insert(hour, rows);
-                    }
-                }
-                for (hour, rows) in hours {
-                    for (m, s, a) in rows {
-                        if wanted(&m, &s) {
-                            out.push(StoredPoint {
-                                metric: m,
-                                series: s,
-                                time: hour * 3600,
-                                value: a.last,
-                                hour: Some(a),
-                            });
-                        }
-                    }
-                }
-            } else {
-                let (first, last) = minutes_within(from, to);
                 let mut stmt = conn.prepare_cached(
-                    "SELECT minute, points FROM metric_minutes
-                     WHERE device = ?1 AND minute >= ?2 AND minute <= ?3 ORDER BY minute",
+                    "SELECT hour, aggregates FROM metric_hours
+                     WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
                 )?;
                 let mut rows = stmt.query(params![device, first, last])?;
                 while let Some(r) = rows.next()? {
-                    let minute: i64 = r.get(0)?;
-                    let points = ids.decode(conn, &r.get::<_, Vec<u8>>(1)?)?;
-                    out.extend(points.into_iter().filter(|(m, s, _)| wanted(m, s)).map(
-                        |(m, s, value)| StoredPoint {
-                            metric: m,
-                            series: s,
-                            time: minute * 60,
-                            value,
-                            hour: None,
-                        },
-                    ));
+                    hours.insert(r.get(0)?, decode("aggregates", &r.get::<_, Vec<u8>>(1)?)?);
                 }
+                // Hours still open or changed since their roll-up come from their minutes.
+                let mut stmt = conn.prepare_cached(
+                    "SELECT hour FROM metric_hours_changed WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
+                )?;
+                let changed = stmt
+                    .query_map(params![device, first, last], |r| r.get::<_, i64>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                for hour in changed {
+                    hours.insert(hour, aggregate_minutes(conn, ids, device, hour)?);
+                }
+                return Ok(hour_points(hours, metric, series));
             }
-            out.sort_by(|a, b| a.series.cmp(&b.series).then(a.time.cmp(&b.time)));
-            Ok(out)
+            let (first, last) = minutes_within(from, to);
+            let mut stmt = conn.prepare_cached(
+                "SELECT minute, points FROM metric_minutes
+                 WHERE device = ?1 AND minute >= ?2 AND minute <= ?3 ORDER BY minute",
+            )?;
+            let mut rows = stmt.query(params![device, first, last])?;
+            let mut minutes = Vec::new();
+            while let Some(r) = rows.next()? {
+                let minute: i64 = r.get(0)?;
+                minutes.push((minute, ids.decode(conn, &r.get::<_, Vec<u8>>(1)?)?));
+            }
+            Ok(minute_points(minutes, metric, series))
         })
     }
 
@@ -324,7 +285,7 @@ fn aggregate_minutes(
     series: &mut SeriesIds,
     device: i64,
     hour: i64,
-) -> Result<BTreeMap<(String, String), HourAggregate>> {
+) -> Result<HourRows> {
     let mut stmt = conn.prepare_cached(
         "SELECT points FROM metric_minutes
          WHERE device = ?1 AND minute >= ?2 AND minute < ?3 ORDER BY minute",
@@ -341,22 +302,7 @@ fn aggregate_minutes(
 mod tests {
     use super::*;
 
-    fn points(load: f64) -> Vec<MetricPoint> {
-        let mut disk = MetricPoint {
-            name: "system.disk.in_use".into(),
-            labels: Default::default(),
-            value: 0.5,
-        };
-        disk.labels.push(("device_name", "/dev/sda1".into()));
-        vec![
-            MetricPoint {
-                name: "system.load.1".into(),
-                labels: Default::default(),
-                value: load,
-            },
-            disk,
-        ]
-    }
+    use squall_alerting::store::conformance::sample_points as points;
 
     #[test]
     fn another_connection_reads_series_this_one_registered_and_old_rows_still_decode() {

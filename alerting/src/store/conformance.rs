@@ -542,7 +542,9 @@ pub fn the_first_recorded_delivery_outcome_wins<S: Backend>(open: &dyn Fn() -> S
     assert_eq!(store.deliveries().unwrap(), vec![earlier, d]);
 }
 
-fn points(load: f64) -> Vec<MetricPoint> {
+/// Two points of a payload: `system.load.1` = `load`, and `system.disk.in_use` = 0.5 of
+/// `/dev/sda1`.
+pub fn sample_points(load: f64) -> Vec<MetricPoint> {
     let mut disk = MetricPoint {
         name: "system.disk.in_use".into(),
         labels: Default::default(),
@@ -564,7 +566,7 @@ fn points(load: f64) -> Vec<MetricPoint> {
 pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &dyn Fn() -> S) {
     let s = open();
     let t0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600.0); // an hour boundary
-    let (a, b, c) = (points(1.0), points(3.0), points(2.0));
+    let (a, b, c) = (sample_points(1.0), sample_points(3.0), sample_points(2.0));
     let batch = [
         (7, t0 + 10.0, a.as_slice()),
         (7, t0 + 70.0, b.as_slice()),
@@ -572,8 +574,10 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
     ];
     s.write(&batch).unwrap();
     s.write(&batch).unwrap(); // replay
-    s.write(&[(7, t0 + 20.0, points(9.0).as_slice())]).unwrap(); // late, same minute as the first
-    s.write(&[(7, t0 + 5.0, points(100.0).as_slice())]).unwrap(); // older than the minute's
+    s.write(&[(7, t0 + 20.0, sample_points(9.0).as_slice())])
+        .unwrap(); // late, same minute as the first
+    s.write(&[(7, t0 + 5.0, sample_points(100.0).as_slice())])
+        .unwrap(); // older than the minute's
     let minutes = s
         .query(
             7,
@@ -621,7 +625,8 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
         "the rolled-up hour equals the computed one"
     );
     assert_eq!(s.roll_up(t0 + 7200.0).unwrap(), 0, "nothing changed since");
-    s.write(&[(7, t0 + 100.0, points(0.5).as_slice())]).unwrap(); // late, after the roll-up
+    s.write(&[(7, t0 + 100.0, sample_points(0.5).as_slice())])
+        .unwrap(); // late, after the roll-up
     let late = hourly(&s)[0].hour.clone().unwrap();
     assert_eq!(
         (late.count, late.sum, late.min, late.last),
@@ -684,9 +689,9 @@ pub fn retention_deletes_old_minutes_and_keeps_hours<S: Backend>(open: &dyn Fn()
     let now = 1_700_000_000.0;
     let old = now - 6.0 * 86_400.0;
     s.write(&[
-        (1, old, points(1.0).as_slice()),
-        (1, now, points(2.0).as_slice()),
-        (2, old, points(3.0).as_slice()),
+        (1, old, sample_points(1.0).as_slice()),
+        (1, now, sample_points(2.0).as_slice()),
+        (2, old, sample_points(3.0).as_slice()),
     ])
     .unwrap();
     assert_eq!(s.retain(now, 5).unwrap(), 1, "the old minute of device 1");

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    aggregate_hour, hours_within, latest_key, minute_of, minutes_within, series_key, AccountStore,
-    AlertChange, AlertStateStore, Delivery, DeliveryLog, HourAggregate, MetricStore, StoreError,
-    StoredPoint, TriggeredAlert,
+    aggregate_hour, hour_points, hours_within, latest_key, minute_of, minute_points,
+    minutes_within, series_key, AccountStore, AlertChange, AlertStateStore, Delivery, DeliveryLog,
+    HourRows, MetricStore, MinutePoints, StoreError, StoredPoint, TriggeredAlert,
 };
 use crate::accounts::{
     agent_key_to_issue, valid_name, Account, AccountPatch, Device, Registration, Sighting,
@@ -19,11 +19,6 @@ use crate::accounts::{
 use crate::configs::{AlertConfig, StoredConfig};
 use crate::fixtures::{Fixtures, ImportReport};
 use crate::payload::MetricPoint;
-
-/// Points of one minute: (metric, series, value).
-type MinutePoints = Vec<(String, String, f64)>;
-/// Aggregates of one hour: (metric, series, aggregate).
-type HourRows = Vec<(String, String, HourAggregate)>;
 
 #[derive(Clone, Debug, Default)]
 struct Inner {
@@ -88,11 +83,7 @@ impl Inner {
             .map(|a| a.id)
     }
 
-    fn hour_from_minutes(
-        &self,
-        device: i64,
-        hour: i64,
-    ) -> BTreeMap<(String, String), HourAggregate> {
+    fn hour_from_minutes(&self, device: i64, hour: i64) -> HourRows {
         aggregate_hour(
             self.minutes
                 .range((device, hour * 60)..(device, (hour + 1) * 60))
@@ -109,11 +100,7 @@ impl Inner {
             .copied()
             .collect();
         for (device, hour) in &due {
-            let rows = self
-                .hour_from_minutes(*device, *hour)
-                .into_iter()
-                .map(|((m, s), a)| (m, s, a))
-                .collect();
+            let rows = self.hour_from_minutes(*device, *hour);
             self.hours.insert((*device, *hour), rows);
             self.changed_hours.remove(&(*device, *hour));
         }
@@ -506,65 +493,34 @@ impl MetricStore for MemoryStore {
         to: i64,
         hourly: bool,
     ) -> Result<Vec<StoredPoint>, StoreError> {
-        let wanted = |m: &str, s: &str| m == metric && series.is_none_or(|want| want == s);
         let s = self.lock();
-        let mut out = Vec::new();
         if hourly {
             let (first, last) = hours_within(from, to);
+            if first > last {
+                return Ok(Vec::new());
+            }
             let range = (device, first)..=(device, last);
-            let mut hours: BTreeMap<i64, HourRows> = BTreeMap::new();
-            if first <= last {
-                for ((_, h), rows) in s.hours.range(range.clone()) {
-                    hours.insert(*h, rows.clone());
-                }
-            }
+            let mut hours: BTreeMap<i64, HourRows> = s
+                .hours
+                .range(range.clone())
+                .map(|((_, h), rows)| (*h, rows.clone()))
+                .collect();
             // Hours still open or changed since their roll-up come from their minutes.
-            let changed: Vec<i64> = match first <= last {
-                true => s.changed_hours.range(range).map(|(_, h)| *h).collect(),
-                false => Vec::new(),
-            };
-            for hour in changed {
-                let rows = s
-                    .hour_from_minutes(device, hour)
-                    .into_iter()
-                    .map(|((m, s), a)| (m, s, a))
-                    .collect();
-                hours.insert(hour, rows);
+            for (_, hour) in s.changed_hours.range(range) {
+                hours.insert(*hour, s.hour_from_minutes(device, *hour));
             }
-            for (hour, rows) in hours {
-                for (m, series, a) in rows {
-                    if wanted(&m, &series) {
-                        out.push(StoredPoint {
-                            metric: m,
-                            series,
-                            time: hour * 3600,
-                            value: a.last,
-                            hour: Some(a),
-                        });
-                    }
-                }
-            }
+            Ok(hour_points(hours, metric, series))
         } else {
             let (first, last) = minutes_within(from, to);
-            if first <= last {
-                for ((_, minute), (_, points)) in s.minutes.range((device, first)..=(device, last))
-                {
-                    for (m, series, value) in points {
-                        if wanted(m, series) {
-                            out.push(StoredPoint {
-                                metric: m.clone(),
-                                series: series.clone(),
-                                time: minute * 60,
-                                value: *value,
-                                hour: None,
-                            });
-                        }
-                    }
-                }
+            if first > last {
+                return Ok(Vec::new());
             }
+            let minutes = s
+                .minutes
+                .range((device, first)..=(device, last))
+                .map(|((_, minute), (_, points))| (*minute, points.clone()));
+            Ok(minute_points(minutes, metric, series))
         }
-        out.sort_by(|a, b| a.series.cmp(&b.series).then(a.time.cmp(&b.time)));
-        Ok(out)
     }
 
     fn retain(&self, now: f64, days: u32) -> Result<usize, StoreError> {

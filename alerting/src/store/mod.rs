@@ -414,11 +414,16 @@ pub fn latest_key(metric: &str, series: &str) -> String {
     }
 }
 
+/// A minute's points as backends store them: (metric, series, value).
+pub type MinutePoints = Vec<(String, String, f64)>;
+/// An hour's aggregates as backends store them: (metric, series, aggregate), sorted.
+pub type HourRows = Vec<(String, String, HourAggregate)>;
+
 /// The aggregates of an hour per (metric, series), from its minutes' points in minute
 /// order: every backend computes hours this way.
 pub fn aggregate_hour<'a>(
     minutes: impl IntoIterator<Item = &'a [(String, String, f64)]>,
-) -> BTreeMap<(String, String), HourAggregate> {
+) -> HourRows {
     let mut out: BTreeMap<(String, String), HourAggregate> = BTreeMap::new();
     for points in minutes {
         for (metric, series, value) in points {
@@ -433,7 +438,64 @@ pub fn aggregate_hour<'a>(
             }
         }
     }
-    out
+    out.into_iter().map(|((m, s), a)| (m, s, a)).collect()
+}
+
+fn wanted(metric: &str, series: Option<&str>, m: &str, s: &str) -> bool {
+    m == metric && series.is_none_or(|want| want == s)
+}
+
+fn by_series_and_time(mut points: Vec<StoredPoint>) -> Vec<StoredPoint> {
+    points.sort_by(|a, b| a.series.cmp(&b.series).then(a.time.cmp(&b.time)));
+    points
+}
+
+/// A [`MetricStore::query`] answer from minute rows `(epoch minute, points)`: the points of
+/// `metric` (and `series`, if given), ordered by series and time.
+pub fn minute_points(
+    minutes: impl IntoIterator<Item = (i64, MinutePoints)>,
+    metric: &str,
+    series: Option<&str>,
+) -> Vec<StoredPoint> {
+    let mut out = Vec::new();
+    for (minute, points) in minutes {
+        for (m, s, value) in points {
+            if wanted(metric, series, &m, &s) {
+                out.push(StoredPoint {
+                    metric: m,
+                    series: s,
+                    time: minute * 60,
+                    value,
+                    hour: None,
+                });
+            }
+        }
+    }
+    by_series_and_time(out)
+}
+
+/// A [`MetricStore::query`] answer from hour rows `(epoch hour, aggregates)`: the
+/// aggregates of `metric` (and `series`, if given), ordered by series and time.
+pub fn hour_points(
+    hours: impl IntoIterator<Item = (i64, HourRows)>,
+    metric: &str,
+    series: Option<&str>,
+) -> Vec<StoredPoint> {
+    let mut out = Vec::new();
+    for (hour, rows) in hours {
+        for (m, s, a) in rows {
+            if wanted(metric, series, &m, &s) {
+                out.push(StoredPoint {
+                    metric: m,
+                    series: s,
+                    time: hour * 3600,
+                    value: a.last,
+                    hour: Some(a),
+                });
+            }
+        }
+    }
+    by_series_and_time(out)
 }
 
 /// The whole minutes (epoch minutes) that start within `from..=to` (epoch seconds).

@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod configs;
 pub mod engine;
 pub mod envelope;
+mod error;
 pub mod events;
 pub mod fixtures;
 pub mod notify;

@@ -22,6 +22,7 @@
 pub mod conformance;
 mod memory;
 
+pub use crate::error::StoreError;
 pub use memory::MemoryStore;
 
 use std::collections::BTreeMap;
@@ -32,69 +33,6 @@ use crate::accounts::{Account, AccountPatch, Device, Registration, Sighting};
 use crate::configs::{AlertConfig, StoredConfig};
 use crate::fixtures::{Fixtures, ImportReport};
 use crate::payload::MetricPoint;
-
-/// What went wrong in the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No such account.
-    #[error("no account \"{0}\"")]
-    NoAccount(String),
-    /// No such device.
-    #[error("no device {0}")]
-    NoDevice(i64),
-    /// The account exists already.
-    #[error("account \"{0}\" exists already")]
-    AccountExists(String),
-    /// The agent key is issued to another account.
-    #[error("agent key {key} is issued to another account")]
-    KeyTaken {
-        /// The key.
-        key: String,
-    },
-    /// A value is not acceptable.
-    #[error("{field}: {message}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Why.
-        message: String,
-    },
-    /// The backend failed: [`StoreError::is_transient`] says whether trying again later
-    /// can help (a locked or unreachable database) or not (a corrupt row, a full schema).
-    #[error("database: {source}")]
-    Backend {
-        /// Whether trying again later can help.
-        transient: bool,
-        /// What the backend said.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-impl StoreError {
-    /// A backend failure.
-    pub fn backend(
-        transient: bool,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        StoreError::Backend {
-            transient,
-            source: source.into(),
-        }
-    }
-
-    /// Whether trying again later can help: only a backend failure that says so. Every
-    /// other error (no such account, an invalid value, ...) is permanent.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Backend {
-                transient: true,
-                ..
-            }
-        )
-    }
-}
 
 /// Accounts, agent keys, devices, and the accounts' alert configs.
 pub trait AccountStore: Send + Sync {

@@ -3,12 +3,11 @@
 //! topology (kafka -> enrich -> split -> store, rejections -> kafka), read back through
 //! the query API.
 
-mod support;
-
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use md5::{Digest, Md5};
 use serde_json::{json, Value as Json};
 use squall_alerting::accounts::Account;
@@ -18,7 +17,6 @@ use squall_services::admin::{router, AdminState};
 use squall_services::intake::{serve, IntakeConfig};
 use squall_store_sqlite::SqliteStore;
 use squall_topology::*;
-use support::*;
 
 const KEY: &str = "f9ce01e1e962b59798d6350eb8cfce4c";
 const TOKEN: &str = "pipeline-admin-token";

@@ -421,3 +421,46 @@ fn bench_pipeline_counts_what_the_alert_topology_produced() {
     assert!(r["points"].as_u64().unwrap() >= 120 * 50, "{r}");
     assert!(r["payloads_per_s"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn a_misspelt_configuration_section_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "squall.toml", "[intkae]\nlisten = \"127.0.0.1:0\"\n");
+    let out = Command::new(BIN)
+        .args(["up", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown field `intkae`"),
+        "the error names the section: {stderr}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing started before the configuration was read"
+    );
+}
+
+#[test]
+fn the_service_commands_refuse_to_start_without_what_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("SQUALL__KAFKA__BROKERS")
+            .env_remove("SQUALL__ADMIN__TOKEN")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(run(&["intake"]).contains("--brokers (kafka.brokers) is required"));
+    assert!(run(&["notifier"]).contains("--brokers (kafka.brokers) is required"));
+    assert!(run(&["admin", "--token", "short"])
+        .contains("--token (admin.token) must be at least 16 characters"));
+}

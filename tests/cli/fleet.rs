@@ -1,15 +1,19 @@
 //! `squall bench fleet` as an operator runs it: agents posting zlib + Content-MD5 payloads
 //! over HTTP to the intake, through the real broker and the alert topology.
 
-mod support;
-
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_squall");
 
 fn fleet(dir: &tempfile::TempDir, args: &[&str]) -> serde_json::Value {
     let out = Command::new(BIN)
-        .args(["bench", "fleet", "--brokers", &support::brokers(), "--out"])
+        .args([
+            "bench",
+            "fleet",
+            "--brokers",
+            &crate::support::brokers(),
+            "--out",
+        ])
         .arg(dir.path())
         .args(args)
         .output()

@@ -4,8 +4,6 @@
 //! receiver in this test. Event time comes from the payloads, so a 120 s wait takes no
 //! real time.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -13,11 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use md5::{Digest, Md5};
 use serde_json::{json, Value as Json};
-use support::*;
 
 const TOKEN: &str = "alerting-test-admin-token";
 const KEY: &str = "f9ce01e1e962b59798d6350eb8cfce4c";
@@ -33,9 +31,12 @@ struct Up {
 impl Up {
     fn start(dir: &Path, prefix: &str, env: &[(&str, &str)]) -> Up {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_squall"));
+        // `--data-dir` wins over the environment's `data_dir`.
         cmd.arg("up")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
             .current_dir(dir)
-            .env("SQUALL__DATA_DIR", dir.join("data"))
+            .env("SQUALL__DATA_DIR", dir.join("not-the-data-dir"))
             .env("SQUALL__KAFKA__BROKERS", brokers())
             .env("SQUALL__KAFKA__PREFIX", prefix)
             .env("SQUALL__KAFKA__PARTITIONS", "2")
@@ -675,6 +676,10 @@ async fn on_embedded_defaults_squall_up_needs_no_broker_and_still_notifies() {
         .as_str()
         .unwrap()
         .starts_with("[FIRING] High load: system.load.1 = 4"));
-    assert!(dir.path().join("data/squall.db").exists());
+    assert!(dir.path().join("data/squall.db").exists(), "--data-dir");
+    assert!(
+        !dir.path().join("not-the-data-dir").exists(),
+        "the flag beat SQUALL__DATA_DIR"
+    );
     up.stop();
 }

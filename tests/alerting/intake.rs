@@ -2,14 +2,12 @@
 //! them (v2: zlib + Content-MD5 + agent_key; v1: form with an MD5 hash), writing to the real
 //! broker; and every way a request can be refused, each with its status and reason.
 
-mod support;
-
 use std::io::Write;
 use std::time::Duration;
 
+use crate::support::*;
 use md5::{Digest, Md5};
 use squall_services::intake::{serve, Envelope, IntakeConfig};
-use support::*;
 
 const V2: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -1,0 +1,13 @@
+//! The alert pipeline end to end: `squall up` driven as an operator and real agents would
+//! (`up`), the intake over HTTP (`intake`), the admin API (`admin`), `enrich` in a
+//! topology (`enrich`), and the storage half from HTTP to the query API (`pipeline`),
+//! against the real Kafka-protocol broker and real SQLite files.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admin;
+mod enrich;
+mod intake;
+mod pipeline;
+mod up;

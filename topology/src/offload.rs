@@ -16,8 +16,9 @@
 //! - **Nothing dropped silently**: a held job that cannot be queued (the thread stopped)
 //!   is refused with an error the bolt turns into a failed tuple; unheld jobs
 //!   ([`send`](Offload::send): ticks, best-effort updates) report whether they were queued.
-//! - **Periodic work**: [`Worker::idle`] runs at least every `idle_interval`, busy or not
-//!   (refresh a cache, roll up aggregates); its outputs come back with nothing held.
+//! - **Periodic work**: [`Worker::idle`] runs when the thread starts, then at least every
+//!   `idle_interval`, busy or not (refresh a cache, roll up aggregates); its outputs come
+//!   back with nothing held.
 //! - The thread ends when the [`Offload`] is dropped (its job channel closes).
 
 use std::collections::HashMap;
@@ -38,7 +39,8 @@ pub trait Worker: Send + 'static {
     /// Does a batch of jobs, in order; returns exactly one output per job, in order.
     fn run(&mut self, jobs: Vec<Self::Job>) -> Vec<Self::Output>;
 
-    /// Periodic work, at least every `idle_interval`; returns outputs that answer no job.
+    /// Periodic work, when the thread starts and then at least every `idle_interval`;
+    /// returns outputs that answer no job.
     fn idle(&mut self) -> Vec<Self::Output> {
         Vec::new()
     }
@@ -130,6 +132,26 @@ impl<W: Worker, H> Offload<W, H> {
                         w.wake();
                     }
                 };
+                // Hands outputs over and wakes the bolt; false once the bolt is gone.
+                let hand_over = |outputs: Vec<(Option<u64>, W::Output)>| {
+                    if outputs.is_empty() {
+                        return true;
+                    }
+                    for pair in outputs {
+                        if out_tx.send(pair).is_err() {
+                            return false;
+                        }
+                    }
+                    wake();
+                    true
+                };
+                let unheld =
+                    |outputs: Vec<W::Output>| outputs.into_iter().map(|o| (None, o)).collect();
+                // Periodic work first (e.g. retention before any write), then every
+                // `idle_interval`.
+                if !hand_over(unheld(worker.idle())) {
+                    return;
+                }
                 let mut last_idle = Instant::now();
                 loop {
                     let wait = idle_interval.saturating_sub(last_idle.elapsed());
@@ -149,26 +171,17 @@ impl<W: Worker, H> Offload<W, H> {
                             }
                             let done = worker.run(batch);
                             debug_assert_eq!(done.len(), ids.len(), "one output per job");
-                            for pair in ids.into_iter().zip(done) {
-                                if out_tx.send(pair).is_err() {
-                                    return;
-                                }
+                            if !hand_over(ids.into_iter().zip(done).collect()) {
+                                return;
                             }
-                            wake();
                         }
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                     }
                     if last_idle.elapsed() >= idle_interval {
                         last_idle = Instant::now();
-                        let extra = worker.idle();
-                        if !extra.is_empty() {
-                            for output in extra {
-                                if out_tx.send((None, output)).is_err() {
-                                    return;
-                                }
-                            }
-                            wake();
+                        if !hand_over(unheld(worker.idle())) {
+                            return;
                         }
                     }
                 }
@@ -402,5 +415,44 @@ mod tests {
                 Err(e) => panic!("the worker thread did not stop: {e}"),
             }
         }
+    }
+
+    /// Records the order of its calls.
+    struct Journal(Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+    impl Worker for Journal {
+        type Job = ();
+        type Output = ();
+        fn run(&mut self, jobs: Vec<()>) -> Vec<()> {
+            self.0.lock().unwrap().push("run");
+            jobs
+        }
+        fn idle(&mut self) -> Vec<()> {
+            self.0.lock().unwrap().push("idle");
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn periodic_work_runs_before_the_first_job() {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (wake_tx, woken) = crossbeam_channel::unbounded::<()>();
+        let waker = BoltWaker::new(Arc::new(move || {
+            let _ = wake_tx.send(());
+        }));
+        let mut o: Offload<Journal, ()> = Offload::start(
+            OffloadConfig::new("test-offload-first"),
+            Some(waker),
+            Journal(Arc::clone(&calls)),
+        )
+        .unwrap();
+        let mut out = collector();
+        o.submit((), (), &mut out).unwrap();
+        while o.drain(&mut out).is_empty() {
+            woken
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the job's output wakes the bolt");
+        }
+        assert_eq!(calls.lock().unwrap()[..2], ["idle", "run"]);
     }
 }

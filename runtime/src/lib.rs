@@ -72,11 +72,12 @@ use tokio::task::JoinSet;
 
 pub use routing::{Capture, Captured};
 
-use acker::EdgeBook;
+use acker::{AckerMsg, EdgeBook, Outcome};
 use executor::{run_acker, AckerLink, BoltTask, SpoutTask, TaskOutcome};
 use queue::{queue, QueueRx, QueueTx};
 use routing::{Router, Wiring};
 use stats::{TaskCounters, TaskMetrics, TaskStats};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// A component failed to start (`open` or `prepare` returned an error).
 #[derive(Debug, thiserror::Error)]
@@ -176,51 +177,84 @@ impl ShutdownHandle {
     }
 }
 
-impl RunningTopology {
-    /// Starts `topology` on the current tokio runtime with default options.
-    pub fn start(topology: Topology) -> Result<Self, StartError> {
-        Self::start_with(topology, RunOptions::default())
+/// Task ids, in component order, starting at 1 (as Storm does).
+fn number_tasks(topology: &Topology) -> BTreeMap<&'static str, Vec<TaskId>> {
+    let mut next = 1u32;
+    let mut task_ids = BTreeMap::new();
+    for c in topology.components() {
+        let ids = (0..c.parallelism)
+            .map(|i| TaskId(next + i as u32))
+            .collect();
+        next += c.parallelism as u32;
+        task_ids.insert(c.id, ids);
     }
+    task_ids
+}
 
-    /// Starts `topology` on the current tokio runtime.
-    ///
-    /// Every task's `open`/`prepare` runs before this returns; if one fails, nothing is
-    /// started and the error names the component.
-    pub fn start_with(topology: Topology, options: RunOptions) -> Result<Self, StartError> {
-        let config = topology.config().clone();
-        let batch_size = config.batch_size.max(1);
-        let name: Arc<str> = topology.name().into();
+/// Bolt tasks' queue senders per component, and each task's receiver.
+type Queues = (
+    BTreeMap<&'static str, Vec<(TaskId, QueueTx)>>,
+    BTreeMap<TaskId, (QueueRx, Arc<queue::Depth>)>,
+);
 
-        // Task ids, in component order, starting at 1 (as Storm does).
-        let mut next = 1u32;
-        let mut task_ids: BTreeMap<&'static str, Vec<TaskId>> = BTreeMap::new();
-        for c in topology.components() {
-            let ids = (0..c.parallelism)
-                .map(|i| TaskId(next + i as u32))
-                .collect();
-            next += c.parallelism as u32;
-            task_ids.insert(c.id, ids);
+/// One bounded queue per bolt task.
+fn bolt_queues(
+    topology: &Topology,
+    task_ids: &BTreeMap<&'static str, Vec<TaskId>>,
+    capacity: usize,
+) -> Queues {
+    let mut senders = BTreeMap::new();
+    let mut receivers = BTreeMap::new();
+    for c in topology
+        .components()
+        .iter()
+        .filter(|c| c.kind == ComponentKind::Bolt)
+    {
+        let mut list = Vec::new();
+        for &id in &task_ids[c.id] {
+            let (tx, rx, depth) = queue(capacity);
+            list.push((id, tx));
+            receivers.insert(id, (rx, depth));
         }
-        let task_ids = Arc::new(task_ids);
+        senders.insert(c.id, list);
+    }
+    (senders, receivers)
+}
 
-        // One queue per bolt task.
-        let mut senders: BTreeMap<&'static str, Vec<(TaskId, QueueTx)>> = BTreeMap::new();
-        let mut receivers: BTreeMap<TaskId, (QueueRx, Arc<queue::Depth>)> = BTreeMap::new();
-        for c in topology
-            .components()
-            .iter()
-            .filter(|c| c.kind == ComponentKind::Bolt)
-        {
-            let mut list = Vec::new();
-            for &id in &task_ids[c.id] {
-                let (tx, rx, depth) = queue(config.queue_capacity);
-                list.push((id, tx));
-                receivers.insert(id, (rx, depth));
-            }
-            senders.insert(c.id, list);
-        }
+/// Who subscribes to which stream of `c`, with their tasks' queues.
+fn wiring_of<'a>(
+    topology: &'a Topology,
+    c: &'a squall_topology::ComponentSpec,
+    senders: &'a BTreeMap<&'static str, Vec<(TaskId, QueueTx)>>,
+) -> Vec<Wiring<'a>> {
+    topology
+        .components()
+        .iter()
+        .flat_map(|sub| {
+            sub.inputs
+                .iter()
+                .filter(|i| i.from == c.id)
+                .map(|i| Wiring {
+                    stream: i.stream,
+                    grouping: &i.grouping,
+                    fields: i.fields,
+                    tasks: &senders[sub.id],
+                })
+        })
+        .collect()
+}
 
-        // Ackers: one channel each; one outcome channel per spout task.
+/// The acking wiring: one channel per acker (every task's link sends to them), and one
+/// outcome channel per spout task (the ackers answer on it). No ackers when acking is off.
+struct Ackers {
+    txs: Vec<UnboundedSender<Vec<AckerMsg>>>,
+    rxs: Vec<UnboundedReceiver<Vec<AckerMsg>>>,
+    outcome_txs: Vec<UnboundedSender<Vec<Outcome>>>,
+    outcome_rxs: Vec<Option<UnboundedReceiver<Vec<Outcome>>>>,
+}
+
+impl Ackers {
+    fn new(topology: &Topology, config: &squall_topology::TopologyConfig) -> Self {
         let spout_tasks: usize = topology
             .components()
             .iter()
@@ -232,50 +266,79 @@ impl RunningTopology {
         } else {
             0
         };
-        let mut acker_txs = Vec::new();
-        let mut acker_rxs = Vec::new();
-        for _ in 0..ackers {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            acker_txs.push(tx);
-            acker_rxs.push(rx);
-        }
-        let mut ctl_txs = Vec::new();
-        let mut ctl_rxs = Vec::new();
-        for _ in 0..(if ackers > 0 { spout_tasks } else { 0 }) {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            ctl_txs.push(tx);
-            ctl_rxs.push(Some(rx));
-        }
-        let link = || (ackers > 0).then(|| AckerLink::new(acker_txs.clone()));
-        let mut spout_index = 0u32;
-        let message_timeout = Duration::from_millis(config.message_timeout_ms);
-
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut spouts = Vec::new();
-        let mut bolts = Vec::new();
-        let mut stats = Vec::new();
-        for c in topology.components() {
-            // Who subscribes to which stream of this component.
-            let wiring: Vec<Wiring<'_>> = topology
-                .components()
-                .iter()
-                .flat_map(|sub| {
-                    sub.inputs
-                        .iter()
-                        .filter(|i| i.from == c.id)
-                        .map(|i| Wiring {
-                            stream: i.stream,
-                            grouping: &i.grouping,
-                            fields: i.fields,
-                            tasks: &senders[sub.id],
-                        })
+        let (txs, rxs) = (0..ackers)
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
+        let (outcome_txs, outcome_rxs): (Vec<_>, Vec<_>) =
+            (0..(if ackers > 0 { spout_tasks } else { 0 }))
+                .map(|_| {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    (tx, Some(rx))
                 })
-                .collect();
+                .unzip();
+        Ackers {
+            txs,
+            rxs,
+            outcome_txs,
+            outcome_rxs,
+        }
+    }
+
+    /// A task's link to the ackers (none when acking is off).
+    fn link(&self) -> Option<AckerLink> {
+        (!self.txs.is_empty()).then(|| AckerLink::new(self.txs.clone()))
+    }
+
+    /// Where the ackers tell spout task number `index` how its trees ended.
+    fn spout_outcomes(&mut self, index: u32) -> Option<UnboundedReceiver<Vec<Outcome>>> {
+        self.outcome_rxs
+            .get_mut(index as usize)
+            .and_then(Option::take)
+    }
+}
+
+/// The tasks opened and prepared, not yet spawned.
+#[derive(Default)]
+struct Started {
+    spouts: Vec<SpoutTask>,
+    bolts: Vec<BoltTask>,
+    stats: Vec<Arc<TaskStats>>,
+}
+
+impl RunningTopology {
+    /// Starts `topology` on the current tokio runtime with default options.
+    pub fn start(topology: Topology) -> Result<Self, StartError> {
+        Self::start_with(topology, RunOptions::default())
+    }
+
+    /// Starts `topology` on the current tokio runtime.
+    ///
+    /// Every task's `open`/`prepare` runs before this returns; if one fails, nothing is
+    /// started and the error names the component. The steps: number the tasks, give each
+    /// bolt task its queue, wire the ackers, open every spout and prepare every bolt (each
+    /// with a router to its subscribers' queues), then spawn them all.
+    pub fn start_with(topology: Topology, options: RunOptions) -> Result<Self, StartError> {
+        let config = topology.config().clone();
+        let name: Arc<str> = topology.name().into();
+        let task_ids = Arc::new(number_tasks(&topology));
+        let (senders, mut receivers) = bolt_queues(&topology, &task_ids, config.queue_capacity);
+        let mut ackers = Ackers::new(&topology, &config);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut started = Started::default();
+        let batch_size = config.batch_size.max(1);
+        let message_timeout = Duration::from_millis(config.message_timeout_ms);
+        for c in topology.components() {
+            let wiring = wiring_of(&topology, c, &senders);
             let inputs: Arc<[squall_topology::Subscription]> = c.inputs.clone().into();
             for (index, &task) in task_ids[c.id].iter().enumerate() {
+                let wake = Arc::new(tokio::sync::Notify::new());
+                let notify = wake.clone();
                 let ctx = TopologyContext::new(name.clone(), c.id, task, index, task_ids.clone())
                     .with_inputs(inputs.clone())
-                    .with_message_timeout(message_timeout);
+                    .with_message_timeout(message_timeout)
+                    .with_waker(squall_topology::BoltWaker::new(Arc::new(move || {
+                        notify.notify_one()
+                    })));
                 let router = Router::new(
                     task,
                     index,
@@ -284,81 +347,65 @@ impl RunningTopology {
                     batch_size,
                     options.capture.clone(),
                 );
-                let metrics = TaskMetrics::new(c.id, task);
                 let start_error = |message: String| StartError {
                     kind: c.kind,
                     component: c.id.to_string(),
                     task,
                     message,
                 };
+                let task_stats = |depth| {
+                    Arc::new(TaskStats {
+                        component: c.id,
+                        kind: c.kind,
+                        task,
+                        counters: TaskCounters::default(),
+                        depth,
+                    })
+                };
                 match &c.factory {
                     Factory::Spout(f) => {
                         let mut spout = f();
-                        let wake = Arc::new(tokio::sync::Notify::new());
-                        let notify = wake.clone();
-                        let ctx =
-                            ctx.with_waker(squall_topology::BoltWaker::new(Arc::new(move || {
-                                notify.notify_one()
-                            })));
                         spout.open(&ctx).map_err(|e| start_error(e.to_string()))?;
-                        let task_stats = Arc::new(TaskStats {
-                            component: c.id,
-                            kind: c.kind,
-                            task,
-                            counters: TaskCounters::default(),
-                            depth: None,
-                        });
-                        stats.push(task_stats.clone());
-                        spouts.push(SpoutTask {
+                        let stats = task_stats(None);
+                        started.stats.push(stats.clone());
+                        let index = started.spouts.len() as u32;
+                        started.spouts.push(SpoutTask {
                             spout,
                             router,
                             out: SpoutOutputCollector::new(c.id, c.streams.clone()),
-                            stats: task_stats,
-                            metrics,
+                            stats,
+                            metrics: TaskMetrics::new(c.id, task),
                             shutdown: shutdown_rx.clone(),
                             batch_size,
                             idle_wait: Duration::from_millis(config.idle_wait_ms),
                             finish_when_exhausted: options.finish_when_spouts_exhausted,
-                            index: spout_index,
-                            acking: link(),
-                            ctl: ctl_rxs.get_mut(spout_index as usize).and_then(Option::take),
+                            index,
+                            acking: ackers.link(),
+                            ctl: ackers.spout_outcomes(index),
                             book: EdgeBook::new(seed(task)),
                             max_pending: config.max_spout_pending,
                             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
                             wake,
                         });
-                        spout_index += 1;
                     }
                     Factory::Bolt(f) => {
                         let mut bolt = f();
-                        let wake = Arc::new(tokio::sync::Notify::new());
-                        let notify = wake.clone();
-                        let ctx =
-                            ctx.with_waker(squall_topology::BoltWaker::new(Arc::new(move || {
-                                notify.notify_one()
-                            })));
                         bolt.prepare(&ctx).map_err(|e| start_error(e.to_string()))?;
                         let (rx, depth) = receivers
                             .remove(&task)
                             .expect("every bolt task has a queue");
-                        let task_stats = Arc::new(TaskStats {
-                            component: c.id,
-                            kind: c.kind,
-                            task,
-                            counters: TaskCounters::default(),
-                            depth: Some(depth),
-                        });
-                        stats.push(task_stats.clone());
-                        bolts.push(BoltTask {
+                        let stats = task_stats(Some(depth));
+                        started.stats.push(stats.clone());
+                        started.bolts.push(BoltTask {
                             bolt,
                             rx,
                             router,
                             out: OutputCollector::new(c.id, c.streams.clone()),
-                            stats: task_stats,
-                            metrics,
+                            stats,
+                            metrics: TaskMetrics::new(c.id, task),
                             tick: c.tick_interval_ms.map(Duration::from_millis),
                             sample_every: config.latency_sample_every.max(1),
-                            acking: link(),
+                            acking: ackers.link(),
                             book: EdgeBook::new(seed(task)),
                             message_timeout,
                             wake,
@@ -369,12 +416,28 @@ impl RunningTopology {
         }
         // Only routers hold senders now: a bolt's queue closes when its producers finish.
         drop(senders);
+        Ok(Self::spawn(name, started, ackers, shutdown, &config))
+    }
 
+    /// Spawns the ackers, then the bolts, then the spouts.
+    fn spawn(
+        name: Arc<str>,
+        started: Started,
+        ackers: Ackers,
+        shutdown: watch::Sender<bool>,
+        config: &squall_topology::TopologyConfig,
+    ) -> Self {
         let mut tasks = JoinSet::new();
         let acker_stats = Arc::new(AckerStats::default());
+        let Ackers {
+            txs: acker_txs,
+            rxs: acker_rxs,
+            outcome_txs,
+            ..
+        } = ackers;
         drop(acker_txs);
         for rx in acker_rxs {
-            let spouts = ctl_txs.clone();
+            let spouts = outcome_txs.clone();
             let stats = acker_stats.clone();
             tasks.spawn(async move {
                 run_acker(rx, spouts, stats).await;
@@ -386,26 +449,27 @@ impl RunningTopology {
                 )
             });
         }
-        drop(ctl_txs);
+        drop(outcome_txs);
         let mut i = 0;
-        for b in bolts {
+        for b in started.bolts {
             let idx = i;
             tasks.spawn(async move { (idx, b.run().await) });
             i += 1;
         }
-        for s in spouts {
+        for s in started.spouts {
             let idx = i;
             tasks.spawn(async move { (idx, s.run().await) });
             i += 1;
         }
         // Stats were pushed in component order; tasks were spawned bolts first. Reorder the
         // stats to the spawn order so outcome indices line up.
-        let (bolt_stats, spout_stats): (Vec<_>, Vec<_>) = stats
+        let (bolt_stats, spout_stats): (Vec<_>, Vec<_>) = started
+            .stats
             .into_iter()
             .partition(|s| s.kind == ComponentKind::Bolt);
         let stats = bolt_stats.into_iter().chain(spout_stats).collect();
         tracing::info!(topology = %name, tasks = i, "topology started");
-        Ok(RunningTopology {
+        RunningTopology {
             name: name.to_string(),
             tasks,
             stats,
@@ -413,7 +477,7 @@ impl RunningTopology {
             shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
             started: tokio::time::Instant::now(),
             acker_stats,
-        })
+        }
     }
 
     /// A handle to request shutdown from elsewhere (a signal handler, another task).

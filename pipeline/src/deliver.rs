@@ -5,7 +5,8 @@
 //! 2xx is delivered; 429, 5xx and connection errors are retried with exponential back-off
 //! and jitter ([`Backoff`], honouring `Retry-After`); another 4xx is final; a
 //! notification older than `max_age_s` is archived instead of sent. The outcome is
-//! recorded in the [`DeliveryLog`] *before* the tuple is acked (so before its offset is
+//! recorded in the [`DeliveryLog`] (on the bolt's database thread, an [`Offload`])
+//! *before* the tuple is acked (so before its offset is
 //! committed), and an id with a recorded outcome is never sent again: a restart re-reads
 //! uncommitted notifications and skips the delivered ones. Deliveries of one key (alert ×
 //! recipient) run one at a time, in order, so a "resolved" never overtakes its "firing".
@@ -20,8 +21,8 @@ use squall_alerting::events::fingerprint;
 use squall_alerting::notify::{recipient_type, request, Notification};
 use squall_alerting::store::{Delivery, DeliveryLog, DeliveryStatus};
 use squall_topology::{
-    Backoff, Bolt, BoltError, BoltWaker, ComponentError, OutputCollector, OutputDeclarer,
-    TopologyContext, Tuple, Value,
+    Backoff, Bolt, BoltError, BoltWaker, ComponentError, Offload, OffloadConfig, OutputCollector,
+    OutputDeclarer, TopologyContext, Tuple, Value, Worker,
 };
 
 use crate::notify::now_ms;
@@ -69,17 +70,57 @@ pub struct DeliverConfig {
 struct Shared {
     config: DeliverConfig,
     retry: Backoff,
-    store: Arc<dyn DeliveryLog>,
     client: reqwest::Client,
 }
 
-type Finished = (u64, Result<(), String>);
+/// A delivery's final outcome, from its async task (`u64`: the bolt's id of it).
+type Finished = (u64, Delivery);
+
+/// What the deliveries table is asked, on the bolt's database thread.
+enum Job {
+    /// Has notification `id` a recorded outcome already?
+    Lookup(String),
+    /// Record this outcome (the first one recorded wins).
+    Record(Delivery),
+}
+
+/// The deliveries table on its thread ([`Offload`]).
+struct Ledger {
+    log: Arc<dyn DeliveryLog>,
+}
+
+impl Worker for Ledger {
+    type Job = Job;
+    /// `Lookup`: whether an outcome is recorded; `Record`: `true`.
+    type Output = Result<bool, String>;
+
+    fn run(&mut self, jobs: Vec<Job>) -> Vec<Result<bool, String>> {
+        jobs.into_iter()
+            .map(|job| {
+                match job {
+                    Job::Lookup(id) => self.log.delivery(&id).map(|d| d.is_some()),
+                    Job::Record(d) => self.log.record_delivery(&d).map(|()| true),
+                }
+                .map_err(|e| format!("deliveries table: {e}"))
+            })
+            .collect()
+    }
+}
+
+/// What the bolt holds while the database thread works.
+enum Waiting {
+    /// The lookup of delivery `u64` (the notification to send if it has no outcome).
+    Lookup(u64, Box<Notification>),
+    /// The recording of delivery `u64`'s outcome.
+    Record(u64),
+}
 
 /// The `deliver` bolt (see the module docs). A sink: no output streams.
 #[allow(missing_debug_implementations)]
 pub struct Deliver {
     config: DeliverConfig,
     shared: Option<Arc<Shared>>,
+    ledger: Option<Offload<Ledger, Waiting>>,
     runtime: Option<tokio::runtime::Handle>,
     waker: Option<BoltWaker>,
     done_tx: Sender<Finished>,
@@ -101,6 +142,7 @@ impl Deliver {
         Ok(Deliver {
             config,
             shared: None,
+            ledger: None,
             runtime: None,
             waker: None,
             done_tx,
@@ -111,19 +153,65 @@ impl Deliver {
         })
     }
 
-    fn start(&self, id: u64, n: Notification) {
+    /// Starts delivery `id`: first the lookup of an outcome recorded earlier.
+    fn start(&mut self, id: u64, n: Notification, out: &mut OutputCollector) {
+        let Some(ledger) = &mut self.ledger else {
+            return;
+        };
+        let lookup = Job::Lookup(n.id.clone());
+        if let Err(e) = ledger.submit(lookup, Waiting::Lookup(id, Box::new(n)), out) {
+            self.finish(id, Err(format!("deliver: {e}")), out);
+        }
+    }
+
+    /// Sends `n` (delivery `id`) on the runtime; its outcome comes back through `done`.
+    fn send(&self, id: u64, n: Notification) {
         let (Some(shared), Some(rt)) = (self.shared.clone(), &self.runtime) else {
             return;
         };
         let done = self.done_tx.clone();
         let waker = self.waker.clone();
         rt.spawn(async move {
-            let result = deliver(&shared, n).await;
-            let _ = done.send((id, result));
+            let outcome = deliver(&shared, n).await;
+            let _ = done.send((id, outcome));
             if let Some(w) = waker {
                 w.wake();
             }
         });
+    }
+
+    /// Records delivery `id`'s outcome, then finishes it.
+    fn record(&mut self, id: u64, d: Delivery, out: &mut OutputCollector) {
+        let Some(ledger) = &mut self.ledger else {
+            return;
+        };
+        if let Err(e) = ledger.submit(Job::Record(d), Waiting::Record(id), out) {
+            self.finish(id, Err(format!("deliver: {e}")), out);
+        }
+    }
+
+    /// Acks (or fails) delivery `id`'s tuple and starts the next one of its key.
+    fn finish(&mut self, id: u64, result: Result<(), String>, out: &mut OutputCollector) {
+        let Some((t, key)) = self.held.remove(&id) else {
+            return;
+        };
+        match result {
+            Ok(()) => out.ack(&t),
+            Err(e) => out.fail(&t, e),
+        }
+        let next = match self.queues.get_mut(&key) {
+            Some(q) => {
+                q.pop_front();
+                q.front().cloned()
+            }
+            None => None,
+        };
+        match next {
+            Some((id, n)) => self.start(id, n, out),
+            None => {
+                self.queues.remove(&key);
+            }
+        }
     }
 }
 
@@ -168,20 +256,9 @@ async fn attempt(shared: &Shared, n: &Notification) -> Attempt {
     }
 }
 
-/// Delivers `n` to its final outcome and records it.
-async fn deliver(shared: &Arc<Shared>, n: Notification) -> Result<(), String> {
+/// Delivers `n` to its final outcome (not recorded yet).
+async fn deliver(shared: &Arc<Shared>, n: Notification) -> Delivery {
     let kind = recipient_type(&n.recipient);
-    let store = shared.store.clone();
-    let id = n.id.clone();
-    let recorded = tokio::task::spawn_blocking(move || store.delivery(&id))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("deliveries table: {e}"))?;
-    if recorded.is_some() {
-        metrics::counter!("squall_notifications_skipped_total", "reason" => "already_final")
-            .increment(1);
-        return Ok(());
-    }
     let max_age = Duration::from_secs(shared.config.max_age_s);
     let age = || Duration::from_millis((now_ms() - n.created_at_ms).max(0) as u64);
     let mut attempts = 0u32;
@@ -223,19 +300,14 @@ async fn deliver(shared: &Arc<Shared>, n: Notification) -> Result<(), String> {
     if status != DeliveryStatus::Delivered {
         tracing::warn!(id = %n.id, kind, outcome, %reason, "notification not delivered");
     }
-    let d = Delivery {
+    Delivery {
         id: n.id.clone(),
         status,
         attempts,
         code,
         reason,
         at_ms: now_ms(),
-    };
-    let store = shared.store.clone();
-    tokio::task::spawn_blocking(move || store.record_delivery(&d))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("deliveries table: {e}"))
+    }
 }
 
 impl Bolt for Deliver {
@@ -243,9 +315,11 @@ impl Bolt for Deliver {
 
     fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
         let url = &self.config.db_url;
-        let store = stores::open(url)
+        let log = stores::open(url)
             .map_err(|e| ComponentError::msg(format!("cannot open {url}: {e}")))?
             .deliveries;
+        let config = OffloadConfig::new(format!("deliver-db-{}", ctx.task_index()));
+        self.ledger = Some(Offload::start(config, ctx.waker(), Ledger { log })?);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(self.config.request_timeout_ms))
             .user_agent(concat!("squall-notifier/", env!("CARGO_PKG_VERSION")))
@@ -262,7 +336,6 @@ impl Bolt for Deliver {
             )
             .with_jitter(),
             config: self.config.clone(),
-            store,
             client,
         }));
         self.waker = ctx.waker();
@@ -302,32 +375,40 @@ impl Bolt for Deliver {
         let queue = self.queues.entry(key).or_default();
         queue.push_back((id, n.clone()));
         if queue.len() == 1 {
-            self.start(id, n);
+            self.start(id, n, out);
         }
         Ok(())
     }
 
     fn wake(&mut self, out: &mut OutputCollector) {
-        while let Ok((id, result)) = self.done.try_recv() {
-            let Some((t, key)) = self.held.remove(&id) else {
-                continue;
-            };
-            match result {
-                Ok(()) => out.ack(&t),
-                Err(e) => out.fail(&t, e),
+        loop {
+            let mut progressed = false;
+            while let Ok((id, outcome)) = self.done.try_recv() {
+                progressed = true;
+                self.record(id, outcome, out);
             }
-            let next = match self.queues.get_mut(&key) {
-                Some(q) => {
-                    q.pop_front();
-                    q.front().cloned()
-                }
-                None => None,
+            let answers = match &mut self.ledger {
+                Some(ledger) => ledger.drain(out),
+                None => Vec::new(),
             };
-            match next {
-                Some((id, n)) => self.start(id, n),
-                None => {
-                    self.queues.remove(&key);
+            for (waiting, answer) in answers {
+                progressed = true;
+                match (waiting, answer) {
+                    (Some(Waiting::Lookup(id, _)), Ok(true)) => {
+                        metrics::counter!("squall_notifications_skipped_total", "reason" => "already_final")
+                            .increment(1);
+                        self.finish(id, Ok(()), out);
+                    }
+                    (Some(Waiting::Lookup(id, n)), Ok(false)) => self.send(id, *n),
+                    (Some(Waiting::Record(id)), Ok(_)) => self.finish(id, Ok(()), out),
+                    (Some(Waiting::Lookup(id, _) | Waiting::Record(id)), Err(e)) => {
+                        self.finish(id, Err(e), out)
+                    }
+                    (None, _) => {}
                 }
+            }
+            if !progressed {
+                return;
             }
         }
     }

@@ -90,10 +90,14 @@ pub fn event_of(t: &Tuple) -> Result<Arc<AlertEvent>, BoltError> {
     any_of(t, EVENT, "an alert event")
 }
 
-/// Records how long after the intake received it a payload passed `stage` (histogram
-/// `squall_stage_latency_seconds{stage}`: `enriched`, `stored`, `evaluated`, `notified`).
+/// The histogram of how long after the intake received it a payload passed a stage
+/// (label `stage`: `enriched`, `stored`, `evaluated`, `notified`), in seconds.
+pub const STAGE_LATENCY_METRIC: &str = "squall_stage_latency_seconds";
+
+/// Records how long after the intake received it a payload passed `stage`
+/// ([`STAGE_LATENCY_METRIC`]).
 pub fn record_stage(stage: &'static str, received_at: f64) {
-    metrics::histogram!("squall_stage_latency_seconds", "stage" => stage)
+    metrics::histogram!(STAGE_LATENCY_METRIC, "stage" => stage)
         .record((now_secs() - received_at).max(0.0));
 }
 

@@ -85,11 +85,11 @@ impl Recorder for StageRecorder {
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> metrics::Histogram {
         let stage = match key.name() {
-            "squall_stage_latency_seconds" => key
+            squall_pipeline::stage::STAGE_LATENCY_METRIC => key
                 .labels()
                 .find(|l| l.key() == "stage")
                 .map(|l| l.value().to_string()),
-            "squall_kafka_record_latency_seconds" => Some("complete".to_string()),
+            squall_connectors::kafka::RECORD_LATENCY_METRIC => Some("complete".to_string()),
             _ => None,
         };
         match stage.and_then(|s| self.0 .0.get(s.as_str())) {

@@ -27,6 +27,10 @@
 //!   have none).
 //! - **Lag**: `squall_kafka_consumer_lag{topic,partition}` from librdkafka's statistics.
 
+/// The histogram of how long after its Kafka timestamp a record's whole tuple tree was
+/// acked at the spout (label `component`), in seconds: the end-to-end latency.
+pub const RECORD_LATENCY_METRIC: &str = "squall_kafka_record_latency_seconds";
+
 mod admin;
 mod offsets;
 mod poller;

@@ -310,7 +310,7 @@ impl Spout for KafkaSpout {
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64);
-                metrics::histogram!("squall_kafka_record_latency_seconds", "component" => r.component.clone())
+                metrics::histogram!(super::RECORD_LATENCY_METRIC, "component" => r.component.clone())
                     .record((now_ms - ts).max(0) as f64 / 1000.0);
             }
             r.done(id.0);

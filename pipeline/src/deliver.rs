@@ -387,10 +387,15 @@ impl Bolt for Deliver {
                 progressed = true;
                 self.record(id, outcome, out);
             }
-            let answers = match &mut self.ledger {
-                Some(ledger) => ledger.drain(out),
-                None => Vec::new(),
+            let (answers, lost) = match &mut self.ledger {
+                Some(ledger) => (ledger.drain(out), ledger.lost(out)),
+                None => (Vec::new(), Vec::new()),
             };
+            for waiting in lost {
+                progressed = true;
+                let (Waiting::Lookup(id, _) | Waiting::Record(id)) = waiting;
+                self.finish(id, Err("deliver: the database thread stopped".into()), out);
+            }
             for (waiting, answer) in answers {
                 progressed = true;
                 match (waiting, answer) {

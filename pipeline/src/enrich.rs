@@ -82,8 +82,9 @@ struct Job {
 enum Request {
     /// Decide a payload.
     Decide(Job),
-    /// A cached device sent a payload at this time (epoch ms): move its `last_seen`.
-    Seen(i64, i64),
+    /// Cached devices sent payloads at these times (device, epoch ms): move their
+    /// `last_seen`. At most one is in flight; the bolt gathers the rest meanwhile.
+    Seen(Vec<(i64, i64)>),
 }
 
 /// What the database thread sends back.
@@ -127,9 +128,11 @@ impl Worker for Decider {
         for r in &requests {
             match r {
                 Request::Decide(job) => jobs.push(job),
-                Request::Seen(device, ms) => {
-                    let at = seen.entry(*device).or_insert(*ms);
-                    *at = (*at).max(*ms);
+                Request::Seen(sightings) => {
+                    for (device, ms) in sightings {
+                        let at = seen.entry(*device).or_insert(*ms);
+                        *at = (*at).max(*ms);
+                    }
                 }
             }
         }
@@ -168,6 +171,11 @@ pub struct Enrich {
     /// Lookups in flight per key: while any is, a cached verdict must not let a later
     /// payload of the same device overtake the earlier ones (rules depend on order).
     inflight: HashMap<(String, String, String), usize>,
+    /// `last_seen` moves of cached devices not yet handed over (latest per device).
+    seen: HashMap<i64, i64>,
+    /// Whether a [`Request::Seen`] is in flight (never more than one: the queue stays
+    /// free for lookups however long the database stalls).
+    seen_in_flight: bool,
 }
 
 impl std::fmt::Debug for Enrich {
@@ -186,6 +194,8 @@ impl Enrich {
             offload: None,
             cache: HashMap::new(),
             inflight: HashMap::new(),
+            seen: HashMap::new(),
+            seen_in_flight: false,
         })
     }
 
@@ -201,7 +211,22 @@ impl Enrich {
             offload: None,
             cache: HashMap::new(),
             inflight: HashMap::new(),
+            seen: HashMap::new(),
+            seen_in_flight: false,
         }
+    }
+
+    /// Hands the gathered `last_seen` moves over, unless some are in flight already.
+    fn flush_seen(&mut self) {
+        let Some(offload) = &self.offload else {
+            return;
+        };
+        if self.seen_in_flight || self.seen.is_empty() {
+            return;
+        }
+        let sightings: Vec<(i64, i64)> = self.seen.drain().collect();
+        // Best effort: if the thread has stopped, the next lookup reports it.
+        self.seen_in_flight = offload.send(Request::Seen(sightings)).is_ok();
     }
 
     fn reject(
@@ -435,11 +460,12 @@ impl Bolt for Enrich {
             if at.elapsed() < ttl {
                 let verdict = verdict.clone();
                 if let Verdict::Device(id) = &verdict {
-                    // Best effort: if the thread has stopped, the next miss reports it.
-                    let _ = offload.send(Request::Seen(*id, now_ms));
+                    let at = self.seen.entry(*id).or_insert(now_ms);
+                    *at = (*at).max(now_ms);
                 }
                 out.hold();
                 Self::finish(pending, &verdict, out);
+                self.flush_seen();
                 return Ok(());
             }
         }
@@ -467,7 +493,10 @@ impl Bolt for Enrich {
                     self.cache.clear();
                     continue;
                 }
-                Answer::Seen => continue,
+                Answer::Seen => {
+                    self.seen_in_flight = false;
+                    continue;
+                }
                 Answer::Verdict(verdict) => verdict,
             };
             let Some(p) = pending else {
@@ -491,5 +520,17 @@ impl Bolt for Enrich {
                 }
             }
         }
+        if let Some(offload) = &mut self.offload {
+            for p in offload.lost(out) {
+                if let Some(n) = self.inflight.get_mut(&p.key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.inflight.remove(&p.key);
+                    }
+                }
+                out.fail(&p.input, "enrich: the database thread stopped");
+            }
+        }
+        self.flush_seen();
     }
 }

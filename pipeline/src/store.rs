@@ -154,5 +154,8 @@ impl Bolt for Store {
                 Err(e) => out.fail(&t, format!("metrics store: {e}")),
             }
         }
+        for (t, _) in offload.lost(out) {
+            out.fail(&t, "store: the database thread stopped");
+        }
     }
 }

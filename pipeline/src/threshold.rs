@@ -185,5 +185,8 @@ impl Bolt for Threshold {
                 }
             }
         }
+        for (t, _) in offload.lost(out) {
+            out.fail(&t, "threshold: the engine's thread stopped");
+        }
     }
 }

@@ -64,7 +64,10 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                     produce_timeout_ms.map(|v| v.to_string()),
                 ),
             ]);
-            intake::main(load(&service, &flags)?, service.metrics_addr)
+            intake::main(
+                load_with(&service, &flags, &["intake.", "kafka."])?,
+                service.metrics_addr,
+            )
         }
         Command::Notifier {
             service,
@@ -91,7 +94,10 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ("notifier.parallelism", parallelism.map(|v| v.to_string())),
                 ("kafka.prefix", prefix),
             ]);
-            notifier::main(load(&service, &flags)?, service.metrics_addr)
+            notifier::main(
+                load_with(&service, &flags, &["kafka.", "db."])?,
+                service.metrics_addr,
+            )
         }
         Command::Admin {
             action,
@@ -105,7 +111,11 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ("db.url", db),
                 ("admin.token", token),
             ]);
-            admin::main(action, load(&service, &flags)?, service.metrics_addr)
+            admin::main(
+                action,
+                load_with(&service, &flags, &["admin.", "db."])?,
+                service.metrics_addr,
+            )
         }
         Command::Bench { what } => bench::main(what),
     }
@@ -121,8 +131,52 @@ fn flags<const N: usize>(
         .collect()
 }
 
-fn load(service: &ServiceArgs, flags: &[(&str, String)]) -> anyhow::Result<Config> {
-    Config::load(service.config.as_deref(), std::env::vars(), flags)
+/// The environment variables the service commands read before the one configuration
+/// (`SQUALL__SECTION__KEY`) existed, and the key each now names. Still honoured, below the
+/// flags, with a warning.
+const LEGACY_ENV: [(&str, &str); 10] = [
+    ("SQUALL_DB_URL", "db.url"),
+    ("SQUALL_ADMIN_TOKEN", "admin.token"),
+    ("SQUALL_ADMIN_LISTEN", "admin.listen"),
+    ("SQUALL_KAFKA_BROKERS", "kafka.brokers"),
+    ("SQUALL_INTAKE_LISTEN", "intake.listen"),
+    ("SQUALL_INTAKE_TOPIC", "intake.topic"),
+    ("SQUALL_INTAKE_DOMAIN", "intake.domain"),
+    ("SQUALL_INTAKE_MAX_BODY_BYTES", "intake.max_body_bytes"),
+    (
+        "SQUALL_INTAKE_MAX_PAYLOAD_BYTES",
+        "intake.max_payload_bytes",
+    ),
+    (
+        "SQUALL_INTAKE_PRODUCE_TIMEOUT_MS",
+        "intake.produce_timeout_ms",
+    ),
+];
+
+/// Loads the configuration with `flags` on top; for `intake`, `notifier` and `admin`
+/// (`legacy`), the old variables of [`LEGACY_ENV`] that name keys of theirs too.
+fn load_with(
+    service: &ServiceArgs,
+    flags: &[(&'static str, String)],
+    legacy: &[&str],
+) -> anyhow::Result<Config> {
+    let mut all: Vec<(&str, String)> = Vec::new();
+    for (var, key) in LEGACY_ENV {
+        if !legacy.iter().any(|section| key.starts_with(section)) {
+            continue;
+        }
+        if let Ok(value) = std::env::var(var) {
+            let new = format!("SQUALL__{}", key.replace('.', "__").to_uppercase());
+            tracing::warn!(variable = var, instead = %new, "deprecated variable; still read");
+            all.push((key, value));
+        }
+    }
+    all.extend(flags.iter().cloned());
+    Config::load(service.config.as_deref(), std::env::vars(), &all)
+}
+
+fn load(service: &ServiceArgs, flags: &[(&'static str, String)]) -> anyhow::Result<Config> {
+    load_with(service, flags, &[])
 }
 
 /// Registers SIGINT (Ctrl-C) and SIGTERM handlers now, so a signal that arrives before

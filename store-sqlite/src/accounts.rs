@@ -213,8 +213,10 @@ impl AccountStore for SqliteStore {
     fn create_account(&self, account: &Account) -> Result<Account, StoreError> {
         run(|| {
             valid_name(&account.name)?;
-            let guard = self.lock();
-            let conn = &guard.conn;
+            let mut guard = self.lock();
+            // The change and the admin version move together.
+            let tx = guard.conn.transaction()?;
+            let conn: &Connection = &tx;
             let inserted = conn.execute(
                 "INSERT OR IGNORE INTO accounts (name, device_quota, active) VALUES (?1, ?2, ?3)",
                 params![account.name, account.device_quota, account.active],
@@ -223,14 +225,17 @@ impl AccountStore for SqliteStore {
                 return Err(StoreError::AccountExists(account.name.clone()).into());
             }
             bump(conn)?;
+            tx.commit()?;
             Ok(account.clone())
         })
     }
 
     fn update_account(&self, name: &str, patch: &AccountPatch) -> Result<Account, StoreError> {
         run(|| {
-            let guard = self.lock();
-            let conn = &guard.conn;
+            let mut guard = self.lock();
+            // The change and the admin version move together.
+            let tx = guard.conn.transaction()?;
+            let conn: &Connection = &tx;
             let mut account =
                 get_account(conn, name)?.ok_or_else(|| StoreError::NoAccount(name.into()))?;
             if let Some(q) = patch.device_quota {
@@ -244,6 +249,7 @@ impl AccountStore for SqliteStore {
                 params![account.name, account.device_quota, account.active],
             )?;
             bump(conn)?;
+            tx.commit()?;
             Ok(account)
         })
     }
@@ -312,8 +318,10 @@ impl AccountStore for SqliteStore {
 
     fn set_device_active(&self, id: i64, active: bool) -> Result<Device, StoreError> {
         run(|| {
-            let guard = self.lock();
-            let conn = &guard.conn;
+            let mut guard = self.lock();
+            // The change and the admin version move together.
+            let tx = guard.conn.transaction()?;
+            let conn: &Connection = &tx;
             let n = conn.execute(
                 "UPDATE devices SET active = ?2 WHERE id = ?1",
                 params![id, active],
@@ -322,20 +330,25 @@ impl AccountStore for SqliteStore {
                 return Err(StoreError::NoDevice(id).into());
             }
             bump(conn)?;
-            Ok(conn.query_row(
+            let device = conn.query_row(
                 &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
                 params![id],
                 device_from_row,
-            )?)
+            )?;
+            tx.commit()?;
+            Ok(device)
         })
     }
 
     fn create_config(&self, config: &AlertConfig) -> Result<StoredConfig, StoreError> {
         run(|| {
-            let guard = self.lock();
-            let conn = &guard.conn;
+            let mut guard = self.lock();
+            // The change and the admin version move together.
+            let tx = guard.conn.transaction()?;
+            let conn: &Connection = &tx;
             let stored = config_create(conn, config)?;
             bump(conn)?;
+            tx.commit()?;
             Ok(stored)
         })
     }
@@ -350,20 +363,30 @@ impl AccountStore for SqliteStore {
 
     fn replace_config(&self, id: i64, config: &AlertConfig) -> Result<bool, StoreError> {
         run(|| {
-            let guard = self.lock();
-            let conn = &guard.conn;
+            let mut guard = self.lock();
+            // The change and the admin version move together.
+            let tx = guard.conn.transaction()?;
+            let conn: &Connection = &tx;
             let done = config_replace(conn, id, config)?;
-            bump(conn)?;
+            if done {
+                bump(conn)?;
+            }
+            tx.commit()?;
             Ok(done)
         })
     }
 
     fn delete_config(&self, id: i64) -> Result<bool, StoreError> {
         run(|| {
-            let guard = self.lock();
-            let conn = &guard.conn;
+            let mut guard = self.lock();
+            // The change and the admin version move together.
+            let tx = guard.conn.transaction()?;
+            let conn: &Connection = &tx;
             let done = config_delete(conn, id)?;
-            bump(conn)?;
+            if done {
+                bump(conn)?;
+            }
+            tx.commit()?;
             Ok(done)
         })
     }

@@ -26,16 +26,20 @@ impl DeliveryLog for SqliteStore {
                     },
                 )
                 .optional()?;
-            Ok(row.and_then(|(id, status, attempts, code, reason, at_ms)| {
-                Some(Delivery {
-                    id,
-                    status: DeliveryStatus::parse(&status)?,
-                    attempts,
-                    code,
-                    reason,
-                    at_ms,
+            // A row with an unknown status is an error, not "no outcome": that would send
+            // the notification again.
+            Ok(row
+                .map(|(id, status, attempts, code, reason, at_ms)| {
+                    Ok::<_, StoreError>(Delivery {
+                        status: status_of(&id, &status)?,
+                        id,
+                        attempts,
+                        code,
+                        reason,
+                        at_ms,
+                    })
                 })
-            }))
+                .transpose()?)
         })
     }
 
@@ -58,16 +62,14 @@ impl DeliveryLog for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (id, status, attempts, code, reason, at_ms) = row?;
-                if let Some(status) = DeliveryStatus::parse(&status) {
-                    out.push(Delivery {
-                        id,
-                        status,
-                        attempts,
-                        code,
-                        reason,
-                        at_ms,
-                    });
-                }
+                out.push(Delivery {
+                    status: status_of(&id, &status)?,
+                    id,
+                    attempts,
+                    code,
+                    reason,
+                    at_ms,
+                });
             }
             Ok(out)
         })
@@ -90,4 +92,12 @@ impl DeliveryLog for SqliteStore {
             Ok(())
         })
     }
+}
+
+/// The status of delivery `id` as stored.
+fn status_of(id: &str, status: &str) -> Result<DeliveryStatus, StoreError> {
+    DeliveryStatus::parse(status).ok_or_else(|| StoreError::Invalid {
+        field: "deliveries.status",
+        message: format!("delivery {id} has an unknown status \"{status}\""),
+    })
 }

@@ -154,8 +154,14 @@ impl SqliteStore {
         }
     }
 
-    /// Opens (creating if needed) the database file at `path` and runs pending migrations.
+    /// Opens (creating it, and its directory, if needed) the database file at `path` and
+    /// runs pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::backend(false, format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
         Ok(Connection::open(path)
             .map_err(Error::from)
             .and_then(Self::init)?)
@@ -169,12 +175,13 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> Result<Self> {
+        // First: a second process opening a new file at once waits instead of failing.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Durable against a killed process (the WAL survives); a power cut may lose the
         // last commits, as with every WAL database in NORMAL mode.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate::run(&mut conn)?;
         Ok(SqliteStore {
             inner: Mutex::new(Inner {
@@ -307,6 +314,40 @@ mod tests {
         );
         e.commit().unwrap();
         assert_eq!(store.triggered(false, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_quota_holds_across_connections_registering_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("quota.db");
+        let first = SqliteStore::open(&path).unwrap();
+        first
+            .create_account(&Account {
+                name: "acme".into(),
+                device_quota: 5,
+                active: true,
+            })
+            .unwrap();
+        first.issue_agent_key("acme", Some("k1")).unwrap();
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    // One connection per thread, as separate processes would have.
+                    let store = SqliteStore::open(&path).unwrap();
+                    store
+                        .register_device("acme", "k1", &format!("host-{i}"), i)
+                        .unwrap()
+                })
+            })
+            .collect();
+        let registered = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|r| matches!(r, squall_alerting::accounts::Registration::Registered(_)))
+            .count();
+        assert_eq!(registered, 5);
+        assert_eq!(first.devices("acme").unwrap().len(), 5);
     }
 
     #[test]

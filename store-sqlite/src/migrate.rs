@@ -122,6 +122,7 @@ pub fn applied(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Applies every pending migration (see the module docs).
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {
+    refuse_old_metric_tables(conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS squall_schema (
             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL
@@ -145,4 +146,56 @@ pub(crate) fn run(conn: &mut Connection) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Metric tables from before this runner, older than the shapes migration 3 adopts
+/// (development versions 1 and 2, recorded in `squall_metrics_schema`), are refused with
+/// a clear error rather than adopted and failing on the first write.
+fn refuse_old_metric_tables(conn: &Connection) -> Result<()> {
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'squall_metrics_schema')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(());
+    }
+    let version: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM squall_metrics_schema",
+        [],
+        |r| r.get(0),
+    )?;
+    if version < 3 {
+        return Err(squall_alerting::store::StoreError::Invalid {
+            field: "db.url",
+            message: format!(
+                "the metric tables are of a development version ({version}) this squall cannot \
+                 read; drop metric_minutes, metric_hours, metric_hours_changed, latest and \
+                 squall_metrics_schema, or use a new database"
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_development_metric_tables_are_refused_by_name() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE squall_metrics_schema (version INTEGER NOT NULL);
+             INSERT INTO squall_metrics_schema VALUES (2);",
+        )
+        .unwrap();
+        let e = squall_alerting::store::StoreError::from(run(&mut conn).unwrap_err());
+        assert!(e.to_string().contains("development version (2)"), "{e}");
+        conn.execute_batch("UPDATE squall_metrics_schema SET version = 3")
+            .unwrap();
+        run(&mut conn).unwrap();
+        assert_eq!(applied(&conn).unwrap(), MIGRATIONS.len() as i64);
+    }
 }

@@ -464,3 +464,47 @@ fn the_service_commands_refuse_to_start_without_what_they_need() {
     assert!(run(&["admin", "--token", "short"])
         .contains("--token (admin.token) must be at least 16 characters"));
 }
+
+#[test]
+fn admin_import_creates_the_default_database_and_honours_the_old_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "fixtures.json",
+        r#"{"accounts": [{"name": "acme", "device_quota": 1, "agent_keys": ["k1"]}]}"#,
+    );
+    let import = |env: &[(&str, String)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["admin", "import"])
+            .arg(&file)
+            .current_dir(dir.path())
+            .env_remove("SQUALL_DB_URL")
+            .env_remove("SQUALL__DB__URL");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = import(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dir.path().join("squall-data/squall.db").exists(),
+        "the default database, under data_dir, created with its directory"
+    );
+    let legacy = dir.path().join("legacy.db");
+    let out = import(&[("SQUALL_DB_URL", format!("sqlite://{}", legacy.display()))]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(legacy.exists(), "SQUALL_DB_URL is still read");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("deprecated variable"),
+        "with a warning"
+    );
+}

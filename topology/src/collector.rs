@@ -359,12 +359,15 @@ impl OutputCollector {
     /// meanwhile does not count towards the message timeout.
     pub fn pause(&mut self, duration: std::time::Duration) {
         self.pause = Some(self.pause.map_or(duration, |p| p.max(duration)));
+        self.resume = false; // the later of pause and resume wins
     }
 
     /// Ends a pause early (called from [`Bolt::wake`](crate::Bolt::wake) once the bolt can take input again,
-    /// e.g. when a child process caught up). A pause requested in the same call wins.
+    /// e.g. when a child process caught up). Of a pause and a resume requested in the same
+    /// call, the later wins.
     pub fn resume(&mut self) {
         self.resume = true;
+        self.pause = None;
     }
 
     /// Takes the requested pause (runtime use).

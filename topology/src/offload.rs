@@ -14,8 +14,10 @@
 //!   them came back. Both channels are bounded; nothing grows without limit.
 //! - **Order**: jobs run in submission order; outputs come back in that order.
 //! - **Nothing dropped silently**: a held job that cannot be queued (the thread stopped)
-//!   is refused with an error the bolt turns into a failed tuple; unheld jobs
-//!   ([`send`](Offload::send): ticks, best-effort updates) report whether they were queued.
+//!   is refused with an error the bolt turns into a failed tuple; if the worker panics,
+//!   what was held for the jobs it never answered comes back from
+//!   [`lost`](Offload::lost) for the bolt to fail; unheld jobs ([`send`](Offload::send):
+//!   ticks, best-effort updates) report whether they were queued.
 //! - **Periodic work**: [`Worker::idle`] runs when the thread starts, then at least every
 //!   `idle_interval`, busy or not (refresh a cache, roll up aggregates); its outputs come
 //!   back with nothing held.
@@ -98,6 +100,8 @@ pub struct Offload<W: Worker, H> {
     next: u64,
     capacity: usize,
     paused: bool,
+    /// The worker thread has ended (its output channel closed).
+    stopped: bool,
 }
 
 impl<W: Worker, H> fmt::Debug for Offload<W, H> {
@@ -197,6 +201,7 @@ impl<W: Worker, H> Offload<W, H> {
             next: 0,
             capacity,
             paused: false,
+            stopped: false,
         })
     }
 
@@ -240,9 +245,18 @@ impl<W: Worker, H> Offload<W, H> {
     /// at most half of `capacity` is in flight.
     pub fn drain(&mut self, out: &mut OutputCollector) -> Vec<(Option<H>, W::Output)> {
         let mut done = Vec::new();
-        while let Ok((id, output)) = self.outputs.try_recv() {
-            let held = id.and_then(|id| self.held.remove(&id));
-            done.push((held, output));
+        loop {
+            match self.outputs.try_recv() {
+                Ok((id, output)) => {
+                    let held = id.and_then(|id| self.held.remove(&id));
+                    done.push((held, output));
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.stopped = true;
+                    break;
+                }
+            }
         }
         if self.paused && self.held.len() <= self.capacity / 2 {
             out.resume();
@@ -254,6 +268,24 @@ impl<W: Worker, H> Offload<W, H> {
     /// Held jobs in flight.
     pub fn in_flight(&self) -> usize {
         self.held.len()
+    }
+
+    /// What was held for jobs that will never come back, because the worker thread has
+    /// stopped (it panicked): the bolt fails them. Empty while the thread runs. Resumes a
+    /// paused input (later jobs are refused with [`OffloadError::Stopped`]).
+    pub fn lost(&mut self, out: &mut OutputCollector) -> Vec<H> {
+        if !self.stopped || self.held.is_empty() {
+            return Vec::new();
+        }
+        if self.paused {
+            out.resume();
+            self.paused = false;
+        }
+        let mut ids: Vec<u64> = self.held.keys().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| self.held.remove(&id))
+            .collect()
     }
 }
 
@@ -454,5 +486,52 @@ mod tests {
                 .expect("the job's output wakes the bolt");
         }
         assert_eq!(calls.lock().unwrap()[..2], ["idle", "run"]);
+    }
+
+    /// Panics on its second batch.
+    struct Fragile(u32);
+
+    impl Worker for Fragile {
+        type Job = u32;
+        type Output = u32;
+        fn run(&mut self, jobs: Vec<u32>) -> Vec<u32> {
+            self.0 += 1;
+            assert!(self.0 < 2, "a worker bug");
+            jobs
+        }
+    }
+
+    #[test]
+    fn a_panicking_worker_gives_back_what_was_held_and_refuses_later_jobs() {
+        let (wake_tx, woken) = crossbeam_channel::unbounded::<()>();
+        let waker = BoltWaker::new(Arc::new(move || {
+            let _ = wake_tx.send(());
+        }));
+        let config = OffloadConfig {
+            max_batch: 1,
+            ..OffloadConfig::new("test-offload-panic")
+        };
+        let mut o: Offload<Fragile, &'static str> =
+            Offload::start(config, Some(waker), Fragile(0)).unwrap();
+        let mut out = collector();
+        o.submit(1, "first", &mut out).unwrap();
+        o.submit(2, "second", &mut out).unwrap();
+        o.submit(3, "third", &mut out).unwrap();
+        let mut done = Vec::new();
+        let mut lost = Vec::new();
+        while lost.is_empty() {
+            done.extend(o.drain(&mut out));
+            lost = o.lost(&mut out);
+            if lost.is_empty() {
+                // The thread ends by panicking: its waker is dropped, which ends the wait.
+                let _ = woken.recv_timeout(Duration::from_secs(10));
+            }
+        }
+        assert_eq!(done, vec![(Some("first"), 1)]);
+        assert_eq!(lost, vec!["second", "third"]);
+        assert!(matches!(
+            o.submit(4, "fourth", &mut out),
+            Err(OffloadError::Stopped(_))
+        ));
     }
 }

@@ -355,7 +355,13 @@ pub fn alert_configs_are_stored_per_account_and_bump_the_admin_version<S: Backen
         "replacing is an admin change"
     );
     assert_eq!(store.config(stored.id).unwrap().unwrap().config, renamed);
+    let v3 = store.admin_version().unwrap();
     assert!(!store.replace_config(999_999, &renamed).unwrap());
+    assert_eq!(
+        store.admin_version().unwrap(),
+        v3,
+        "nothing changed: no admin change"
+    );
     assert!(store.delete_config(stored.id).unwrap());
     assert!(!store.delete_config(stored.id).unwrap(), "deleted already");
     assert_eq!(store.configs(Some("acme")).unwrap(), vec![]);

@@ -262,7 +262,7 @@ fn rule_evaluation(c: &mut Criterion) {
         b.iter(|| {
             t += 60.0;
             let obs = Observation {
-                device: 7,
+                device: squall_alerting::ids::DeviceId(7),
                 account: "bench".into(),
                 agent_key: "key-7".into(),
                 hostname: "web-7".into(),
@@ -282,6 +282,7 @@ fn rule_evaluation(c: &mut Criterion) {
 /// bolt's database thread batches them.
 fn split_and_store(c: &mut Criterion) {
     use squall_alerting::engine::Observation;
+    use squall_alerting::ids::DeviceId;
     use squall_alerting::store::MetricStore;
     use squall_pipeline::split::Split;
     use squall_pipeline::stage;
@@ -297,7 +298,7 @@ fn split_and_store(c: &mut Criterion) {
     let payload = std::sync::Arc::new(squall_alerting::payload::parse(&bytes).unwrap());
     let source = SourceMeta::get("enrich", DEFAULT_STREAM, stage::observation_fields());
     let observation = std::sync::Arc::new(Observation {
-        device: 7,
+        device: squall_alerting::ids::DeviceId(7),
         account: "bench".into(),
         agent_key: "key-7".into(),
         hostname: "web-7".into(),
@@ -338,8 +339,9 @@ fn split_and_store(c: &mut Criterion) {
             b.iter(|| {
                 minute += 1;
                 let time = 1_790_000_000.0 + 60.0 * minute as f64;
-                let batch: Vec<(i64, f64, &[squall_alerting::payload::MetricPoint])> = (0..256)
-                    .map(|device| (device, time, payload.points.as_slice()))
+                let batch: Vec<(DeviceId, f64, &[squall_alerting::payload::MetricPoint])> = (0
+                    ..256)
+                    .map(|device| (DeviceId(device), time, payload.points.as_slice()))
                     .collect();
                 db.write(&batch).unwrap();
             })

@@ -9,6 +9,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+use crate::ids::DeviceId;
 
 /// An account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +26,7 @@ pub struct Account {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
     /// Id.
-    pub id: i64,
+    pub id: DeviceId,
     /// Its account.
     pub account: String,
     /// The agent key it posts with.

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{ConfigId, DeviceId};
 use crate::rules::{Comparison, Rule, MIN_REPEAT_S};
 
 /// `threshold` or `no_data`.
@@ -25,7 +26,7 @@ pub enum Subject {
     /// One device.
     Device {
         /// Device id.
-        id: i64,
+        id: DeviceId,
     },
     /// The devices posting with one agent key.
     AgentKey {
@@ -215,7 +216,7 @@ impl AlertConfig {
     }
 
     /// The evaluation rule of a threshold config with `id`.
-    pub fn rule(&self, id: i64) -> Option<Rule> {
+    pub fn rule(&self, id: ConfigId) -> Option<Rule> {
         (self.kind == Kind::Threshold).then(|| Rule {
             id,
             comparison: self.comparison.unwrap_or(Comparison::Gte),
@@ -235,7 +236,7 @@ impl AlertConfig {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoredConfig {
     /// Id.
-    pub id: i64,
+    pub id: ConfigId,
     /// The config.
     #[serde(flatten)]
     pub config: AlertConfig,
@@ -274,7 +275,7 @@ mod tests {
     fn the_issue_example_parses_and_becomes_a_rule() {
         let c = AlertConfig::from_json(EXAMPLE.as_bytes()).unwrap();
         assert_eq!(c.recipients.len(), 3);
-        let rule = c.rule(9).unwrap();
+        let rule = c.rule(crate::ids::ConfigId(9)).unwrap();
         assert_eq!(
             (rule.wait_s, rule.repeat_s, rule.fix, rule.value),
             (120.0, None, true, 4.0)

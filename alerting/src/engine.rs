@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::configs::{Kind, StoredConfig, Subject};
 use crate::events::{event_id, ms, AlertEvent, EventKind};
+use crate::ids::{ConfigId, DeviceId};
 use crate::payload::{MetricPoint, Payload};
 use crate::rules::{DeviceState, Phase, Rule, Transition};
 use crate::store::{
@@ -34,7 +35,7 @@ use crate::store::{
 #[derive(Clone, Debug)]
 pub struct Observation {
     /// Device id.
-    pub device: i64,
+    pub device: DeviceId,
     /// Account.
     pub account: String,
     /// Agent key it posted with.
@@ -55,17 +56,17 @@ pub struct Observation {
 struct AccountRules {
     threshold: Vec<(Rule, Arc<StoredConfig>)>,
     account_wide: Vec<usize>,
-    by_device: HashMap<i64, Vec<usize>>,
+    by_device: HashMap<DeviceId, Vec<usize>>,
     by_key: HashMap<String, Vec<usize>>,
     no_data: Vec<Arc<StoredConfig>>,
-    by_id: HashMap<i64, Arc<StoredConfig>>,
+    by_id: HashMap<ConfigId, Arc<StoredConfig>>,
 }
 
 impl AccountRules {
     /// The threshold rules applying to `device` posting with `agent_key`.
     fn threshold_for<'a>(
         &'a self,
-        device: i64,
+        device: DeviceId,
         agent_key: &str,
     ) -> impl Iterator<Item = &'a (Rule, Arc<StoredConfig>)> + 'a {
         let none: &[usize] = &[];
@@ -93,7 +94,7 @@ struct Persisted {
 
 const RECENT: usize = 8;
 
-fn applies(subject: &Subject, device: i64, agent_key: &str) -> bool {
+fn applies(subject: &Subject, device: DeviceId, agent_key: &str) -> bool {
     match subject {
         Subject::Account => true,
         Subject::Device { id } => *id == device,
@@ -121,8 +122,8 @@ pub struct Engine {
     configs: Arc<dyn AccountStore>,
     store: Arc<dyn AlertStateStore>,
     rules: HashMap<String, Arc<AccountRules>>,
-    devices: HashMap<i64, Persisted>,
-    dirty: HashSet<i64>,
+    devices: HashMap<DeviceId, Persisted>,
+    dirty: HashSet<DeviceId>,
     changes: Vec<AlertChange>,
     version: Option<i64>,
     /// Set by [`Engine::load`]: the first tick re-emits the open no-data alerts.
@@ -153,7 +154,7 @@ impl Engine {
 
     /// Loads the persisted state of every device for which `mine(device)` holds (no-data
     /// rules need to know devices before they post again). Returns how many.
-    pub fn load(&mut self, mine: impl Fn(i64) -> bool) -> Result<usize, StoreError> {
+    pub fn load(&mut self, mine: impl Fn(DeviceId) -> bool) -> Result<usize, StoreError> {
         let rows = self.store.device_states(&mine)?;
         let n = rows.len();
         // A no-data alert fires on a tick, with no input to anchor its notification to:
@@ -210,7 +211,7 @@ impl Engine {
         Ok(rules)
     }
 
-    fn device_entry(&mut self, device: i64) -> Result<&mut Persisted, StoreError> {
+    fn device_entry(&mut self, device: DeviceId) -> Result<&mut Persisted, StoreError> {
         if !self.devices.contains_key(&device) {
             let p = match self.store.device_state(device)? {
                 Some(blob) => decode(device, &blob).unwrap_or_default(),
@@ -413,7 +414,7 @@ impl Engine {
                     }
                 }
             }
-            let candidates: Vec<(i64, f64)> = r
+            let candidates: Vec<(ConfigId, f64)> = r
                 .no_data
                 .iter()
                 .filter(|c| applies(&c.config.subject, device, &entry.agent_key))
@@ -471,11 +472,11 @@ impl Engine {
     }
 }
 
-fn decode(device: i64, blob: &[u8]) -> Option<Persisted> {
+fn decode(device: DeviceId, blob: &[u8]) -> Option<Persisted> {
     match rmp_serde::from_slice(blob) {
         Ok(p) => Some(p),
         Err(e) => {
-            tracing::error!(device, error = %e, "unreadable alert state; starting the device afresh");
+            tracing::error!(device = device.0, error = %e, "unreadable alert state; starting the device afresh");
             None
         }
     }
@@ -484,7 +485,7 @@ fn decode(device: i64, blob: &[u8]) -> Option<Persisted> {
 fn no_data_event(
     c: &StoredConfig,
     entry: &Persisted,
-    device: i64,
+    device: DeviceId,
     kind: EventKind,
     fired_at: f64,
     at: f64,
@@ -529,14 +530,14 @@ mod tests {
         Arc::new(s)
     }
 
-    fn add(store: &MemoryStore, patch: serde_json::Value) -> i64 {
+    fn add(store: &MemoryStore, patch: serde_json::Value) -> ConfigId {
         let c = crate::store::conformance::load_config(patch);
         store.create_config(&c).unwrap().id
     }
 
     fn obs(device: i64, t: f64, points: &[(&str, Option<&str>, f64)]) -> Observation {
         Observation {
-            device,
+            device: DeviceId(device),
             account: ACME.into(),
             agent_key: "k1".into(),
             hostname: format!("host-{device}"),

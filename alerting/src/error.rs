@@ -1,6 +1,8 @@
 //! [`StoreError`]: what a storage call can answer besides its result, transient or
 //! permanent.
 
+use crate::ids::DeviceId;
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -9,7 +11,7 @@ pub enum StoreError {
     NoAccount(String),
     /// No such device.
     #[error("no device {0}")]
-    NoDevice(i64),
+    NoDevice(DeviceId),
     /// The account exists already.
     #[error("account \"{0}\" exists already")]
     AccountExists(String),

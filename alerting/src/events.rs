@@ -12,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::configs::{Kind, Recipient};
+use crate::ids::{ConfigId, DeviceId};
 use crate::rules::Comparison;
 use crate::store::series_key;
 
@@ -35,7 +36,7 @@ pub struct AlertEvent {
     /// Fire, repeat or clear.
     pub kind: EventKind,
     /// The alert config.
-    pub config_id: i64,
+    pub config_id: ConfigId,
     /// The config's name.
     pub name: String,
     /// threshold | no_data.
@@ -43,7 +44,7 @@ pub struct AlertEvent {
     /// The account.
     pub account: String,
     /// The device id.
-    pub device: i64,
+    pub device: DeviceId,
     /// The device's host name.
     pub hostname: String,
     /// The metric (threshold rules).
@@ -94,7 +95,13 @@ pub(crate) fn ms(t: f64) -> i64 {
 
 /// The id of a transition: the same (config, device, series, kind, event time) always has
 /// the same id, so a replayed payload re-emits the same notification ids.
-pub(crate) fn event_id(config: i64, device: i64, series: &str, kind: EventKind, at: f64) -> String {
+pub(crate) fn event_id(
+    config: ConfigId,
+    device: DeviceId,
+    series: &str,
+    kind: EventKind,
+    at: f64,
+) -> String {
     let mut h = twox_hash::XxHash64::with_seed(0);
     h.write(series.as_bytes());
     let kind = kind.as_str();
@@ -141,8 +148,8 @@ pub fn labels(e: &AlertEvent) -> BTreeMap<String, String> {
 /// `dedup_key`).
 pub fn fingerprint(e: &AlertEvent) -> String {
     let mut h = twox_hash::XxHash64::with_seed(0);
-    h.write_i64(e.config_id);
-    h.write_i64(e.device);
+    h.write_i64(e.config_id.0);
+    h.write_i64(e.device.0);
     h.write(series_key(&e.series).as_bytes());
     format!("{:016x}", h.finish())
 }

@@ -2,6 +2,7 @@
 //! pipeline *means*, which the `squall-pipeline` bolts run on a topology and the storage
 //! crates (`squall-store-sqlite`, ...) persist.
 //!
+//! - [`ids`]: [`ids::DeviceId`], [`ids::ConfigId`].
 //! - [`envelope`]: the intake -> `enrich` contract ([`envelope::Envelope`]).
 //! - [`payload`]: agent payloads (v1, v2) parsed into metric points.
 //! - [`accounts`]: accounts, agent keys, devices and the quota.
@@ -22,6 +23,7 @@ pub mod envelope;
 mod error;
 pub mod events;
 pub mod fixtures;
+pub mod ids;
 pub mod notify;
 pub mod payload;
 pub mod rules;

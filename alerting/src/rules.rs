@@ -17,6 +17,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::ConfigId;
+
 /// How a value is compared with the rule's threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,7 +58,7 @@ pub const MIN_REPEAT_S: f64 = 60.0;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
     /// The alert config id.
-    pub id: i64,
+    pub id: ConfigId,
     /// The comparison.
     pub comparison: Comparison,
     /// The threshold.
@@ -185,9 +187,9 @@ pub struct DeviceState {
     /// Server time of the last payload received (no-data rules).
     pub last_seen: Option<f64>,
     /// Phase per (rule id, series).
-    pub phases: HashMap<(i64, String), Phase>,
+    pub phases: HashMap<(ConfigId, String), Phase>,
     /// No-data alerts open: rule id -> fired at (server time).
-    pub no_data: HashMap<i64, f64>,
+    pub no_data: HashMap<ConfigId, f64>,
 }
 
 impl DeviceState {
@@ -198,7 +200,7 @@ impl DeviceState {
         &mut self,
         t: f64,
         points: impl IntoIterator<Item = (&'a Rule, &'a str, f64)>,
-    ) -> Vec<(i64, String, Transition)> {
+    ) -> Vec<(ConfigId, String, Transition)> {
         if self.last_time.is_some_and(|last| t <= last) {
             return Vec::new(); // a duplicate or a late arrival: state must not move
         }
@@ -224,7 +226,7 @@ impl DeviceState {
 
     /// A payload arrived at server time `now`: no-data alerts of the device clear.
     /// Returns the cleared (rule id, fired at).
-    pub fn seen(&mut self, now: f64) -> Vec<(i64, f64)> {
+    pub fn seen(&mut self, now: f64) -> Vec<(ConfigId, f64)> {
         self.last_seen = Some(self.last_seen.map_or(now, |s| s.max(now)));
         self.no_data.drain().collect()
     }
@@ -234,8 +236,8 @@ impl DeviceState {
     pub fn check_no_data(
         &mut self,
         now: f64,
-        rules: impl IntoIterator<Item = (i64, f64)>,
-    ) -> Vec<i64> {
+        rules: impl IntoIterator<Item = (ConfigId, f64)>,
+    ) -> Vec<ConfigId> {
         let Some(seen) = self.last_seen else {
             return Vec::new();
         };
@@ -257,7 +259,7 @@ mod tests {
 
     fn rule(wait: f64, repeat: Option<f64>, fix: bool) -> Rule {
         Rule {
-            id: 1,
+            id: ConfigId(1),
             comparison: Comparison::Gte,
             value: 4.0,
             wait_s: wait,
@@ -402,24 +404,29 @@ mod tests {
         let both = d.evaluate(1200.0, [(&r, "device_name=sda", 5.0), (&r, "", 1.0)]);
         assert_eq!(both.len(), 1);
         assert!(matches!(both[0].2, Transition::Clear { .. }));
-        assert!(d.phases.contains_key(&(1, "device_name=sda".to_string())));
+        assert!(d
+            .phases
+            .contains_key(&(ConfigId(1), "device_name=sda".to_string())));
     }
 
     #[test]
     fn no_data_fires_once_after_wait_and_clears_on_the_next_payload() {
         let mut d = DeviceState::default();
         assert!(
-            d.check_no_data(10_000.0, [(7, 300.0)]).is_empty(),
+            d.check_no_data(10_000.0, [(ConfigId(7), 300.0)]).is_empty(),
             "never seen: nothing to miss"
         );
         d.seen(1_000.0);
-        assert!(d.check_no_data(1_299.0, [(7, 300.0)]).is_empty());
-        assert_eq!(d.check_no_data(1_300.0, [(7, 300.0)]), [7]);
+        assert!(d.check_no_data(1_299.0, [(ConfigId(7), 300.0)]).is_empty());
+        assert_eq!(
+            d.check_no_data(1_300.0, [(ConfigId(7), 300.0)]),
+            [ConfigId(7)]
+        );
         assert!(
-            d.check_no_data(1_400.0, [(7, 300.0)]).is_empty(),
+            d.check_no_data(1_400.0, [(ConfigId(7), 300.0)]).is_empty(),
             "fires once"
         );
-        assert_eq!(d.seen(1_500.0), [(7, 1_300.0)]);
+        assert_eq!(d.seen(1_500.0), [(ConfigId(7), 1_300.0)]);
         assert!(d.no_data.is_empty());
     }
 

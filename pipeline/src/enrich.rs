@@ -28,6 +28,7 @@ use serde::Deserialize;
 use squall_alerting::accounts::{Account, Registration, Sighting};
 use squall_alerting::engine::Observation;
 use squall_alerting::envelope::Envelope;
+use squall_alerting::ids::DeviceId;
 use squall_alerting::payload::{self, Payload};
 use squall_alerting::store::{AccountStore, StoreError};
 use squall_topology::{
@@ -64,7 +65,7 @@ pub struct EnrichConfig {
 /// What the store said about one (account, key, hostname).
 #[derive(Clone, Debug)]
 enum Verdict {
-    Device(i64),
+    Device(DeviceId),
     Reject(&'static str, String),
 }
 
@@ -84,7 +85,7 @@ enum Request {
     Decide(Job),
     /// Cached devices sent payloads at these times (device, epoch ms): move their
     /// `last_seen`. At most one is in flight; the bolt gathers the rest meanwhile.
-    Seen(Vec<(i64, i64)>),
+    Seen(Vec<(DeviceId, i64)>),
 }
 
 /// What the database thread sends back.
@@ -123,7 +124,7 @@ impl Worker for Decider {
     type Output = Answer;
 
     fn run(&mut self, requests: Vec<Request>) -> Vec<Answer> {
-        let mut seen: HashMap<i64, i64> = HashMap::new();
+        let mut seen: HashMap<DeviceId, i64> = HashMap::new();
         let mut jobs = Vec::new();
         for r in &requests {
             match r {
@@ -137,7 +138,7 @@ impl Worker for Decider {
             }
         }
         if !seen.is_empty() {
-            let seen: Vec<(i64, i64)> = seen.into_iter().collect();
+            let seen: Vec<(DeviceId, i64)> = seen.into_iter().collect();
             if let Err(error) = self.store.touch_devices(&seen) {
                 tracing::warn!(%error, "enrich: last_seen not updated");
             }
@@ -172,7 +173,7 @@ pub struct Enrich {
     /// payload of the same device overtake the earlier ones (rules depend on order).
     inflight: HashMap<(String, String, String), usize>,
     /// `last_seen` moves of cached devices not yet handed over (latest per device).
-    seen: HashMap<i64, i64>,
+    seen: HashMap<DeviceId, i64>,
     /// Whether a [`Request::Seen`] is in flight (never more than one: the queue stays
     /// free for lookups however long the database stalls).
     seen_in_flight: bool,
@@ -224,7 +225,7 @@ impl Enrich {
         if self.seen_in_flight || self.seen.is_empty() {
             return;
         }
-        let sightings: Vec<(i64, i64)> = self.seen.drain().collect();
+        let sightings: Vec<(DeviceId, i64)> = self.seen.drain().collect();
         // Best effort: if the thread has stopped, the next lookup reports it.
         self.seen_in_flight = offload.send(Request::Seen(sightings)).is_ok();
     }

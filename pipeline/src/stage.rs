@@ -47,14 +47,14 @@ pub fn event_fields() -> Fields {
 
 /// The values of an observation tuple.
 pub fn observation_values(obs: Arc<Observation>) -> Values {
-    values![obs.device, Value::Any(obs)]
+    values![obs.device.0, Value::Any(obs)]
 }
 
 /// The values of an event tuple.
 pub fn event_values(event: Arc<AlertEvent>, received_at: Option<f64>) -> Values {
     values![
         event.account.clone(),
-        event.device,
+        event.device.0,
         Value::Any(event),
         received_at
     ]

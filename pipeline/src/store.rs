@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use squall_alerting::engine::Observation;
+use squall_alerting::ids::DeviceId;
 use squall_alerting::payload::MetricPoint;
 use squall_alerting::store::MetricStore;
 use squall_topology::{
@@ -49,7 +50,7 @@ impl Worker for Writer {
     type Output = Result<(), String>;
 
     fn run(&mut self, batch: Vec<Arc<Observation>>) -> Vec<Result<(), String>> {
-        let rows: Vec<(i64, f64, &[MetricPoint])> = batch
+        let rows: Vec<(DeviceId, f64, &[MetricPoint])> = batch
             .iter()
             .map(|o| (o.device, o.time, o.payload.points.as_slice()))
             .collect();

@@ -124,7 +124,7 @@ impl Bolt for Threshold {
         let mut engine = Engine::new(stores.accounts, stores.alerts);
         let (task, tasks) = (ctx.task_index(), ctx.parallelism());
         let loaded = engine
-            .load(|device| squall_topology::fields_task(&[Value::Int(device)], tasks) == task)
+            .load(|device| squall_topology::fields_task(&[Value::Int(device.0)], tasks) == task)
             .map_err(open_err)?;
         tracing::info!(task, devices = loaded, "alert state loaded");
         let config = OffloadConfig::new(format!("threshold-db-{task}"));

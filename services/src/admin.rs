@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use squall_alerting::accounts::{Account, AccountPatch};
 use squall_alerting::configs::{AlertConfig, StoredConfig};
+use squall_alerting::ids::{ConfigId, DeviceId};
 use squall_alerting::store::{
     AccountStore, AlertStateStore, Delivery, DeliveryLog, MetricStore, StoreError, TriggeredAlert,
 };
@@ -225,7 +226,7 @@ async fn devices(
 
 async fn update_device(
     State(s): State<AdminState>,
-    Path(id): Path<i64>,
+    Path(id): Path<DeviceId>,
     Body(p): Body<DevicePatch>,
 ) -> Result<Response, ApiError> {
     let device = blocking(move || s.store.set_device_active(id, p.active)).await?;
@@ -296,7 +297,10 @@ async fn notifications(State(s): State<AdminState>) -> Result<Json<Vec<Delivery>
     Ok(Json(blocking(move || db.deliveries()).await?))
 }
 
-async fn latest(State(s): State<AdminState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn latest(
+    State(s): State<AdminState>,
+    Path(id): Path<DeviceId>,
+) -> Result<Response, ApiError> {
     let db = metrics_store(&s)?;
     match blocking(move || db.latest(id)).await? {
         Some((time, values)) => Ok(Json(
@@ -313,7 +317,7 @@ async fn latest(State(s): State<AdminState>, Path(id): Path<i64>) -> Result<Resp
 
 async fn metrics(
     State(s): State<AdminState>,
-    Path(id): Path<i64>,
+    Path(id): Path<DeviceId>,
     query: Result<axum::extract::Query<MetricsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let axum::extract::Query(q) =
@@ -356,7 +360,7 @@ fn alert_config(body: &[u8]) -> Result<AlertConfig, ApiError> {
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.to_string()))
 }
 
-fn unknown_config(id: i64) -> ApiError {
+fn unknown_config(id: ConfigId) -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
         "unknown_config",
@@ -400,7 +404,7 @@ async fn list_configs(
 
 async fn get_config(
     State(s): State<AdminState>,
-    Path(id): Path<i64>,
+    Path(id): Path<ConfigId>,
 ) -> Result<Json<StoredConfig>, ApiError> {
     blocking(move || s.store.config(id))
         .await?
@@ -410,7 +414,7 @@ async fn get_config(
 
 async fn replace_config(
     State(s): State<AdminState>,
-    Path(id): Path<i64>,
+    Path(id): Path<ConfigId>,
     body: axum::body::Bytes,
 ) -> Result<Json<StoredConfig>, ApiError> {
     let config = alert_config(&body)?;
@@ -427,7 +431,7 @@ async fn replace_config(
 
 async fn delete_config(
     State(s): State<AdminState>,
-    Path(id): Path<i64>,
+    Path(id): Path<ConfigId>,
 ) -> Result<Response, ApiError> {
     if blocking(move || s.store.delete_config(id)).await? {
         Ok(StatusCode::NO_CONTENT.into_response())

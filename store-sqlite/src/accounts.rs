@@ -13,13 +13,14 @@ use squall_alerting::accounts::{
 };
 use squall_alerting::configs::{AlertConfig, StoredConfig};
 use squall_alerting::fixtures::{Fixtures, ImportReport};
+use squall_alerting::ids::{ConfigId, DeviceId};
 use squall_alerting::store::{AccountStore, StoreError};
 
 use crate::{run, Result, SqliteStore};
 
 fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
-        id: row.get(0)?,
+        id: DeviceId(row.get(0)?),
         account: row.get(1)?,
         agent_key: row.get(2)?,
         hostname: row.get(3)?,
@@ -55,7 +56,10 @@ fn parse_row(id: i64, body: String) -> Result<StoredConfig> {
         field: "alert_configs.body",
         message: format!("stored config {id} does not parse: {e}"),
     })?;
-    Ok(StoredConfig { id, config })
+    Ok(StoredConfig {
+        id: ConfigId(id),
+        config,
+    })
 }
 
 fn config_create(conn: &Connection, config: &AlertConfig) -> Result<StoredConfig> {
@@ -75,7 +79,7 @@ fn config_create(conn: &Connection, config: &AlertConfig) -> Result<StoredConfig
         params![config.account, body],
     )?;
     Ok(StoredConfig {
-        id: conn.last_insert_rowid(),
+        id: ConfigId(conn.last_insert_rowid()),
         config: config.clone(),
     })
 }
@@ -316,7 +320,7 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn set_device_active(&self, id: i64, active: bool) -> Result<Device, StoreError> {
+    fn set_device_active(&self, id: DeviceId, active: bool) -> Result<Device, StoreError> {
         run(|| {
             let mut guard = self.lock();
             // The change and the admin version move together.
@@ -324,7 +328,7 @@ impl AccountStore for SqliteStore {
             let conn: &Connection = &tx;
             let n = conn.execute(
                 "UPDATE devices SET active = ?2 WHERE id = ?1",
-                params![id, active],
+                params![id.0, active],
             )?;
             if n == 0 {
                 return Err(StoreError::NoDevice(id).into());
@@ -332,7 +336,7 @@ impl AccountStore for SqliteStore {
             bump(conn)?;
             let device = conn.query_row(
                 &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
-                params![id],
+                params![id.0],
                 device_from_row,
             )?;
             tx.commit()?;
@@ -353,21 +357,21 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn config(&self, id: i64) -> Result<Option<StoredConfig>, StoreError> {
-        run(|| config_get(&self.conn(), id))
+    fn config(&self, id: ConfigId) -> Result<Option<StoredConfig>, StoreError> {
+        run(|| config_get(&self.conn(), id.0))
     }
 
     fn configs(&self, account: Option<&str>) -> Result<Vec<StoredConfig>, StoreError> {
         run(|| config_list(&self.conn(), account))
     }
 
-    fn replace_config(&self, id: i64, config: &AlertConfig) -> Result<bool, StoreError> {
+    fn replace_config(&self, id: ConfigId, config: &AlertConfig) -> Result<bool, StoreError> {
         run(|| {
             let mut guard = self.lock();
             // The change and the admin version move together.
             let tx = guard.conn.transaction()?;
             let conn: &Connection = &tx;
-            let done = config_replace(conn, id, config)?;
+            let done = config_replace(conn, id.0, config)?;
             if done {
                 bump(conn)?;
             }
@@ -376,13 +380,13 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn delete_config(&self, id: i64) -> Result<bool, StoreError> {
+    fn delete_config(&self, id: ConfigId) -> Result<bool, StoreError> {
         run(|| {
             let mut guard = self.lock();
             // The change and the admin version move together.
             let tx = guard.conn.transaction()?;
             let conn: &Connection = &tx;
-            let done = config_delete(conn, id)?;
+            let done = config_delete(conn, id.0)?;
             if done {
                 bump(conn)?;
             }
@@ -424,7 +428,7 @@ impl AccountStore for SqliteStore {
                         .query_row(params![s.account, s.agent_key, s.hostname], device_from_row)
                         .optional()?;
                     if let Some(mut device) = known {
-                        seen.execute(params![device.id, s.now_ms])?;
+                        seen.execute(params![device.id.0, s.now_ms])?;
                         device.last_seen_ms = device.last_seen_ms.max(s.now_ms);
                         out.push(Registration::Known(device));
                         continue;
@@ -451,7 +455,7 @@ impl AccountStore for SqliteStore {
                     insert.execute(params![s.account, s.agent_key, s.hostname, s.now_ms])?;
                     *in_use += 1;
                     out.push(Registration::Registered(Device {
-                        id: tx.last_insert_rowid(),
+                        id: DeviceId(tx.last_insert_rowid()),
                         account: s.account.into(),
                         agent_key: s.agent_key.into(),
                         hostname: s.hostname.into(),
@@ -470,7 +474,7 @@ impl AccountStore for SqliteStore {
         run(|| import_fixtures(&mut self.lock().conn, f))
     }
 
-    fn touch_devices(&self, seen: &[(i64, i64)]) -> Result<(), StoreError> {
+    fn touch_devices(&self, seen: &[(DeviceId, i64)]) -> Result<(), StoreError> {
         run(|| {
             let mut guard = self.lock();
             let conn = &mut guard.conn;
@@ -480,7 +484,7 @@ impl AccountStore for SqliteStore {
                     "UPDATE devices SET last_seen_ms = max(last_seen_ms, ?2) WHERE id = ?1",
                 )?;
                 for (id, ms) in seen {
-                    update.execute(params![id, ms])?;
+                    update.execute(params![id.0, ms])?;
                 }
             }
             tx.commit()?;

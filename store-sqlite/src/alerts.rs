@@ -3,6 +3,7 @@
 //! partial unique index holds it), written in one transaction per batch.
 
 use rusqlite::{params, OptionalExtension};
+use squall_alerting::ids::{ConfigId, DeviceId};
 use squall_alerting::store::{
     series_key, series_labels, AlertChange, AlertStateStore, StoreError, TriggeredAlert,
 };
@@ -10,13 +11,13 @@ use squall_alerting::store::{
 use crate::{run, SqliteStore};
 
 impl AlertStateStore for SqliteStore {
-    fn device_state(&self, device: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    fn device_state(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
         run(|| {
             Ok(self
                 .conn()
                 .query_row(
                     "SELECT state FROM alert_device_state WHERE device = ?1",
-                    params![device],
+                    params![device.0],
                     |r| r.get(0),
                 )
                 .optional()?)
@@ -25,17 +26,17 @@ impl AlertStateStore for SqliteStore {
 
     fn device_states(
         &self,
-        keep: &dyn Fn(i64) -> bool,
-    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
+        keep: &dyn Fn(DeviceId) -> bool,
+    ) -> Result<Vec<(DeviceId, String, Vec<u8>)>, StoreError> {
         run(|| {
             let conn = self.conn();
             let mut stmt = conn.prepare("SELECT device, account, state FROM alert_device_state")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             let mut out = Vec::new();
             for row in rows {
-                let row: (i64, String, Vec<u8>) = row?;
-                if keep(row.0) {
-                    out.push(row);
+                let (device, account, blob): (i64, String, Vec<u8>) = row?;
+                if keep(DeviceId(device)) {
+                    out.push((DeviceId(device), account, blob));
                 }
             }
             Ok(out)
@@ -44,7 +45,7 @@ impl AlertStateStore for SqliteStore {
 
     fn commit(
         &self,
-        states: &[(i64, &str, Vec<u8>)],
+        states: &[(DeviceId, &str, Vec<u8>)],
         changes: &[AlertChange],
     ) -> Result<(), StoreError> {
         run(|| {
@@ -56,7 +57,7 @@ impl AlertStateStore for SqliteStore {
                      ON CONFLICT(device) DO UPDATE SET account = ?2, state = ?3",
                 )?;
                 for (device, account, blob) in states {
-                    put.execute(params![device, account, blob])?;
+                    put.execute(params![device.0, account, blob])?;
                 }
                 for change in changes {
                     match change {
@@ -66,15 +67,15 @@ impl AlertStateStore for SqliteStore {
                             tx.execute(
                                 "UPDATE alerts SET closed_at = ?4 WHERE config_id = ?1 AND device = ?2
                                  AND series = ?3 AND closed_at IS NULL",
-                                params![a.config_id, a.device, series_key(&a.series), a.fired_at],
+                                params![a.config_id.0, a.device.0, series_key(&a.series), a.fired_at],
                             )?;
                             tx.execute(
                                 "INSERT INTO alerts (config_id, account, device, hostname, metric,
                                  series, fired_at, last_value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                                 params![
-                                    a.config_id,
+                                    a.config_id.0,
                                     a.account,
-                                    a.device,
+                                    a.device.0,
                                     a.hostname,
                                     a.metric,
                                     series_key(&a.series),
@@ -92,7 +93,7 @@ impl AlertStateStore for SqliteStore {
                             tx.execute(
                                 "UPDATE alerts SET last_value = ?4 WHERE config_id = ?1 AND device = ?2
                                  AND series = ?3 AND closed_at IS NULL",
-                                params![config_id, device, series, value],
+                                params![config_id.0, device.0, series, value],
                             )?;
                         }
                         AlertChange::Close {
@@ -106,7 +107,7 @@ impl AlertStateStore for SqliteStore {
                                 "UPDATE alerts SET closed_at = ?4, last_value = COALESCE(?5, last_value)
                                  WHERE config_id = ?1 AND device = ?2 AND series = ?3
                                  AND closed_at IS NULL",
-                                params![config_id, device, series, at, value],
+                                params![config_id.0, device.0, series, at, value],
                             )?;
                         }
                     }
@@ -135,9 +136,9 @@ impl AlertStateStore for SqliteStore {
             let rows = stmt.query_map(params![account], |r| {
                 Ok(TriggeredAlert {
                     id: r.get(0)?,
-                    config_id: r.get(1)?,
+                    config_id: ConfigId(r.get(1)?),
                     account: r.get(2)?,
-                    device: r.get(3)?,
+                    device: DeviceId(r.get(3)?),
                     hostname: r.get(4)?,
                     metric: r.get(5)?,
                     series: series_labels(&r.get::<_, String>(6)?),

@@ -273,7 +273,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alerts.db");
         let obs = |t: f64| Observation {
-            device: 1,
+            device: squall_alerting::ids::DeviceId(1),
             account: "acme".into(),
             agent_key: "k1".into(),
             hostname: "web-1".into(),

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use squall_alerting::ids::DeviceId;
 use squall_alerting::payload::MetricPoint;
 use squall_alerting::store::{
     aggregate_hour, hour_points, hours_within, latest_key, minute_of, minute_points,
@@ -115,7 +116,7 @@ impl SeriesIds {
 }
 
 impl MetricStore for SqliteStore {
-    fn write(&self, batch: &[(i64, f64, &[MetricPoint])]) -> Result<(), StoreError> {
+    fn write(&self, batch: &[(DeviceId, f64, &[MetricPoint])]) -> Result<(), StoreError> {
         run(|| {
             let mut guard = self.lock();
             let Inner { conn, series } = &mut *guard;
@@ -154,8 +155,8 @@ impl MetricStore for SqliteStore {
                         row.extend_from_slice(&id.to_le_bytes());
                         row.extend_from_slice(&p.value.to_le_bytes());
                     }
-                    minute.execute(params![device, m, time, row])?;
-                    changed.execute(params![device, m.div_euclid(60)])?;
+                    minute.execute(params![device.0, m, time, row])?;
+                    changed.execute(params![device.0, m.div_euclid(60)])?;
                 }
             }
             tx.commit()?;
@@ -191,7 +192,7 @@ impl MetricStore for SqliteStore {
         })
     }
 
-    fn latest(&self, device: i64) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
+    fn latest(&self, device: DeviceId) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
         run(|| {
             let mut guard = self.lock();
             let Inner { conn, series } = &mut *guard;
@@ -199,7 +200,7 @@ impl MetricStore for SqliteStore {
                 .query_row(
                     "SELECT time, points FROM metric_minutes WHERE device = ?1
                      ORDER BY minute DESC LIMIT 1",
-                    params![device],
+                    params![device.0],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
@@ -217,7 +218,7 @@ impl MetricStore for SqliteStore {
 
     fn query(
         &self,
-        device: i64,
+        device: DeviceId,
         metric: &str,
         series: Option<&str>,
         from: i64,
@@ -234,7 +235,7 @@ impl MetricStore for SqliteStore {
                     "SELECT hour, aggregates FROM metric_hours
                      WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
                 )?;
-                let mut rows = stmt.query(params![device, first, last])?;
+                let mut rows = stmt.query(params![device.0, first, last])?;
                 while let Some(r) = rows.next()? {
                     hours.insert(r.get(0)?, decode("aggregates", &r.get::<_, Vec<u8>>(1)?)?);
                 }
@@ -243,10 +244,10 @@ impl MetricStore for SqliteStore {
                     "SELECT hour FROM metric_hours_changed WHERE device = ?1 AND hour >= ?2 AND hour <= ?3",
                 )?;
                 let changed = stmt
-                    .query_map(params![device, first, last], |r| r.get::<_, i64>(0))?
+                    .query_map(params![device.0, first, last], |r| r.get::<_, i64>(0))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 for hour in changed {
-                    hours.insert(hour, aggregate_minutes(conn, ids, device, hour)?);
+                    hours.insert(hour, aggregate_minutes(conn, ids, device.0, hour)?);
                 }
                 return Ok(hour_points(hours, metric, series));
             }
@@ -255,7 +256,7 @@ impl MetricStore for SqliteStore {
                 "SELECT minute, points FROM metric_minutes
                  WHERE device = ?1 AND minute >= ?2 AND minute <= ?3 ORDER BY minute",
             )?;
-            let mut rows = stmt.query(params![device, first, last])?;
+            let mut rows = stmt.query(params![device.0, first, last])?;
             let mut minutes = Vec::new();
             while let Some(r) = rows.next()? {
                 let minute: i64 = r.get(0)?;
@@ -310,9 +311,11 @@ mod tests {
         let path = dir.path().join("metrics.db");
         let a = SqliteStore::open(&path).unwrap();
         let b = SqliteStore::open(&path).unwrap();
-        b.write(&[(1, 60.0, points(1.5).as_slice())]).unwrap(); // b registers the series
-        a.write(&[(2, 60.0, points(2.5).as_slice())]).unwrap(); // a learns them on write
-        let (_, latest) = a.latest(1).unwrap().unwrap(); // ... and reads b's rows
+        b.write(&[(DeviceId(1), 60.0, points(1.5).as_slice())])
+            .unwrap(); // b registers the series
+        a.write(&[(DeviceId(2), 60.0, points(2.5).as_slice())])
+            .unwrap(); // a learns them on write
+        let (_, latest) = a.latest(DeviceId(1)).unwrap().unwrap(); // ... and reads b's rows
         assert_eq!(latest["system.load.1"], 1.5);
         assert_eq!(latest["system.disk.in_use{device_name=/dev/sda1}"], 0.5);
         // A row of the first compact-less format (MessagePack names) still reads.
@@ -323,6 +326,9 @@ mod tests {
                 params![old],
             )
             .unwrap();
-        assert_eq!(b.latest(3).unwrap().unwrap().1["system.load.1"], 9.0);
+        assert_eq!(
+            b.latest(DeviceId(3)).unwrap().unwrap().1["system.load.1"],
+            9.0
+        );
     }
 }

@@ -96,7 +96,7 @@ async fn enrich_accepts_registers_and_rejects_with_reasons() {
     assert_ne!(devices[0], devices[2]);
     let observation = accepted[0][1].downcast_ref::<Observation>().unwrap();
     assert_eq!(
-        (observation.device, observation.hostname.as_str()),
+        (observation.device.0, observation.hostname.as_str()),
         (devices[0], "web-01")
     );
     assert_eq!(

@@ -22,6 +22,7 @@ use crate::configs::AlertConfig;
 use crate::engine::{Engine, Observation};
 use crate::events::EventKind;
 use crate::fixtures::Fixtures;
+use crate::ids::{ConfigId, DeviceId};
 use crate::payload::{MetricPoint, Payload};
 
 /// Everything a complete backend implements.
@@ -193,8 +194,8 @@ pub fn accounts_keys_and_devices<S: Backend>(open: &dyn Fn() -> S) {
         Err(StoreError::NoAccount(_))
     ));
     assert!(matches!(
-        store.set_device_active(987_654, true),
-        Err(StoreError::NoDevice(987_654))
+        store.set_device_active(DeviceId(987_654), true),
+        Err(StoreError::NoDevice(DeviceId(987_654)))
     ));
     let patched = store
         .update_account(
@@ -319,7 +320,7 @@ pub fn alert_configs_are_stored_per_account_and_bump_the_admin_version<S: Backen
     let v1 = store.admin_version().unwrap();
     assert!(v1 > v0, "creating a config is an admin change");
     assert_eq!(store.config(stored.id).unwrap(), Some(stored.clone()));
-    assert_eq!(store.config(stored.id + 1_000).unwrap(), None);
+    assert_eq!(store.config(ConfigId(stored.id.0 + 1_000)).unwrap(), None);
     let orphan = AlertConfig {
         account: "nobody".into(),
         ..c.clone()
@@ -356,7 +357,7 @@ pub fn alert_configs_are_stored_per_account_and_bump_the_admin_version<S: Backen
     );
     assert_eq!(store.config(stored.id).unwrap().unwrap().config, renamed);
     let v3 = store.admin_version().unwrap();
-    assert!(!store.replace_config(999_999, &renamed).unwrap());
+    assert!(!store.replace_config(ConfigId(999_999), &renamed).unwrap());
     assert_eq!(
         store.admin_version().unwrap(),
         v3,
@@ -424,9 +425,9 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
     let key = super::series_key(&series);
     let opened = TriggeredAlert {
         id: 0,
-        config_id: 3,
+        config_id: ConfigId(3),
         account: "acme".into(),
-        device: 7,
+        device: DeviceId(7),
         hostname: "web-1".into(),
         metric: Some("disk.used".into()),
         series: series.clone(),
@@ -436,7 +437,7 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
     };
     store
         .commit(
-            &[(7, "acme", vec![1, 2])],
+            &[(DeviceId(7), "acme", vec![1, 2])],
             &[AlertChange::Open(opened.clone())],
         )
         .unwrap();
@@ -444,8 +445,8 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
         .commit(
             &[],
             &[AlertChange::Value {
-                config_id: 3,
-                device: 7,
+                config_id: ConfigId(3),
+                device: DeviceId(7),
                 series: key.clone(),
                 value: 95.0,
             }],
@@ -457,18 +458,21 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
     assert_eq!(now[0].last_value, Some(95.0));
     assert!(store.triggered(false, Some("globex")).unwrap().is_empty());
     assert!(store.triggered(true, None).unwrap().is_empty());
-    assert_eq!(store.device_state(7).unwrap(), Some(vec![1, 2]));
-    assert_eq!(store.device_state(8).unwrap(), None);
+    assert_eq!(store.device_state(DeviceId(7)).unwrap(), Some(vec![1, 2]));
+    assert_eq!(store.device_state(DeviceId(8)).unwrap(), None);
     assert_eq!(
-        store.device_states(&|d| d == 7).unwrap(),
-        vec![(7, "acme".to_string(), vec![1, 2])]
+        store.device_states(&|d| d == DeviceId(7)).unwrap(),
+        vec![(DeviceId(7), "acme".to_string(), vec![1, 2])]
     );
-    assert!(store.device_states(&|d| d != 7).unwrap().is_empty());
+    assert!(store
+        .device_states(&|d| d != DeviceId(7))
+        .unwrap()
+        .is_empty());
 
     // Opening again (a config edited under an open alert) closes the leftover first.
     store
         .commit(
-            &[(7, "acme", vec![3])],
+            &[(DeviceId(7), "acme", vec![3])],
             &[AlertChange::Open(TriggeredAlert {
                 fired_at: 200.0,
                 ..opened.clone()
@@ -485,7 +489,7 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
         Some(200.0)
     );
     assert_eq!(
-        store.device_state(7).unwrap(),
+        store.device_state(DeviceId(7)).unwrap(),
         Some(vec![3]),
         "state replaced"
     );
@@ -494,8 +498,8 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
         .commit(
             &[],
             &[AlertChange::Close {
-                config_id: 3,
-                device: 7,
+                config_id: ConfigId(3),
+                device: DeviceId(7),
                 series: key,
                 at: 400.0,
                 value: Some(10.0),
@@ -574,19 +578,19 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
     let t0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600.0); // an hour boundary
     let (a, b, c) = (sample_points(1.0), sample_points(3.0), sample_points(2.0));
     let batch = [
-        (7, t0 + 10.0, a.as_slice()),
-        (7, t0 + 70.0, b.as_slice()),
-        (7, t0 + 130.0, c.as_slice()),
+        (DeviceId(7), t0 + 10.0, a.as_slice()),
+        (DeviceId(7), t0 + 70.0, b.as_slice()),
+        (DeviceId(7), t0 + 130.0, c.as_slice()),
     ];
     s.write(&batch).unwrap();
     s.write(&batch).unwrap(); // replay
-    s.write(&[(7, t0 + 20.0, sample_points(9.0).as_slice())])
+    s.write(&[(DeviceId(7), t0 + 20.0, sample_points(9.0).as_slice())])
         .unwrap(); // late, same minute as the first
-    s.write(&[(7, t0 + 5.0, sample_points(100.0).as_slice())])
+    s.write(&[(DeviceId(7), t0 + 5.0, sample_points(100.0).as_slice())])
         .unwrap(); // older than the minute's
     let minutes = s
         .query(
-            7,
+            DeviceId(7),
             "system.load.1",
             Some(""),
             t0 as i64,
@@ -606,8 +610,15 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
         "minutes start on the minute"
     );
     let hourly = |s: &S| {
-        s.query(7, "system.load.1", None, t0 as i64, t0 as i64, true)
-            .unwrap()
+        s.query(
+            DeviceId(7),
+            "system.load.1",
+            None,
+            t0 as i64,
+            t0 as i64,
+            true,
+        )
+        .unwrap()
     };
     let hours = hourly(&s);
     assert_eq!(
@@ -631,7 +642,7 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
         "the rolled-up hour equals the computed one"
     );
     assert_eq!(s.roll_up(t0 + 7200.0).unwrap(), 0, "nothing changed since");
-    s.write(&[(7, t0 + 100.0, sample_points(0.5).as_slice())])
+    s.write(&[(DeviceId(7), t0 + 100.0, sample_points(0.5).as_slice())])
         .unwrap(); // late, after the roll-up
     let late = hourly(&s)[0].hour.clone().unwrap();
     assert_eq!(
@@ -643,7 +654,7 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
     assert_eq!(hourly(&s)[0].hour, Some(late));
     let disk = s
         .query(
-            7,
+            DeviceId(7),
             "system.disk.in_use",
             Some("device_name=/dev/sda1"),
             0,
@@ -654,7 +665,7 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
     assert_eq!(disk.len(), 3);
     assert!(
         s.query(
-            7,
+            DeviceId(7),
             "system.load.1",
             None,
             t0 as i64 + 1,
@@ -667,7 +678,7 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
     );
     assert!(
         s.query(
-            7,
+            DeviceId(7),
             "system.load.1",
             None,
             t0 as i64 + 1,
@@ -678,7 +689,7 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
         .is_empty(),
         "no hour starts within the range"
     );
-    let (time, latest) = s.latest(7).unwrap().unwrap();
+    let (time, latest) = s.latest(DeviceId(7)).unwrap().unwrap();
     assert_eq!(
         time,
         t0 + 130.0,
@@ -686,7 +697,7 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
     );
     assert_eq!(latest["system.load.1"], 2.0);
     assert_eq!(latest["system.disk.in_use{device_name=/dev/sda1}"], 0.5);
-    assert_eq!(s.latest(8).unwrap(), None);
+    assert_eq!(s.latest(DeviceId(8)).unwrap(), None);
 }
 
 /// Retention deletes old minutes but each device's latest, and keeps hours.
@@ -695,29 +706,36 @@ pub fn retention_deletes_old_minutes_and_keeps_hours<S: Backend>(open: &dyn Fn()
     let now = 1_700_000_000.0;
     let old = now - 6.0 * 86_400.0;
     s.write(&[
-        (1, old, sample_points(1.0).as_slice()),
-        (1, now, sample_points(2.0).as_slice()),
-        (2, old, sample_points(3.0).as_slice()),
+        (DeviceId(1), old, sample_points(1.0).as_slice()),
+        (DeviceId(1), now, sample_points(2.0).as_slice()),
+        (DeviceId(2), old, sample_points(3.0).as_slice()),
     ])
     .unwrap();
     assert_eq!(s.retain(now, 5).unwrap(), 1, "the old minute of device 1");
     assert!(s
-        .query(1, "system.load.1", None, 0, old as i64 + 60, false)
+        .query(
+            DeviceId(1),
+            "system.load.1",
+            None,
+            0,
+            old as i64 + 60,
+            false
+        )
         .unwrap()
         .is_empty());
     assert_eq!(
-        s.query(1, "system.load.1", None, 0, i64::MAX, false)
+        s.query(DeviceId(1), "system.load.1", None, 0, i64::MAX, false)
             .unwrap()
             .len(),
         1
     );
     assert_eq!(
-        s.latest(2).unwrap().unwrap().1["system.load.1"],
+        s.latest(DeviceId(2)).unwrap().unwrap().1["system.load.1"],
         3.0,
         "a device's latest minute stays, however old"
     );
     let hours = s
-        .query(1, "system.load.1", None, 0, i64::MAX, true)
+        .query(DeviceId(1), "system.load.1", None, 0, i64::MAX, true)
         .unwrap();
     assert_eq!(hours.len(), 2, "hourly aggregates stay");
 }
@@ -733,7 +751,7 @@ fn observation(device: i64, t: f64, load: f64) -> Observation {
         ..Payload::default()
     };
     Observation {
-        device,
+        device: DeviceId(device),
         account: "acme".into(),
         agent_key: "k1".into(),
         hostname: format!("host-{device}"),

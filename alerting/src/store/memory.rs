@@ -18,23 +18,24 @@ use crate::accounts::{
 };
 use crate::configs::{AlertConfig, StoredConfig};
 use crate::fixtures::{Fixtures, ImportReport};
+use crate::ids::{ConfigId, DeviceId};
 use crate::payload::MetricPoint;
 
 #[derive(Clone, Debug, Default)]
 struct Inner {
     accounts: BTreeMap<String, Account>,
     keys: HashMap<String, String>,
-    devices: BTreeMap<i64, Device>,
-    configs: BTreeMap<i64, AlertConfig>,
+    devices: BTreeMap<DeviceId, Device>,
+    configs: BTreeMap<ConfigId, AlertConfig>,
     next_config: i64,
     admin_version: i64,
-    states: BTreeMap<i64, (String, Vec<u8>)>,
+    states: BTreeMap<DeviceId, (String, Vec<u8>)>,
     alerts: BTreeMap<i64, TriggeredAlert>,
     next_alert: i64,
     deliveries: HashMap<String, Delivery>,
-    minutes: BTreeMap<(i64, i64), (f64, MinutePoints)>,
-    hours: BTreeMap<(i64, i64), HourRows>,
-    changed_hours: BTreeSet<(i64, i64)>,
+    minutes: BTreeMap<(DeviceId, i64), (f64, MinutePoints)>,
+    hours: BTreeMap<(DeviceId, i64), HourRows>,
+    changed_hours: BTreeSet<(DeviceId, i64)>,
 }
 
 /// Every storage trait in memory (see the module docs).
@@ -62,7 +63,7 @@ impl Inner {
         }
     }
 
-    fn find_device(&self, s: &Sighting<'_>) -> Option<i64> {
+    fn find_device(&self, s: &Sighting<'_>) -> Option<DeviceId> {
         self.devices
             .values()
             .find(|d| {
@@ -71,7 +72,7 @@ impl Inner {
             .map(|d| d.id)
     }
 
-    fn open_alert(&self, config_id: i64, device: i64, series: &str) -> Option<i64> {
+    fn open_alert(&self, config_id: ConfigId, device: DeviceId, series: &str) -> Option<i64> {
         self.alerts
             .values()
             .find(|a| {
@@ -83,7 +84,7 @@ impl Inner {
             .map(|a| a.id)
     }
 
-    fn hour_from_minutes(&self, device: i64, hour: i64) -> HourRows {
+    fn hour_from_minutes(&self, device: DeviceId, hour: i64) -> HourRows {
         aggregate_hour(
             self.minutes
                 .range((device, hour * 60)..(device, (hour + 1) * 60))
@@ -93,7 +94,7 @@ impl Inner {
 
     fn roll_up(&mut self, now: f64) -> usize {
         let current = (now / 3600.0).floor() as i64;
-        let due: Vec<(i64, i64)> = self
+        let due: Vec<(DeviceId, i64)> = self
             .changed_hours
             .iter()
             .filter(|(_, hour)| *hour < current)
@@ -169,7 +170,7 @@ impl AccountStore for MemoryStore {
             .collect())
     }
 
-    fn set_device_active(&self, id: i64, active: bool) -> Result<Device, StoreError> {
+    fn set_device_active(&self, id: DeviceId, active: bool) -> Result<Device, StoreError> {
         let mut s = self.lock();
         let device = s.devices.get_mut(&id).ok_or(StoreError::NoDevice(id))?;
         device.active = active;
@@ -182,7 +183,7 @@ impl AccountStore for MemoryStore {
         let mut s = self.lock();
         s.account_exists(&config.account)?;
         s.next_config += 1;
-        let id = s.next_config;
+        let id = ConfigId(s.next_config);
         s.configs.insert(id, config.clone());
         s.admin_version += 1;
         Ok(StoredConfig {
@@ -191,7 +192,7 @@ impl AccountStore for MemoryStore {
         })
     }
 
-    fn config(&self, id: i64) -> Result<Option<StoredConfig>, StoreError> {
+    fn config(&self, id: ConfigId) -> Result<Option<StoredConfig>, StoreError> {
         Ok(self.lock().configs.get(&id).map(|c| StoredConfig {
             id,
             config: c.clone(),
@@ -211,7 +212,7 @@ impl AccountStore for MemoryStore {
             .collect())
     }
 
-    fn replace_config(&self, id: i64, config: &AlertConfig) -> Result<bool, StoreError> {
+    fn replace_config(&self, id: ConfigId, config: &AlertConfig) -> Result<bool, StoreError> {
         let mut s = self.lock();
         let Some(slot) = s.configs.get_mut(&id) else {
             return Ok(false);
@@ -221,7 +222,7 @@ impl AccountStore for MemoryStore {
         Ok(true)
     }
 
-    fn delete_config(&self, id: i64) -> Result<bool, StoreError> {
+    fn delete_config(&self, id: ConfigId) -> Result<bool, StoreError> {
         let mut s = self.lock();
         let done = s.configs.remove(&id).is_some();
         if done {
@@ -259,7 +260,7 @@ impl AccountStore for MemoryStore {
                 out.push(Registration::QuotaExceeded);
                 continue;
             }
-            let id = s.devices.keys().next_back().map_or(1, |last| last + 1);
+            let id = DeviceId(s.devices.keys().next_back().map_or(1, |last| last.0 + 1));
             let device = Device {
                 id,
                 account: sighting.account.into(),
@@ -276,7 +277,7 @@ impl AccountStore for MemoryStore {
         Ok(out)
     }
 
-    fn touch_devices(&self, seen: &[(i64, i64)]) -> Result<(), StoreError> {
+    fn touch_devices(&self, seen: &[(DeviceId, i64)]) -> Result<(), StoreError> {
         let mut s = self.lock();
         for (id, ms) in seen {
             if let Some(d) = s.devices.get_mut(id) {
@@ -322,7 +323,7 @@ impl AccountStore for MemoryStore {
                 continue;
             }
             s.next_config += 1;
-            let id = s.next_config;
+            let id = ConfigId(s.next_config);
             s.configs.insert(id, c.clone());
             report.configs_created += 1;
         }
@@ -333,14 +334,14 @@ impl AccountStore for MemoryStore {
 }
 
 impl AlertStateStore for MemoryStore {
-    fn device_state(&self, device: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    fn device_state(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock().states.get(&device).map(|(_, b)| b.clone()))
     }
 
     fn device_states(
         &self,
-        keep: &dyn Fn(i64) -> bool,
-    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
+        keep: &dyn Fn(DeviceId) -> bool,
+    ) -> Result<Vec<(DeviceId, String, Vec<u8>)>, StoreError> {
         Ok(self
             .lock()
             .states
@@ -352,7 +353,7 @@ impl AlertStateStore for MemoryStore {
 
     fn commit(
         &self,
-        states: &[(i64, &str, Vec<u8>)],
+        states: &[(DeviceId, &str, Vec<u8>)],
         changes: &[AlertChange],
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
@@ -446,7 +447,7 @@ impl DeliveryLog for MemoryStore {
 }
 
 impl MetricStore for MemoryStore {
-    fn write(&self, batch: &[(i64, f64, &[MetricPoint])]) -> Result<(), StoreError> {
+    fn write(&self, batch: &[(DeviceId, f64, &[MetricPoint])]) -> Result<(), StoreError> {
         let mut s = self.lock();
         for (device, time, points) in batch {
             let minute = minute_of(*time);
@@ -469,7 +470,7 @@ impl MetricStore for MemoryStore {
         Ok(self.lock().roll_up(now))
     }
 
-    fn latest(&self, device: i64) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
+    fn latest(&self, device: DeviceId) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
         let s = self.lock();
         let newest = s
             .minutes
@@ -486,7 +487,7 @@ impl MetricStore for MemoryStore {
 
     fn query(
         &self,
-        device: i64,
+        device: DeviceId,
         metric: &str,
         series: Option<&str>,
         from: i64,
@@ -527,11 +528,11 @@ impl MetricStore for MemoryStore {
         let mut s = self.lock();
         s.roll_up(now);
         let cutoff = ((now - f64::from(days) * 86_400.0) / 60.0).floor() as i64;
-        let mut newest: HashMap<i64, i64> = HashMap::new();
+        let mut newest: HashMap<DeviceId, i64> = HashMap::new();
         for (device, minute) in s.minutes.keys() {
             newest.insert(*device, *minute);
         }
-        let old: Vec<(i64, i64)> = s
+        let old: Vec<(DeviceId, i64)> = s
             .minutes
             .keys()
             .filter(|(device, minute)| *minute < cutoff && *minute < newest[device])

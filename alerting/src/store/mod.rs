@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::{Account, AccountPatch, Device, Registration, Sighting};
 use crate::configs::{AlertConfig, StoredConfig};
 use crate::fixtures::{Fixtures, ImportReport};
+use crate::ids::{ConfigId, DeviceId};
 use crate::payload::MetricPoint;
 
 /// Accounts, agent keys, devices, and the accounts' alert configs.
@@ -49,17 +50,17 @@ pub trait AccountStore: Send + Sync {
     /// The devices of `account`.
     fn devices(&self, account: &str) -> Result<Vec<Device>, StoreError>;
     /// Activates or deactivates a device.
-    fn set_device_active(&self, id: i64, active: bool) -> Result<Device, StoreError>;
+    fn set_device_active(&self, id: DeviceId, active: bool) -> Result<Device, StoreError>;
     /// Stores a new alert config (its account must exist).
     fn create_config(&self, config: &AlertConfig) -> Result<StoredConfig, StoreError>;
     /// The alert config `id`.
-    fn config(&self, id: i64) -> Result<Option<StoredConfig>, StoreError>;
+    fn config(&self, id: ConfigId) -> Result<Option<StoredConfig>, StoreError>;
     /// Every alert config, or those of `account`.
     fn configs(&self, account: Option<&str>) -> Result<Vec<StoredConfig>, StoreError>;
     /// Replaces alert config `id`; `false` if there is none.
-    fn replace_config(&self, id: i64, config: &AlertConfig) -> Result<bool, StoreError>;
+    fn replace_config(&self, id: ConfigId, config: &AlertConfig) -> Result<bool, StoreError>;
     /// Deletes alert config `id`; `false` if there is none.
-    fn delete_config(&self, id: i64) -> Result<bool, StoreError>;
+    fn delete_config(&self, id: ConfigId) -> Result<bool, StoreError>;
     /// A number that changes whenever an admin call changed accounts, keys or devices:
     /// caches compare it to know when to drop what they hold.
     fn admin_version(&self) -> Result<i64, StoreError>;
@@ -85,7 +86,7 @@ pub trait AccountStore: Send + Sync {
     fn register_devices(&self, batch: &[Sighting<'_>]) -> Result<Vec<Registration>, StoreError>;
     /// Moves `last_seen` of devices forward to the given times `(device id, ms)`, in one
     /// transaction.
-    fn touch_devices(&self, seen: &[(i64, i64)]) -> Result<(), StoreError>;
+    fn touch_devices(&self, seen: &[(DeviceId, i64)]) -> Result<(), StoreError>;
     /// Loads a fixtures file in one transaction (see [`crate::fixtures`]): existing
     /// accounts take the file's quota and active flag, keys already issued to the account
     /// and configs identical to a stored one are left alone.
@@ -96,17 +97,17 @@ pub trait AccountStore: Send + Sync {
 /// that fired.
 pub trait AlertStateStore: Send + Sync {
     /// The persisted state blob of `device`.
-    fn device_state(&self, device: i64) -> Result<Option<Vec<u8>>, StoreError>;
+    fn device_state(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every persisted (device, account, state blob) for which `keep(device)` holds.
     fn device_states(
         &self,
-        keep: &dyn Fn(i64) -> bool,
-    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError>;
+        keep: &dyn Fn(DeviceId) -> bool,
+    ) -> Result<Vec<(DeviceId, String, Vec<u8>)>, StoreError>;
     /// Writes device states `(device, account, blob)` and alert changes in one
     /// transaction: all of them or none.
     fn commit(
         &self,
-        states: &[(i64, &str, Vec<u8>)],
+        states: &[(DeviceId, &str, Vec<u8>)],
         changes: &[AlertChange],
     ) -> Result<(), StoreError>;
     /// Open (`closed = false`) or closed alerts, newest first (at most 1,000), optionally
@@ -137,18 +138,18 @@ pub trait DeliveryLog: Send + Sync {
 pub trait MetricStore: Send + Sync {
     /// Writes the points of several payloads `(device, event time, points)` in one
     /// transaction.
-    fn write(&self, batch: &[(i64, f64, &[MetricPoint])]) -> Result<(), StoreError>;
+    fn write(&self, batch: &[(DeviceId, f64, &[MetricPoint])]) -> Result<(), StoreError>;
     /// Rolls up every changed hour that ended before `now` (epoch seconds) into its
     /// aggregate. Returns how many hours were rolled up.
     fn roll_up(&self, now: f64) -> Result<usize, StoreError>;
     /// The latest values of `device`: (event time, `{metric{series}: value}`).
-    fn latest(&self, device: i64) -> Result<Option<(f64, serde_json::Value)>, StoreError>;
+    fn latest(&self, device: DeviceId) -> Result<Option<(f64, serde_json::Value)>, StoreError>;
     /// Minute snapshots or hourly aggregates of `metric` (optionally one series) of
     /// `device` between `from` and `to` (epoch seconds, inclusive), ordered by series and
     /// time.
     fn query(
         &self,
-        device: i64,
+        device: DeviceId,
         metric: &str,
         series: Option<&str>,
         from: i64,
@@ -167,11 +168,11 @@ pub struct TriggeredAlert {
     /// Row id.
     pub id: i64,
     /// The alert config.
-    pub config_id: i64,
+    pub config_id: ConfigId,
     /// The account.
     pub account: String,
     /// The device id.
-    pub device: i64,
+    pub device: DeviceId,
     /// The device's host name.
     pub hostname: String,
     /// The metric (`None` for no-data alerts).
@@ -194,9 +195,9 @@ pub enum AlertChange {
     /// The open alert of (config, device, series) has a new last value.
     Value {
         /// Config id.
-        config_id: i64,
+        config_id: ConfigId,
         /// Device id.
-        device: i64,
+        device: DeviceId,
         /// Series key.
         series: String,
         /// The value.
@@ -205,9 +206,9 @@ pub enum AlertChange {
     /// The open alert of (config, device, series) closed.
     Close {
         /// Config id.
-        config_id: i64,
+        config_id: ConfigId,
         /// Device id.
-        device: i64,
+        device: DeviceId,
         /// Series key.
         series: String,
         /// When (event time).

@@ -452,10 +452,30 @@ fn the_service_commands_refuse_to_start_without_what_they_need() {
         let out = Command::new(BIN)
             .args(args)
             .current_dir(dir.path())
+            // Neither the configuration's variables nor the old ones (CI exports
+            // SQUALL_KAFKA_BROKERS for the Kafka tests) may name what is missing.
             .env_remove("SQUALL__KAFKA__BROKERS")
             .env_remove("SQUALL__ADMIN__TOKEN")
-            .output()
+            .env_remove("SQUALL_KAFKA_BROKERS")
+            .env_remove("SQUALL_ADMIN_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        // A command that started after all is stopped after a minute, and the test fails.
+        let pid = out.id();
+        let (done, watch) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if watch
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .is_err()
+            {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+        });
+        let out = out.wait_with_output().unwrap();
+        let _ = done.send(());
+        watchdog.join().unwrap();
         assert!(!out.status.success(), "{args:?} started");
         String::from_utf8_lossy(&out.stderr).to_string()
     };

@@ -102,6 +102,28 @@ pub struct AlertConfig {
     pub recipients: Vec<Recipient>,
 }
 
+/// How large a config may be: texts (names, metric, labels, keys) in bytes, URLs in
+/// bytes, and how many series labels and recipients it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest text field.
+    pub text: usize,
+    /// Longest URL.
+    pub url: usize,
+    /// Most series labels.
+    pub labels: usize,
+    /// Most recipients.
+    pub recipients: usize,
+}
+
+/// The limits every config is checked against.
+pub const LIMITS: Limits = Limits {
+    text: 256,
+    url: 2_048,
+    labels: 16,
+    recipients: 32,
+};
+
 /// An invalid config: the field and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -152,6 +174,7 @@ impl AlertConfig {
         if self.name.trim().is_empty() {
             return Err(invalid("name", "must not be empty"));
         }
+        self.check_sizes()?;
         if let Subject::AgentKey { id } = &self.subject {
             if id.trim().is_empty() {
                 return Err(invalid("subject.id", "must not be empty"));
@@ -213,6 +236,63 @@ impl AlertConfig {
             }
         }
         Ok(())
+    }
+
+    /// Every text within its length and every list within its count (see [`LIMITS`]).
+    fn check_sizes(&self) -> Result<(), ConfigError> {
+        let too_long = |field: String, text: &str, max: usize| {
+            (text.len() > max)
+                .then(|| invalid(field, format!("{} bytes; at most {max}", text.len())))
+        };
+        let mut problems = vec![
+            too_long("name".into(), &self.name, LIMITS.text),
+            too_long("account".into(), &self.account, LIMITS.text),
+            self.metric
+                .as_deref()
+                .and_then(|m| too_long("metric".into(), m, LIMITS.text)),
+        ];
+        if let Subject::AgentKey { id } = &self.subject {
+            problems.push(too_long("subject.id".into(), id, LIMITS.text));
+        }
+        if let Some(series) = &self.series {
+            if series.len() > LIMITS.labels {
+                problems.push(Some(invalid(
+                    "series",
+                    format!("{} labels; at most {}", series.len(), LIMITS.labels),
+                )));
+            }
+            for (k, v) in series {
+                problems.push(too_long(format!("series.{k}"), v, LIMITS.text));
+                problems.push(too_long("series".into(), k, LIMITS.text));
+            }
+        }
+        if self.recipients.len() > LIMITS.recipients {
+            problems.push(Some(invalid(
+                "recipients",
+                format!(
+                    "{} recipients; at most {}",
+                    self.recipients.len(),
+                    LIMITS.recipients
+                ),
+            )));
+        }
+        for (i, r) in self.recipients.iter().enumerate() {
+            let (Recipient::Webhook { url }
+            | Recipient::Slack { url }
+            | Recipient::Pagerduty { url, .. }) = r;
+            problems.push(too_long(format!("recipients[{i}].url"), url, LIMITS.url));
+            if let Recipient::Pagerduty { routing_key, .. } = r {
+                problems.push(too_long(
+                    format!("recipients[{i}].routing_key"),
+                    routing_key,
+                    LIMITS.text,
+                ));
+            }
+        }
+        match problems.into_iter().flatten().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The evaluation rule of a threshold config with `id`.
@@ -319,5 +399,38 @@ mod tests {
         let no_data =
             with(serde_json::json!({"kind": "no_data", "wait": {"seconds": 0, "enabled": true}}));
         assert_eq!(no_data.unwrap_err().field, "wait.seconds");
+    }
+
+    #[test]
+    fn oversized_fields_and_lists_are_refused_naming_them() {
+        let e = with(serde_json::json!({"name": "x".repeat(100_000)})).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("name", "100000 bytes; at most 256")
+        );
+        let many: Vec<serde_json::Value> = (0..10_000)
+            .map(|_| serde_json::json!({"type": "webhook", "url": "http://127.0.0.1:9/h"}))
+            .collect();
+        let e = with(serde_json::json!({ "recipients": many })).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("recipients", "10000 recipients; at most 32")
+        );
+        let long_url = format!("http://example.com/{}", "a".repeat(3_000));
+        let e = with(serde_json::json!({"recipients": [{"type": "slack", "url": long_url}]}))
+            .unwrap_err();
+        assert_eq!(e.field, "recipients[0].url");
+        let labels: serde_json::Map<String, serde_json::Value> =
+            (0..20).map(|i| (format!("l{i}"), "v".into())).collect();
+        assert_eq!(
+            with(serde_json::json!({ "series": labels }))
+                .unwrap_err()
+                .field,
+            "series"
+        );
+        assert!(
+            with(serde_json::json!({"name": "n".repeat(256)})).is_ok(),
+            "at the limit"
+        );
     }
 }

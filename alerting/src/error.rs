@@ -15,6 +15,12 @@ pub enum StoreError {
     /// The account exists already.
     #[error("account \"{0}\" exists already")]
     AccountExists(String),
+    /// Activating the device would exceed its account's device quota.
+    #[error("account \"{account}\" has no device quota left")]
+    QuotaExceeded {
+        /// The account.
+        account: String,
+    },
     /// The agent key is issued to another account.
     #[error("agent key {key} is issued to another account")]
     KeyTaken {

@@ -20,6 +20,7 @@ use squall_alerting::store::{
     AccountStore, AlertStateStore, Delivery, DeliveryLog, MetricStore, StoreError, TriggeredAlert,
 };
 use squall_pipeline::stores::Stores;
+use subtle::ConstantTimeEq;
 
 /// What the admin API serves from.
 #[derive(Clone)]
@@ -81,6 +82,7 @@ impl From<StoreError> for ApiError {
             StoreError::NoDevice(_) => (StatusCode::NOT_FOUND, "unknown_device"),
             StoreError::AccountExists(_) => (StatusCode::CONFLICT, "account_exists"),
             StoreError::KeyTaken { .. } => (StatusCode::CONFLICT, "agent_key_taken"),
+            StoreError::QuotaExceeded { .. } => (StatusCode::CONFLICT, "quota_exceeded"),
             StoreError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
             StoreError::Backend {
                 transient: true, ..
@@ -108,7 +110,10 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(t) if t.as_bytes() == state.token.as_bytes() => next.run(request).await,
+        // Constant time: how long the comparison takes says nothing of how much matched.
+        Some(t) if bool::from(t.as_bytes().ct_eq(state.token.as_bytes())) => {
+            next.run(request).await
+        }
         Some(_) => ApiError(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -368,6 +373,18 @@ fn unknown_config(id: ConfigId) -> ApiError {
     )
 }
 
+/// A config naming an account that does not exist is a bad request naming the field.
+fn unknown_account_is_invalid(e: ApiError, account: &str) -> ApiError {
+    match e.1 {
+        "unknown_account" => ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("account: no account \"{account}\""),
+        ),
+        _ => e,
+    }
+}
+
 async fn create_config(
     State(s): State<AdminState>,
     body: axum::body::Bytes,
@@ -376,14 +393,7 @@ async fn create_config(
     let account = config.account.clone();
     let stored = blocking(move || s.store.create_config(&config))
         .await
-        .map_err(|e| match e.1 {
-            "unknown_account" => ApiError(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("account: no account \"{account}\""),
-            ),
-            _ => e,
-        })?;
+        .map_err(|e| unknown_account_is_invalid(e, &account))?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
@@ -418,11 +428,15 @@ async fn replace_config(
     body: axum::body::Bytes,
 ) -> Result<Json<StoredConfig>, ApiError> {
     let config = alert_config(&body)?;
+    let account = config.account.clone();
     let stored = StoredConfig {
         id,
         config: config.clone(),
     };
-    if blocking(move || s.store.replace_config(id, &config)).await? {
+    let replaced = blocking(move || s.store.replace_config(id, &config))
+        .await
+        .map_err(|e| unknown_account_is_invalid(e, &account))?;
+    if replaced {
         Ok(Json(stored))
     } else {
         Err(unknown_config(id))

@@ -36,7 +36,20 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
             .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)]))
             .collect()
     };
-    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    // Readable by its owner only: it opens the admin API.
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(token.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(token)
 }
 
@@ -145,4 +158,29 @@ pub(super) fn main(
     drop(rt);
     drop(embedded);
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_admin_token_is_kept_readable_by_its_owner_only_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.data_dir = dir.path().to_path_buf();
+        let token = admin_token(&config).unwrap();
+        assert_eq!(token.len(), 32);
+        let file = dir.path().join("admin-token");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+        assert_eq!(
+            admin_token(&config).unwrap(),
+            token,
+            "reused on the next start"
+        );
+        config.admin.token = "too-short".into();
+        assert!(admin_token(&config).is_err());
+    }
 }

@@ -108,6 +108,9 @@ fn config_list(conn: &Connection, account: Option<&str>) -> Result<Vec<StoredCon
 }
 
 fn config_replace(conn: &Connection, id: i64, config: &AlertConfig) -> Result<bool> {
+    if get_account(conn, &config.account)?.is_none() {
+        return Err(StoreError::NoAccount(config.account.clone()).into());
+    }
     let body = serde_json::to_string(config).expect("configs serialise");
     Ok(conn.execute(
         "UPDATE alert_configs SET account = ?2, body = ?3 WHERE id = ?1",
@@ -323,16 +326,38 @@ impl AccountStore for SqliteStore {
     fn set_device_active(&self, id: DeviceId, active: bool) -> Result<Device, StoreError> {
         run(|| {
             let mut guard = self.lock();
-            // The change and the admin version move together.
-            let tx = guard.conn.transaction()?;
+            // The quota check, the change and the admin version move together, under the
+            // write lock (immediate), as device registrations do.
+            let tx = guard
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let conn: &Connection = &tx;
-            let n = conn.execute(
+            let current = conn
+                .query_row(
+                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+                    params![id.0],
+                    device_from_row,
+                )
+                .optional()?
+                .ok_or(StoreError::NoDevice(id))?;
+            if active && !current.active {
+                let quota = get_account(conn, &current.account)?.map_or(0, |a| a.device_quota);
+                let in_use: u32 = conn.query_row(
+                    "SELECT COUNT(*) FROM devices WHERE account = ?1 AND active = 1",
+                    params![current.account],
+                    |r| r.get(0),
+                )?;
+                if in_use >= quota {
+                    return Err(StoreError::QuotaExceeded {
+                        account: current.account,
+                    }
+                    .into());
+                }
+            }
+            conn.execute(
                 "UPDATE devices SET active = ?2 WHERE id = ?1",
                 params![id.0, active],
             )?;
-            if n == 0 {
-                return Err(StoreError::NoDevice(id).into());
-            }
             bump(conn)?;
             let device = conn.query_row(
                 &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),

@@ -299,3 +299,84 @@ async fn alert_configs_are_created_listed_replaced_and_deleted() {
         .await;
     assert_eq!((s, body["reason"].as_str()), (404, Some("unknown_config")));
 }
+
+#[tokio::test]
+async fn configs_of_unknown_accounts_and_reactivations_over_quota_are_refused() {
+    use reqwest::Method;
+    let admin = start().await;
+    admin
+        .call(
+            Method::POST,
+            "/accounts",
+            Some(json!({"name": "acme", "device_quota": 1})),
+        )
+        .await;
+    let config = json!({
+        "account": "acme", "name": "High load", "kind": "threshold",
+        "subject": {"type": "account"}, "metric": "system.load.1",
+        "comparison": "gte", "value": 4,
+        "wait": {"seconds": 120, "enabled": true}, "repeat": {"seconds": 600, "enabled": false},
+        "fix": true, "recipients": [{"type": "webhook", "url": "http://127.0.0.1:9009/hook"}]
+    });
+    let (s, created) = admin
+        .call(Method::POST, "/alerts/configs", Some(config.clone()))
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let mut moved = config.clone();
+    moved["account"] = json!("nobody");
+    let (s, body) = admin
+        .call(Method::PUT, &format!("/alerts/configs/{id}"), Some(moved))
+        .await;
+    assert_eq!(
+        (s, body["reason"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    assert_eq!(body["error"], "account: no account \"nobody\"");
+    let mut long = config.clone();
+    long["name"] = json!("n".repeat(100_000));
+    let (s, body) = admin
+        .call(Method::POST, "/alerts/configs", Some(long))
+        .await;
+    assert_eq!((s, body["reason"].as_str()), (400, Some("invalid")));
+    assert_eq!(body["error"], "name: 100000 bytes; at most 256");
+
+    // Quota 1: web-01 active; deactivated, web-02 takes the slot; web-01 cannot come back.
+    let key = admin.store.issue_agent_key("acme", None).unwrap();
+    let Registration::Registered(web1) = admin
+        .store
+        .register_device("acme", &key, "web-01", 1)
+        .unwrap()
+    else {
+        panic!("registered")
+    };
+    let path = format!("/devices/{}", web1.id.0);
+    let (s, _) = admin
+        .call(Method::PATCH, &path, Some(json!({"active": false})))
+        .await;
+    assert_eq!(s, 200);
+    assert!(matches!(
+        admin
+            .store
+            .register_device("acme", &key, "web-02", 2)
+            .unwrap(),
+        Registration::Registered(_)
+    ));
+    let (s, body) = admin
+        .call(Method::PATCH, &path, Some(json!({"active": true})))
+        .await;
+    assert_eq!(
+        (s, body["reason"].as_str()),
+        (409, Some("quota_exceeded")),
+        "{body}"
+    );
+    let active = admin
+        .store
+        .devices("acme")
+        .unwrap()
+        .iter()
+        .filter(|d| d.active)
+        .count();
+    assert_eq!(active, 1, "the quota held");
+}

@@ -189,6 +189,23 @@ pub fn accounts_keys_and_devices<S: Backend>(open: &dyn Fn() -> S) {
         "deactivating a device frees its quota"
     );
     assert_eq!(store.devices("acme").unwrap().len(), 3);
+    assert!(
+        matches!(
+            store.set_device_active(d.id, true),
+            Err(StoreError::QuotaExceeded { ref account }) if account == "acme"
+        ),
+        "reactivating a device counts against the quota"
+    );
+    assert!(
+        !store
+            .devices("acme")
+            .unwrap()
+            .iter()
+            .find(|x| x.id == d.id)
+            .unwrap()
+            .active,
+        "a refused reactivation changes nothing"
+    );
     assert!(matches!(
         store.devices("nobody"),
         Err(StoreError::NoAccount(_))
@@ -356,6 +373,13 @@ pub fn alert_configs_are_stored_per_account_and_bump_the_admin_version<S: Backen
         "replacing is an admin change"
     );
     assert_eq!(store.config(stored.id).unwrap().unwrap().config, renamed);
+    assert!(
+        matches!(
+            store.replace_config(stored.id, &orphan),
+            Err(StoreError::NoAccount(_))
+        ),
+        "a config is replaced only by one of an existing account"
+    );
     let v3 = store.admin_version().unwrap();
     assert!(!store.replace_config(ConfigId(999_999), &renamed).unwrap());
     assert_eq!(

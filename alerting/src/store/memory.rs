@@ -172,7 +172,20 @@ impl AccountStore for MemoryStore {
 
     fn set_device_active(&self, id: DeviceId, active: bool) -> Result<Device, StoreError> {
         let mut s = self.lock();
-        let device = s.devices.get_mut(&id).ok_or(StoreError::NoDevice(id))?;
+        let device = s.devices.get(&id).ok_or(StoreError::NoDevice(id))?;
+        if active && !device.active {
+            let account = device.account.clone();
+            let quota = s.accounts.get(&account).map_or(0, |a| a.device_quota) as usize;
+            let in_use = s
+                .devices
+                .values()
+                .filter(|d| d.account == account && d.active)
+                .count();
+            if in_use >= quota {
+                return Err(StoreError::QuotaExceeded { account });
+            }
+        }
+        let device = s.devices.get_mut(&id).expect("found above");
         device.active = active;
         let device = device.clone();
         s.admin_version += 1;
@@ -214,6 +227,7 @@ impl AccountStore for MemoryStore {
 
     fn replace_config(&self, id: ConfigId, config: &AlertConfig) -> Result<bool, StoreError> {
         let mut s = self.lock();
+        s.account_exists(&config.account)?;
         let Some(slot) = s.configs.get_mut(&id) else {
             return Ok(false);
         };

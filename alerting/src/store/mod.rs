@@ -49,7 +49,8 @@ pub trait AccountStore: Send + Sync {
     fn key_account(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// The devices of `account`.
     fn devices(&self, account: &str) -> Result<Vec<Device>, StoreError>;
-    /// Activates or deactivates a device.
+    /// Activates or deactivates a device; activating one that is inactive counts against
+    /// its account's quota ([`StoreError::QuotaExceeded`] when none is left).
     fn set_device_active(&self, id: DeviceId, active: bool) -> Result<Device, StoreError>;
     /// Stores a new alert config (its account must exist).
     fn create_config(&self, config: &AlertConfig) -> Result<StoredConfig, StoreError>;
@@ -57,7 +58,8 @@ pub trait AccountStore: Send + Sync {
     fn config(&self, id: ConfigId) -> Result<Option<StoredConfig>, StoreError>;
     /// Every alert config, or those of `account`.
     fn configs(&self, account: Option<&str>) -> Result<Vec<StoredConfig>, StoreError>;
-    /// Replaces alert config `id`; `false` if there is none.
+    /// Replaces alert config `id` (the config's account must exist); `false` if there is
+    /// none.
     fn replace_config(&self, id: ConfigId, config: &AlertConfig) -> Result<bool, StoreError>;
     /// Deletes alert config `id`; `false` if there is none.
     fn delete_config(&self, id: ConfigId) -> Result<bool, StoreError>;

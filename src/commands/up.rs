@@ -168,8 +168,10 @@ mod tests {
     fn a_generated_admin_token_is_kept_readable_by_its_owner_only_and_reused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.data_dir = dir.path().to_path_buf();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         let token = admin_token(&config).unwrap();
         assert_eq!(token.len(), 32);
         let file = dir.path().join("admin-token");

@@ -53,6 +53,7 @@ impl Default for Config {
                 notify_parallelism: 1,
                 tick_interval_ms: 1_000,
                 snapshot_retention_days: 5,
+                max_future_skew_s: 300,
             },
             notifier: NotifierOptions {
                 max_age_s: 3600,
@@ -81,6 +82,10 @@ pub struct IntakeSection {
     pub produce_timeout_ms: u64,
     /// The topic payload envelopes go to (empty: `<kafka.prefix>payloads`).
     pub topic: String,
+    /// How far ahead of its receive time a payload's `collection_timestamp` may be, in
+    /// seconds; beyond (or not a finite number) it is rejected as
+    /// `timestamp_out_of_range` and never reaches the device's state.
+    pub max_future_skew_s: u64,
 }
 
 impl Default for IntakeSection {
@@ -92,6 +97,7 @@ impl Default for IntakeSection {
             max_payload_bytes: 8 << 20,
             produce_timeout_ms: 5_000,
             topic: String::new(),
+            max_future_skew_s: 300,
         }
     }
 }
@@ -116,12 +122,27 @@ impl Default for AdminSection {
     }
 }
 
+/// Which embedded broker `squall up` runs when `kafka.brokers` is empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddedKind {
+    /// The journal under `DATA_DIR/journal`: durable, one process.
+    #[default]
+    Durable,
+    /// librdkafka's in-memory mock cluster: loses what is queued when the process ends.
+    Memory,
+}
+
 /// `[kafka]`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSection {
     /// Bootstrap servers; empty: `squall up` runs the embedded broker.
     pub brokers: String,
+    /// The embedded broker, when `brokers` is empty: `durable` (the journal under
+    /// `DATA_DIR/journal`: a payload answered 202 is on disk) or `memory` (librdkafka's
+    /// mock cluster: everything queued is lost with the process; tests and benchmarks).
+    pub embedded: EmbeddedKind,
     /// Partitions of the topics created when missing.
     pub partitions: i32,
     /// Prefix of every topic and consumer group name.
@@ -139,6 +160,7 @@ impl Default for KafkaSection {
     fn default() -> Self {
         KafkaSection {
             brokers: String::new(),
+            embedded: EmbeddedKind::Durable,
             partitions: 4,
             prefix: "squall.".into(),
             session_timeout_ms: 10_000,
@@ -202,10 +224,16 @@ impl Config {
         if config.db.url.is_empty() {
             config.db.url = format!("sqlite://{}", config.data_dir.join("squall.db").display());
         }
+        config.alerting.max_future_skew_s = config.intake.max_future_skew_s;
         if config.intake.topic.is_empty() {
             config.intake.topic = Names::new(&config.kafka.prefix).payloads;
         }
         Ok(config)
+    }
+
+    /// Where the durable embedded broker keeps its journal.
+    pub fn journal_dir(&self) -> std::path::PathBuf {
+        self.data_dir.join("journal")
     }
 
     /// The topic and group names under `kafka.prefix`.

@@ -112,9 +112,21 @@ pub(crate) fn event_id(
     )
 }
 
-/// Epoch seconds as an RFC 3339 time with milliseconds.
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_RFC3339_S: u64 = 253_402_300_799;
+
+/// Epoch seconds as an RFC 3339 time with milliseconds. Never panics: times before the
+/// epoch (or not a number) are written as the epoch, times past year 9999 as its last
+/// millisecond (the intake keeps such times out of the pipeline; this is the last guard).
 pub fn rfc3339(t: f64) -> String {
-    let at = UNIX_EPOCH + Duration::from_secs_f64(t.max(0.0));
+    let since_epoch = if t.is_nan() || t <= 0.0 {
+        Duration::ZERO
+    } else if t >= LAST_RFC3339_S as f64 {
+        Duration::new(LAST_RFC3339_S, 999_000_000)
+    } else {
+        Duration::from_secs_f64(t)
+    };
+    let at = UNIX_EPOCH + since_epoch;
     humantime::format_rfc3339_millis(at).to_string()
 }
 
@@ -182,5 +194,20 @@ pub fn summary(e: &AlertEvent) -> String {
             format!("{} resolved: {} is sending data again", e.name, e.hostname)
         }
         EventKind::Clear => format!("{} resolved: {what}", e.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_writes_any_time_without_panicking() {
+        assert_eq!(rfc3339(1_487_973_674.5), "2017-02-24T22:01:14.500Z");
+        assert_eq!(rfc3339(-5.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(f64::NAN), "1970-01-01T00:00:00.000Z");
+        for t in [3e11, 1.7e12, 1e19, f64::INFINITY, f64::MAX] {
+            assert_eq!(rfc3339(t), "9999-12-31T23:59:59.999Z", "{t}");
+        }
     }
 }

@@ -69,7 +69,8 @@ pub struct Payload {
     pub hostname: Option<String>,
     /// `uuid` (v2).
     pub uuid: Option<String>,
-    /// `collection_timestamp` in epoch seconds (v2); `None` for v1.
+    /// `collection_timestamp` in epoch seconds (v2); `None` for v1 (or null); NaN when it is
+    /// present but not a finite number.
     pub collection_timestamp: Option<f64>,
     /// The metric points.
     pub points: Vec<MetricPoint>,
@@ -219,10 +220,14 @@ impl<'de> Visitor<'de> for PayloadVisitor {
                 "agentKey" => p.agent_key = map.next_value::<Option<String>>()?,
                 "internalHostname" => p.hostname = map.next_value::<Option<String>>()?,
                 "uuid" => p.uuid = map.next_value::<Option<String>>()?,
+                // Null is absent; anything else that is not a finite number (`"NaN"`,
+                // `"inf"`, `true`) is kept as NaN, for enrich to reject by name.
                 "collection_timestamp" => {
-                    if let Num::Value(t) = map.next_value::<Num>()? {
-                        p.collection_timestamp = Some(t);
-                    }
+                    p.collection_timestamp = match map.next_value::<Option<Num>>()? {
+                        None => None,
+                        Some(Num::Value(t)) => Some(t),
+                        Some(Num::Skip) => Some(f64::NAN),
+                    };
                 }
                 "agentVersion" | "sdAgentVersion" | "os" | "python" | "apiKey" | "events"
                 | "resources" | "host-tags" | "external_host_tags" | "systemStats" | "meta" => {

@@ -3,6 +3,7 @@
 //! - [`kafka`]: the `kafka` spout ([`kafka::KafkaSpout`], a consumer-group member per
 //!   task, at-least-once) and the `kafka` bolt ([`kafka::KafkaBolt`], acked on the
 //!   broker's delivery report).
+//! - [`journal`]: the durable embedded broker those use when `brokers` is `journal:DIR`.
 //! - [`multilang`]: the `shell` spout and bolt, a child process speaking Storm's
 //!   multi-lang protocol (pystorm, streamparse, `storm.py`).
 //! - [`file`](mod@file): the `lines` spout and the `jsonl` bolt.
@@ -14,6 +15,7 @@
 
 pub mod demo;
 pub mod file;
+pub mod journal;
 pub mod kafka;
 pub mod multilang;
 

@@ -44,6 +44,13 @@ fn default_ttl() -> u64 {
     600_000
 }
 
+/// The default of [`EnrichConfig::max_future_skew_s`].
+pub const DEFAULT_MAX_FUTURE_SKEW_S: u64 = 300;
+
+fn default_skew() -> u64 {
+    DEFAULT_MAX_FUTURE_SKEW_S
+}
+
 fn default_field() -> String {
     "value".into()
 }
@@ -60,6 +67,11 @@ pub struct EnrichConfig {
     /// The input field holding the envelope (default `value`, as the kafka spout emits).
     #[serde(default = "default_field")]
     pub field: String,
+    /// How far ahead of its receive time a payload's `collection_timestamp` may be, in
+    /// seconds (`intake.max_future_skew_s`); further, or not a finite number, and it is
+    /// rejected as `timestamp_out_of_range` before it can touch any state.
+    #[serde(default = "default_skew")]
+    pub max_future_skew_s: u64,
 }
 
 /// What the store said about one (account, key, hostname).
@@ -207,6 +219,7 @@ impl Enrich {
                 db_url: String::new(),
                 cache_ttl_ms,
                 field: default_field(),
+                max_future_skew_s: DEFAULT_MAX_FUTURE_SKEW_S,
             },
             store: Some(store),
             offload: None,
@@ -435,6 +448,26 @@ impl Bolt for Enrich {
             .or_else(|| parsed.uuid.clone())
             .unwrap_or_else(|| "unknown".into());
         let received_at = envelope.received_at();
+        if let Some(t) = parsed.collection_timestamp {
+            let limit = received_at + self.config.max_future_skew_s as f64;
+            if !t.is_finite() || t > limit {
+                Self::reject(
+                    out,
+                    &envelope.account,
+                    &envelope.agent_key,
+                    "timestamp_out_of_range",
+                    if t.is_finite() {
+                        format!(
+                            "collection_timestamp {t} is more than {} s after the receive time {received_at:.3} (intake.max_future_skew_s)",
+                            self.config.max_future_skew_s
+                        )
+                    } else {
+                        "collection_timestamp is not a finite number of seconds (intake.max_future_skew_s bounds it)".to_string()
+                    },
+                );
+                return Ok(());
+            }
+        }
         let time = parsed.event_time(received_at);
         let key = (
             envelope.account.clone(),

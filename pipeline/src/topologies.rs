@@ -123,6 +123,15 @@ pub struct AlertingOptions {
     pub tick_interval_ms: u64,
     /// Days minute snapshots are kept.
     pub snapshot_retention_days: u32,
+    /// How far ahead of its receive time a payload's time may be (`enrich` rejects it
+    /// beyond); not part of the `[alerting]` section: the binary sets it from
+    /// `intake.max_future_skew_s`.
+    #[serde(skip, default = "default_future_skew")]
+    pub max_future_skew_s: u64,
+}
+
+fn default_future_skew() -> u64 {
+    crate::enrich::DEFAULT_MAX_FUTURE_SKEW_S
 }
 
 /// The alert topology (see the module docs).
@@ -142,6 +151,7 @@ pub fn alerting(cluster: &Cluster, o: &AlertingOptions) -> Result<Topology, Vali
         db_url: db.clone(),
         cache_ttl_ms: 600_000,
         field: "value".into(),
+        max_future_skew_s: o.max_future_skew_s,
     };
     Enrich::new(enrich.clone()).map_err(|e| invalid(ComponentKind::Bolt, "enrich", e))?;
     b.set_bolt("enrich", o.enrich_parallelism, move || {

@@ -192,7 +192,7 @@ impl BoltTask {
             while let Some(tuple) = inbox.pop_front().or_else(|| batch_iter.next()) {
                 n += 1;
                 executions = executions.wrapping_add(1);
-                let timed = executions % self.sample_every == 0;
+                let timed = executions.is_multiple_of(self.sample_every);
                 let t0 = timed.then(std::time::Instant::now);
                 if let Some(held) = self.execute(tuple) {
                     deadlines.push_back((Instant::now() + self.message_timeout, held));

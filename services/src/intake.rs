@@ -29,18 +29,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use md5::{Digest, Md5};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 pub use squall_alerting::envelope::{AgentFormat, Envelope};
+use squall_connectors::kafka::{LogProducer, OutRecord};
 use tokio::sync::oneshot;
 
 /// Intake settings (their defaults and the `[intake]` section of `squall.toml` are the
 /// binary's config module's).
 #[derive(Clone, Debug)]
 pub struct IntakeConfig {
-    /// Kafka bootstrap servers.
+    /// Kafka bootstrap servers, or `journal:DIR` (the durable embedded broker).
     pub brokers: String,
     /// The topic envelopes are produced to.
     pub topic: String,
@@ -134,38 +133,29 @@ impl IntoResponse for Refusal {
     }
 }
 
-struct Delivery;
-
-impl ClientContext for Delivery {}
-
-impl ProducerContext for Delivery {
-    type DeliveryOpaque = Box<oneshot::Sender<Result<(), String>>>;
-    fn delivery(&self, result: &DeliveryResult<'_>, done: Self::DeliveryOpaque) {
-        let _ = done.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.to_string()));
-    }
-}
+type Delivered = oneshot::Sender<Result<(), String>>;
 
 struct Intake {
     config: IntakeConfig,
-    producer: ThreadedProducer<Delivery>,
+    producer: LogProducer<Delivered>,
     host_suffix: String,
 }
 
 /// Builds the intake's router (producer created here; it connects lazily).
 pub fn router(config: IntakeConfig) -> anyhow::Result<Router> {
-    let mut c = rdkafka::ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set(
-            "message.timeout.ms",
-            config.produce_timeout_ms.max(1).to_string(),
-        )
-        .set("linger.ms", "1");
-    for (k, v) in &config.kafka_options {
-        c.set(k, v);
-    }
-    let producer: ThreadedProducer<Delivery> = c.create_with_context(Delivery)?;
+    let timeout = config.produce_timeout_ms.max(1).to_string();
+    let options = [("message.timeout.ms", timeout.as_str()), ("linger.ms", "1")]
+        .into_iter()
+        .chain(
+            config
+                .kafka_options
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+    let producer = LogProducer::new(&config.brokers, options, |done: Delivered, r| {
+        let _ = done.send(r);
+    })
+    .map_err(anyhow::Error::msg)?;
     let host_suffix = format!(".agent.{}", config.domain.trim_start_matches('.'));
     let state = Arc::new(Intake {
         config,
@@ -270,10 +260,13 @@ impl Intake {
     /// Produces the envelope and waits for the broker's acknowledgement.
     async fn enqueue(&self, key: &str, envelope: Vec<u8>) -> Result<(), Refusal> {
         let (tx, rx) = oneshot::channel();
-        let record = BaseRecord::with_opaque_to(&self.config.topic, Box::new(tx))
-            .key(key)
-            .payload(&envelope);
-        if let Err((e, _)) = self.producer.send(record) {
+        let record = OutRecord {
+            topic: &self.config.topic,
+            key: Some(key.as_bytes()),
+            payload: Some(&envelope),
+            headers: &[],
+        };
+        if let Err((e, _)) = self.producer.send(record, tx) {
             return Err(refuse(
                 Reason::BrokerUnavailable,
                 format!("the queue cannot take the payload: {e}"),

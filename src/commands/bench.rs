@@ -100,12 +100,14 @@ pub(super) fn main(what: BenchCommand) -> anyhow::Result<ExitCode> {
             };
             let prefix = squall_bench::fleet::fresh_prefix();
             // The embedded broker, when none is named, lives on this thread.
+            let dir = tempfile::tempdir().context("creating the benchmark's directory")?;
+            let journal = dir.path().join("journal");
             let (embedded, brokers) = super::broker(
                 brokers.as_deref().unwrap_or_default(),
+                (!options.memory).then_some(&*journal),
                 &Names::new(&prefix).topics(),
                 options.partitions,
             )?;
-            let dir = tempfile::tempdir().context("creating the benchmark's directory")?;
             let out = options.out.clone();
             let rt = super::runtime(workers)?;
             let report = rt.block_on(squall_bench::fleet::fleet(

@@ -206,16 +206,21 @@ fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
 }
 
 /// The broker to use: `named` when it is not empty, else the embedded one (returned too:
-/// it lives as long as the caller keeps it) with `topics` created.
+/// it lives as long as the caller keeps it) with `topics` created: the durable journal in
+/// `journal` when given, else the in-memory cluster.
 fn broker(
     named: &str,
+    journal: Option<&std::path::Path>,
     topics: &[&str],
     partitions: i32,
 ) -> anyhow::Result<(Option<EmbeddedBroker>, String)> {
     if !named.trim().is_empty() {
         return Ok((None, named.trim().to_string()));
     }
-    let embedded = EmbeddedBroker::start(topics, partitions)?;
+    let embedded = match journal {
+        Some(dir) => EmbeddedBroker::durable(dir, topics, partitions)?,
+        None => EmbeddedBroker::memory(topics, partitions)?,
+    };
     let brokers = embedded.bootstrap_servers();
     Ok((Some(embedded), brokers))
 }

@@ -1,7 +1,8 @@
 //! `squall up`: the whole alert pipeline in one process on embedded defaults.
 //!
-//! It starts, in order: a Kafka-protocol broker when `kafka.brokers` is empty (the
-//! embedded one: nothing to install, but its queues live in memory), the topics it needs,
+//! It starts, in order: the embedded broker when `kafka.brokers` is empty (by default
+//! the durable journal under `DATA_DIR/journal`; `kafka.embedded = "memory"` for
+//! librdkafka's in-memory cluster), the topics it needs,
 //! the database under `data_dir`, the admin API, the intake, the alert topology and the
 //! notifier. It prints where each service listens, and on Ctrl-C or SIGTERM stops the
 //! intake and the admin API first, then lets the topologies drain.
@@ -143,8 +144,12 @@ pub(super) fn main(
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<std::process::ExitCode> {
     // The embedded broker lives on this thread for as long as the process runs.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let journal = config.journal_dir();
     let (embedded, brokers) = super::broker(
         &config.kafka.brokers,
+        (config.kafka.embedded == crate::config::EmbeddedKind::Durable).then_some(&*journal),
         &config.names().topics(),
         config.kafka.partitions,
     )?;

@@ -23,6 +23,12 @@ impl Spout for Source {
 }
 
 fn envelope(account: &str, key: &str, hostname: &str) -> Values {
+    envelope_at(account, key, hostname, None)
+}
+
+/// An envelope received at 1,700,000,000 s whose payload has `collection_timestamp` `t`
+/// (the fixture's, 2017, when `None`).
+fn envelope_at(account: &str, key: &str, hostname: &str, t: Option<serde_json::Value>) -> Values {
     let mut payload: serde_json::Value = serde_json::from_slice(
         &std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -33,6 +39,9 @@ fn envelope(account: &str, key: &str, hostname: &str) -> Values {
     .unwrap();
     payload["internalHostname"] = hostname.into();
     payload["agentKey"] = key.into();
+    if let Some(t) = t {
+        payload["collection_timestamp"] = t;
+    }
     let e = serde_json::json!({
         "account": account, "agent_key": key, "received_at_ms": 1_700_000_000_000u64,
         "format": "v2", "payload": payload
@@ -228,4 +237,57 @@ async fn admin_changes_reach_a_long_lived_cache_within_a_second() {
         "within about a second of posts ({rejected})"
     );
     running.shutdown_and_join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_too_far_ahead_or_not_numbers_are_rejected_before_any_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("accounts.db")).unwrap());
+    store
+        .create_account(&Account {
+            name: "acme".into(),
+            device_quota: 5,
+            active: true,
+        })
+        .unwrap();
+    let key = store.issue_agent_key("acme", None).unwrap();
+    let received = 1_700_000_000.0;
+    let mut b = TopologyBuilder::new("enrich");
+    b.set_spout("payloads", 1, || Source);
+    let s: Arc<dyn AccountStore> = store.clone();
+    b.set_bolt("enrich", 1, move || Enrich::with_store(s.clone(), 60_000))
+        .shuffle_grouping("payloads");
+    let at = |host: &str, t: serde_json::Value| envelope_at("acme", &key, host, Some(t));
+    let inputs = vec![
+        at("year-11000", 3e11.into()),
+        at("year-5138", 1e11.into()),
+        at("milliseconds", (received * 1000.0).into()),
+        at("just-past-the-skew", (received + 301.0).into()),
+        at("nan", "NaN".into()),
+        at("infinite", "inf".into()),
+        at("within-the-skew", (received + 299.0).into()),
+        at("an-old-one", 1e9.into()),
+    ];
+    let done = CompleteTopology::new(b.build().unwrap())
+        .mock_spout("payloads", inputs)
+        .run()
+        .await
+        .unwrap();
+    let accepted: Vec<String> = done
+        .values("enrich", DEFAULT_STREAM)
+        .iter()
+        .map(|v| v[1].downcast_ref::<Observation>().unwrap().hostname.clone())
+        .collect();
+    assert_eq!(accepted, ["within-the-skew", "an-old-one"]);
+    let rejected = done.values("enrich", REJECTED);
+    assert_eq!(rejected.len(), 6, "{rejected:?}");
+    for r in &rejected {
+        assert_eq!(r[2].as_str(), Some("timestamp_out_of_range"), "{r:?}");
+        assert!(
+            r[3].as_str().unwrap().contains("intake.max_future_skew_s"),
+            "the message names the setting: {r:?}"
+        );
+    }
+    let devices = store.devices("acme").unwrap();
+    assert_eq!(devices.len(), 2, "rejected payloads register no device");
 }

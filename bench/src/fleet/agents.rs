@@ -95,7 +95,7 @@ impl Template {
                 Piece::Hole(Hole::Uuid) => write!(out, "\"{agent:032x}\""),
                 Piece::Hole(Hole::Time) => write!(out, "{:.3}", t0 + 60.0 * seq as f64),
                 Piece::Hole(Hole::Load1) => {
-                    let high = agent % 10 == 0 && seq % 2 == 0;
+                    let high = agent.is_multiple_of(10) && seq.is_multiple_of(2);
                     write!(out, "{:.3}", if high { 5.0 } else { 1.0 } + noise)
                 }
                 Piece::Hole(Hole::Load5) => write!(out, "{:.3}", 2.0 + noise),

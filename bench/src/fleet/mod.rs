@@ -99,6 +99,10 @@ pub struct FleetOptions {
     /// Partitions of the payloads topic.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// Without `--brokers`: run on the in-memory embedded broker (librdkafka's mock
+    /// cluster) instead of the durable journal `squall up` uses by default.
+    #[arg(long)]
+    pub memory: bool,
     /// `linger.ms` of the intake's Kafka producer (how long it gathers a batch; the
     /// intake's own default is 1).
     #[arg(long, default_value_t = 1)]
@@ -230,7 +234,9 @@ pub async fn fleet(
         url,
         template,
         agents,
-        t0: (epoch_secs() / 60.0).floor() * 60.0,
+        // A day back: agents posting faster than once a minute (`--rate`, `--find-max`)
+        // stay behind the receive time, which the pipeline bounds (`intake.max_future_skew_s`).
+        t0: (epoch_secs() / 60.0).floor() * 60.0 - 86_400.0,
         counts: Counts::default(),
         stages: stages.clone(),
     });

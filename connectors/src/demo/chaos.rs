@@ -55,7 +55,7 @@ impl Chaos {
 }
 
 fn hits(count: u64, every: u64) -> bool {
-    every > 0 && count % every == 0
+    every > 0 && count.is_multiple_of(every)
 }
 
 impl Bolt for Chaos {

@@ -1,7 +1,9 @@
 //! Setting up a cluster: topics created when missing ([`ensure_topics`]), and the embedded
-//! broker ([`EmbeddedBroker`]: librdkafka's in-process mock cluster, which keeps
-//! everything in memory and loses it with the process: for tests, benchmarks and
-//! development, never for data that matters).
+//! broker ([`EmbeddedBroker`]): either the durable [journal](crate::journal) under a
+//! directory (the default of `squall up`), or librdkafka's in-process mock cluster, which
+//! keeps everything in memory and loses it with the process (for tests, benchmarks and
+//! development, never for data that matters; it also drops the oldest records of a
+//! partition past about 5 MB).
 
 use std::time::Duration;
 
@@ -10,6 +12,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::ClientConfig;
+
+use crate::journal::{journal_dir, Journal, JOURNAL_SCHEME};
 
 /// Why a cluster could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,15 @@ pub enum AdminError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The journal could not be opened or written.
+    #[error("{what}: {source}")]
+    Journal {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The broker refused to create a topic.
     #[error("creating topic {topic}: {code}")]
     Topic {
@@ -33,13 +46,28 @@ pub enum AdminError {
     },
 }
 
-/// Creates `topics` on `brokers` with `partitions` each (replication 1), leaving existing
-/// ones alone.
+/// Creates `topics` on `brokers` (a Kafka cluster or `journal:DIR`) with `partitions` each
+/// (replication 1), leaving existing ones alone.
 pub async fn ensure_topics(
     brokers: &str,
     topics: &[&str],
     partitions: i32,
 ) -> Result<(), AdminError> {
+    if let Some(dir) = journal_dir(brokers) {
+        let journal = Journal::open(dir).map_err(|source| AdminError::Journal {
+            what: format!("opening the journal in {}", dir.display()),
+            source,
+        })?;
+        for t in topics {
+            journal
+                .ensure_topic(t, partitions)
+                .map_err(|source| AdminError::Journal {
+                    what: format!("creating topic {t}"),
+                    source,
+                })?;
+        }
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -70,10 +98,15 @@ pub async fn ensure_topics(
     Ok(())
 }
 
-/// librdkafka's mock cluster, one broker, in this process (see the module docs). It
-/// serves real TCP on 127.0.0.1 for as long as the value lives.
+/// The embedded broker: the durable journal, or the in-memory mock cluster (see the
+/// module docs). It serves for as long as the value lives.
 pub struct EmbeddedBroker {
-    cluster: MockCluster<'static, DefaultProducerContext>,
+    kind: Embedded,
+}
+
+enum Embedded {
+    Durable(std::sync::Arc<Journal>),
+    Memory(MockCluster<'static, DefaultProducerContext>),
 }
 
 impl std::fmt::Debug for EmbeddedBroker {
@@ -85,8 +118,33 @@ impl std::fmt::Debug for EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    /// Starts the cluster with `topics` of `partitions` partitions each.
-    pub fn start(topics: &[&str], partitions: i32) -> Result<Self, AdminError> {
+    /// The journal in `dir` (created if needed) with `topics` of `partitions` partitions
+    /// each (existing topics keep theirs). Refused when another process has it open.
+    pub fn durable(
+        dir: &std::path::Path,
+        topics: &[&str],
+        partitions: i32,
+    ) -> Result<Self, AdminError> {
+        let journal = Journal::open(dir).map_err(|source| AdminError::Journal {
+            what: format!("opening the journal in {}", dir.display()),
+            source,
+        })?;
+        for t in topics {
+            journal
+                .ensure_topic(t, partitions)
+                .map_err(|source| AdminError::Journal {
+                    what: format!("creating topic {t}"),
+                    source,
+                })?;
+        }
+        Ok(EmbeddedBroker {
+            kind: Embedded::Durable(journal),
+        })
+    }
+
+    /// librdkafka's mock cluster (one broker, in memory, real TCP on 127.0.0.1) with
+    /// `topics` of `partitions` partitions each.
+    pub fn memory(topics: &[&str], partitions: i32) -> Result<Self, AdminError> {
         let cluster = MockCluster::new(1).map_err(|source| AdminError::Kafka {
             what: "starting the embedded Kafka broker".into(),
             source,
@@ -99,11 +157,22 @@ impl EmbeddedBroker {
                     source,
                 })?;
         }
-        Ok(EmbeddedBroker { cluster })
+        Ok(EmbeddedBroker {
+            kind: Embedded::Memory(cluster),
+        })
     }
 
-    /// Its `bootstrap.servers`.
+    /// What clients put in `brokers`: `journal:DIR`, or the mock cluster's
+    /// `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> String {
-        self.cluster.bootstrap_servers()
+        match &self.kind {
+            Embedded::Durable(j) => format!("{JOURNAL_SCHEME}{}", j.dir().display()),
+            Embedded::Memory(c) => c.bootstrap_servers(),
+        }
+    }
+
+    /// Whether records survive the process.
+    pub fn is_durable(&self) -> bool {
+        matches!(self.kind, Embedded::Durable(_))
     }
 }

@@ -32,13 +32,16 @@
 pub const RECORD_LATENCY_METRIC: &str = "squall_kafka_record_latency_seconds";
 
 mod admin;
+mod journal_poller;
 mod offsets;
 mod poller;
+mod producer;
 mod sink;
 mod source;
 
 pub use admin::{ensure_topics, AdminError, EmbeddedBroker};
 pub use offsets::PartitionOffsets;
+pub use producer::{LogProducer, OutRecord};
 pub use sink::{KafkaBolt, KafkaBoltConfig};
 pub use source::KafkaSpout;
 

@@ -59,6 +59,21 @@ impl Shared {
             .is_some_and(|p| p.generation == generation)
     }
 
+    /// Starts tracking a newly assigned partition; returns its generation.
+    pub(crate) fn assign(&mut self, topic: Arc<str>, partition: i32) -> u64 {
+        self.generations += 1;
+        let generation = self.generations;
+        self.partitions.insert(
+            (topic, partition),
+            PartState {
+                generation,
+                offsets: PartitionOffsets::new(),
+                paused: false,
+            },
+        );
+        generation
+    }
+
     /// Marks a record done if its partition is still assigned in the same generation.
     pub(crate) fn done(&mut self, topic: &Arc<str>, partition: i32, generation: u64, offset: i64) {
         if let Some(p) = self.partitions.get_mut(&(topic.clone(), partition)) {
@@ -190,16 +205,7 @@ impl ConsumerContext for PollerContext {
         };
         let mut shared = lock(&self.shared);
         for elem in assigned.elements() {
-            shared.generations += 1;
-            let generation = shared.generations;
-            shared.partitions.insert(
-                (Arc::from(elem.topic()), elem.partition()),
-                PartState {
-                    generation,
-                    offsets: PartitionOffsets::new(),
-                    paused: false,
-                },
-            );
+            shared.assign(Arc::from(elem.topic()), elem.partition());
         }
         tracing::info!(component = %self.component, partitions = assigned.count(), "partitions assigned");
     }

@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crossbeam_channel::{Receiver, Sender};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use crossbeam_channel::Receiver;
 use serde::Deserialize;
 use squall_topology::{
-    Bolt, BoltError, BoltWaker, ComponentError, OutputCollector, TopologyContext, Tuple, Value,
+    Bolt, BoltError, ComponentError, OutputCollector, TopologyContext, Tuple, Value,
 };
+
+use super::producer::{LogProducer, OutRecord};
 
 /// Options of the `kafka` bolt.
 #[derive(Clone, Debug, Deserialize)]
@@ -44,31 +44,13 @@ impl KafkaBoltConfig {
     }
 }
 
-struct Reports {
-    tx: Sender<(u64, Option<String>)>,
-    waker: Option<BoltWaker>,
-}
-
-impl ClientContext for Reports {}
-
-impl ProducerContext for Reports {
-    type DeliveryOpaque = Box<u64>;
-    fn delivery(&self, result: &DeliveryResult<'_>, id: Self::DeliveryOpaque) {
-        let error = result.as_ref().err().map(|(e, _)| e.to_string());
-        let _ = self.tx.send((*id, error));
-        if let Some(w) = &self.waker {
-            w.wake();
-        }
-    }
-}
-
 /// Produces each input tuple (an idempotent producer with `acks=all`); holds the tuple
 /// until the delivery report, then acks it, or fails it with the delivery error. Tick
 /// tuples are ignored. The producer's I/O runs on librdkafka's threads; delivery reports
 /// wake the bolt.
 pub struct KafkaBolt {
     config: KafkaBoltConfig,
-    producer: Option<ThreadedProducer<Reports>>,
+    producer: Option<LogProducer<u64>>,
     reports: Option<Receiver<(u64, Option<String>)>>,
     held: HashMap<u64, Tuple>,
     next: u64,
@@ -126,19 +108,21 @@ impl KafkaBolt {
 impl Bolt for KafkaBolt {
     fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut c = rdkafka::ClientConfig::new();
-        c.set("bootstrap.servers", &self.config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all");
-        for (k, v) in &self.config.options {
-            c.set(k, v);
-        }
-        let producer = c
-            .create_with_context(Reports {
-                tx,
-                waker: ctx.waker(),
-            })
-            .map_err(|e| ComponentError::msg(format!("cannot create the Kafka producer: {e}")))?;
+        let waker = ctx.waker();
+        let producer = LogProducer::new(
+            &self.config.brokers,
+            self.config
+                .options
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            move |id: u64, result: Result<(), String>| {
+                let _ = tx.send((id, result.err()));
+                if let Some(w) = &waker {
+                    w.wake();
+                }
+            },
+        )
+        .map_err(ComponentError::msg)?;
         self.producer = Some(producer);
         self.reports = Some(rx);
         Ok(())
@@ -176,15 +160,13 @@ impl Bolt for KafkaBolt {
         };
         let id = self.next;
         self.next += 1;
-        let mut record: BaseRecord<'_, [u8], [u8], Box<u64>> =
-            BaseRecord::with_opaque_to(&self.config.topic, Box::new(id));
-        if let Some(k) = &key {
-            record = record.key(k.as_slice());
-        }
-        if let Some(p) = &payload {
-            record = record.payload(p.as_slice());
-        }
-        producer.send(record).map_err(|(e, _)| {
+        let record = OutRecord {
+            topic: &self.config.topic,
+            key: key.as_deref(),
+            payload: payload.as_deref(),
+            headers: &[],
+        };
+        producer.send(record, id).map_err(|(e, _)| {
             BoltError::msg(format!(
                 "kafka: cannot queue record for {}: {e}",
                 self.config.topic
@@ -202,7 +184,7 @@ impl Bolt for KafkaBolt {
     fn cleanup(&mut self) {
         if let Some(p) = self.producer.take() {
             let flush = move || {
-                let _ = p.flush(std::time::Duration::from_secs(10));
+                p.flush(std::time::Duration::from_secs(10));
             };
             match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
                 Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {

@@ -4,10 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use crossbeam_channel::{Receiver, Sender};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use crossbeam_channel::Receiver;
 use squall_topology::{
     values, ComponentError, FailReason, Fields, MessageId, OutputDeclarer, Spout,
     SpoutOutputCollector, SpoutStatus, TopologyContext, Value,
@@ -15,20 +12,9 @@ use squall_topology::{
 use tokio::time::Instant;
 
 use super::poller::{self, lock, Poller, Record, Shared};
+use super::producer::{LogProducer, OutRecord};
 use super::{KafkaSpoutConfig, Mode, ValueFormat};
-
-/// Delivery reports of dead-letter records: (message id, error).
-struct DlqContext(Sender<(u64, Option<String>)>);
-
-impl ClientContext for DlqContext {}
-
-impl ProducerContext for DlqContext {
-    type DeliveryOpaque = Box<u64>;
-    fn delivery(&self, result: &DeliveryResult<'_>, id: Self::DeliveryOpaque) {
-        let error = result.as_ref().err().map(|(e, _)| e.to_string());
-        let _ = self.0.send((*id, error));
-    }
-}
+use crate::journal::journal_dir;
 
 struct InFlight {
     record: Arc<Record>,
@@ -39,7 +25,7 @@ struct Running {
     records: Receiver<Record>,
     shared: Arc<Mutex<Shared>>,
     poller: Option<Poller>,
-    dlq: ThreadedProducer<DlqContext>,
+    dlq: LogProducer<u64>,
     dlq_reports: Receiver<(u64, Option<String>)>,
     in_flight: HashMap<u64, InFlight>,
     retries: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -130,16 +116,14 @@ impl Running {
             return;
         };
         let r = f.record.clone();
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
         let partition = r.partition.to_string();
         let offset = r.offset.to_string();
         let attempts = f.attempts.to_string();
+        let mut headers: Vec<(&str, &[u8])> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or_default()))
+            .collect();
         for (k, v) in [
             ("squall.failure.reason", reason),
             ("squall.original.topic", &*r.topic),
@@ -147,20 +131,15 @@ impl Running {
             ("squall.original.offset", offset.as_str()),
             ("squall.attempts", attempts.as_str()),
         ] {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v),
-            });
+            headers.push((k, v.as_bytes()));
         }
-        let mut record: BaseRecord<'_, [u8], [u8], Box<u64>> =
-            BaseRecord::with_opaque_to(topic, Box::new(id)).headers(headers);
-        if let Some(k) = &r.key {
-            record = record.key(k.as_slice());
-        }
-        if let Some(p) = &r.payload {
-            record = record.payload(p.as_slice());
-        }
-        if let Err((e, _)) = self.dlq.send(record) {
+        let record = OutRecord {
+            topic,
+            key: r.key.as_deref(),
+            payload: r.payload.as_deref(),
+            headers: &headers,
+        };
+        if let Err((e, _)) = self.dlq.send(record, id) {
             tracing::error!(component = %self.component, error = %e, "cannot queue dead-letter record; retrying later");
             self.retries.push(Reverse((
                 Instant::now() + std::time::Duration::from_secs(1),
@@ -198,22 +177,30 @@ impl Spout for KafkaSpout {
         let (records_tx, records) = crossbeam_channel::bounded(self.config.buffer);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (reports_tx, dlq_reports) = crossbeam_channel::unbounded();
-        let mut producer_config = rdkafka::ClientConfig::new();
-        producer_config
-            .set("bootstrap.servers", &self.config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all");
-        let dlq: ThreadedProducer<DlqContext> = producer_config
-            .create_with_context(DlqContext(reports_tx))
-            .map_err(|e| {
-                ComponentError::msg(format!("cannot create the dead-letter producer: {e}"))
-            })?;
-        let poller = poller::spawn(
-            self.config.clone(),
-            component.clone(),
-            records_tx,
-            shared.clone(),
+        let dlq = LogProducer::new(
+            &self.config.brokers,
+            [],
+            move |id: u64, result: Result<(), String>| {
+                let _ = reports_tx.send((id, result.err()));
+            },
         )
+        .map_err(|e| ComponentError::msg(format!("dead-letter producer: {e}")))?;
+        let poller = if journal_dir(&self.config.brokers).is_some() {
+            super::journal_poller::spawn(
+                self.config.clone(),
+                component.clone(),
+                (ctx.task_index(), ctx.parallelism()),
+                records_tx,
+                shared.clone(),
+            )
+        } else {
+            poller::spawn(
+                self.config.clone(),
+                component.clone(),
+                records_tx,
+                shared.clone(),
+            )
+        }
         .map_err(ComponentError)?;
         self.running = Some(Running {
             records,
@@ -340,7 +327,7 @@ impl Spout for KafkaSpout {
             return;
         };
         let mut wait = move || {
-            let _ = r.dlq.flush(std::time::Duration::from_secs(10));
+            r.dlq.flush(std::time::Duration::from_secs(10));
             if let Some(p) = r.poller.take() {
                 p.stop.store(true, std::sync::atomic::Ordering::Release);
                 let _ = p.handle.join();

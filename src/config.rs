@@ -61,6 +61,7 @@ impl Default for Config {
                 max_backoff_ms: 60_000,
                 request_timeout_ms: 10_000,
                 parallelism: 2,
+                max_in_flight_per_host: 8,
             },
         }
     }
@@ -82,6 +83,10 @@ pub struct IntakeSection {
     pub produce_timeout_ms: u64,
     /// The topic payload envelopes go to (empty: `<kafka.prefix>payloads`).
     pub topic: String,
+    /// Most metric points in one payload (413 `too_many_points` beyond).
+    pub max_points: usize,
+    /// Longest metric name or label value, in bytes (400 `name_too_long` beyond).
+    pub max_name_bytes: usize,
     /// How far ahead of its receive time a payload's `collection_timestamp` may be, in
     /// seconds; beyond (or not a finite number) it is rejected as
     /// `timestamp_out_of_range` and never reaches the device's state.
@@ -98,6 +103,8 @@ impl Default for IntakeSection {
             produce_timeout_ms: 5_000,
             topic: String::new(),
             max_future_skew_s: 300,
+            max_points: 10_000,
+            max_name_bytes: 255,
         }
     }
 }
@@ -269,6 +276,8 @@ impl Config {
             max_body_bytes: i.max_body_bytes,
             max_payload_bytes: i.max_payload_bytes,
             produce_timeout_ms: i.produce_timeout_ms,
+            max_points: i.max_points,
+            max_name_bytes: i.max_name_bytes,
             kafka_options: Vec::new(),
         }
     }

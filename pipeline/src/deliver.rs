@@ -10,6 +10,9 @@
 //! committed), and an id with a recorded outcome is never sent again: a restart re-reads
 //! uncommitted notifications and skips the delivered ones. Deliveries of one key (alert ×
 //! recipient) run one at a time, in order, so a "resolved" never overtakes its "firing".
+//! At most `max_in_flight_per_host` requests are open to one receiver host at a time,
+//! across every `deliver` task of the process, so a fan-out (one payload firing hundreds
+//! of alerts) queues instead of flooding the receiver.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -43,6 +46,36 @@ fn default_max_backoff() -> u64 {
 fn default_value_field() -> String {
     "value".into()
 }
+fn default_per_host() -> usize {
+    8
+}
+
+/// One semaphore per (receiver host, limit), shared by every `deliver` task of the
+/// process.
+fn host_permits(host: &str, limit: usize) -> Arc<tokio::sync::Semaphore> {
+    type Permits = HashMap<(String, usize), Arc<tokio::sync::Semaphore>>;
+    static HOSTS: std::sync::OnceLock<std::sync::Mutex<Permits>> = std::sync::OnceLock::new();
+    let mut hosts = HOSTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    hosts
+        .entry((host.to_string(), limit))
+        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit.max(1))))
+        .clone()
+}
+
+/// `host[:port]` of `url` (the whole URL if it does not parse: it fails on its own).
+fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => url.to_string(),
+        },
+        Err(_) => url.to_string(),
+    }
+}
 
 /// Options of `deliver`.
 #[derive(Clone, Debug, Deserialize)]
@@ -65,6 +98,9 @@ pub struct DeliverConfig {
     /// The input field holding the notification JSON.
     #[serde(default = "default_value_field")]
     pub field: String,
+    /// Most requests open to one receiver host at once (across the process's tasks).
+    #[serde(default = "default_per_host")]
+    pub max_in_flight_per_host: usize,
 }
 
 struct Shared {
@@ -138,6 +174,9 @@ impl Deliver {
         if config.initial_backoff_ms == 0 || config.max_backoff_ms < config.initial_backoff_ms {
             return Err("`initial_backoff_ms` must be > 0 and <= `max_backoff_ms`".into());
         }
+        if config.max_in_flight_per_host == 0 {
+            return Err("`max_in_flight_per_host` must be at least 1".into());
+        }
         let (done_tx, done) = crossbeam_channel::unbounded();
         Ok(Deliver {
             config,
@@ -197,7 +236,8 @@ impl Deliver {
         };
         match result {
             Ok(()) => out.ack(&t),
-            Err(e) => out.fail(&t, e),
+            // The deliveries table failed (locked, unavailable): try again later.
+            Err(e) => out.fail_transient(&t, e),
         }
         let next = match self.queues.get_mut(&key) {
             Some(q) => {
@@ -222,6 +262,10 @@ enum Attempt {
 
 async fn attempt(shared: &Shared, n: &Notification) -> Attempt {
     let (url, body) = request(n);
+    let permits = host_permits(&host_of(url), shared.config.max_in_flight_per_host);
+    let Ok(_permit) = permits.acquire().await else {
+        return Attempt::Retry(None, "the host's request limit is closed".into(), None);
+    };
     let sent = shared
         .client
         .post(url)

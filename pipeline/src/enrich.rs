@@ -37,7 +37,7 @@ use squall_topology::{
 };
 use squall_topology::{Offload, OffloadConfig, Worker};
 
-use crate::stage::{self, observation_values, record_stage, REJECTED};
+use crate::stage::{self, observation_values, record_stage, Failure, REJECTED};
 use crate::stores;
 
 fn default_ttl() -> u64 {
@@ -104,7 +104,7 @@ enum Request {
 #[derive(Debug)]
 enum Answer {
     /// The verdict of a [`Request::Decide`].
-    Verdict(Result<Verdict, String>),
+    Verdict(Result<Verdict, Failure>),
     /// A [`Request::Seen`] was recorded.
     Seen,
     /// An admin change happened: drop the cache.
@@ -318,17 +318,17 @@ fn check(store: &dyn AccountStore, job: &Job) -> Result<Option<Verdict>, StoreEr
 }
 
 /// Decides a batch of jobs against the store, registering new devices in one transaction.
-fn decide(store: &dyn AccountStore, jobs: &[&Job]) -> Vec<Result<Verdict, String>> {
-    let mut out: Vec<Result<Verdict, String>> = Vec::with_capacity(jobs.len());
+fn decide(store: &dyn AccountStore, jobs: &[&Job]) -> Vec<Result<Verdict, Failure>> {
+    let mut out: Vec<Result<Verdict, Failure>> = Vec::with_capacity(jobs.len());
     let mut lookups = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         match check(store, job) {
             Ok(Some(reject)) => out.push(Ok(reject)),
             Ok(None) => {
                 lookups.push(i);
-                out.push(Err(String::new())); // replaced below
+                out.push(Err(Failure::permanent(""))); // replaced below
             }
-            Err(e) => out.push(Err(e.to_string())),
+            Err(e) => out.push(Err(Failure::store("accounts store", &e))),
         }
     }
     if lookups.is_empty() {
@@ -365,7 +365,7 @@ fn decide(store: &dyn AccountStore, jobs: &[&Job]) -> Vec<Result<Verdict, String
         }
         Err(e) => {
             for i in lookups {
-                out[i] = Err(e.to_string());
+                out[i] = Err(Failure::store("accounts store", &e));
             }
         }
     }
@@ -550,7 +550,7 @@ impl Bolt for Enrich {
                 }
                 Err(error) => {
                     tracing::error!(%error, "enrich: store lookup failed; the payload will be retried");
-                    out.fail(&p.input, format!("accounts store: {error}"));
+                    error.fail(out, &p.input);
                 }
             }
         }

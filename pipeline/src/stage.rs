@@ -108,3 +108,47 @@ pub fn now_secs() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+/// Why a bolt's database work failed, and whether trying again later can help (a locked or
+/// unavailable database: the tuple is failed as transient and the spout replays it for as
+/// long as it takes; anything else is permanent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong.
+    pub message: String,
+    /// Whether it passes.
+    pub transient: bool,
+}
+
+impl Failure {
+    /// `what: error`, transient as `error` says.
+    pub fn store(what: &str, error: &squall_alerting::store::StoreError) -> Self {
+        Failure {
+            message: format!("{what}: {error}"),
+            transient: error.is_transient(),
+        }
+    }
+
+    /// A permanent failure.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// Fails the held `tuple` with it.
+    pub fn fail(&self, out: &mut squall_topology::OutputCollector, tuple: &squall_topology::Tuple) {
+        if self.transient {
+            out.fail_transient(tuple, self.message.clone());
+        } else {
+            out.fail(tuple, self.message.clone());
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}

@@ -19,7 +19,7 @@ use squall_topology::{
     TopologyContext, Tuple, Worker,
 };
 
-use crate::stage::{now_secs, observation_of, record_stage};
+use crate::stage::{now_secs, observation_of, record_stage, Failure};
 use crate::stores;
 
 fn default_retention() -> u32 {
@@ -47,18 +47,21 @@ struct Writer {
 
 impl Worker for Writer {
     type Job = Arc<Observation>;
-    type Output = Result<(), String>;
+    type Output = Result<(), Failure>;
 
-    fn run(&mut self, batch: Vec<Arc<Observation>>) -> Vec<Result<(), String>> {
+    fn run(&mut self, batch: Vec<Arc<Observation>>) -> Vec<Result<(), Failure>> {
         let rows: Vec<(DeviceId, f64, &[MetricPoint])> = batch
             .iter()
             .map(|o| (o.device, o.time, o.payload.points.as_slice()))
             .collect();
-        let result = self.db.write(&rows).map_err(|e| e.to_string());
+        let result = self
+            .db
+            .write(&rows)
+            .map_err(|e| Failure::store("metrics store", &e));
         vec![result; batch.len()]
     }
 
-    fn idle(&mut self) -> Vec<Result<(), String>> {
+    fn idle(&mut self) -> Vec<Result<(), Failure>> {
         if self
             .last_retention
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
@@ -152,7 +155,7 @@ impl Bolt for Store {
                     record_stage("stored", received_at);
                     out.ack(&t)
                 }
-                Err(e) => out.fail(&t, format!("metrics store: {e}")),
+                Err(e) => e.fail(out, &t),
             }
         }
         for (t, _) in offload.lost(out) {

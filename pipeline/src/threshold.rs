@@ -30,7 +30,7 @@ use squall_topology::{
     TopologyContext, Tuple, Value, Worker,
 };
 
-use crate::stage::{self, event_values, now_secs, observation_of, record_stage};
+use crate::stage::{self, event_values, now_secs, observation_of, record_stage, Failure};
 use crate::stores;
 
 /// Options of `threshold`.
@@ -57,7 +57,7 @@ struct Evaluator {
 
 impl Worker for Evaluator {
     type Job = Job;
-    type Output = Result<Vec<AlertEvent>, String>;
+    type Output = Result<Vec<AlertEvent>, Failure>;
 
     fn run(&mut self, jobs: Vec<Job>) -> Vec<Self::Output> {
         let mut done: Vec<Self::Output> = jobs
@@ -67,11 +67,11 @@ impl Worker for Evaluator {
                     Job::Observe(obs) => self.engine.observe(&obs),
                     Job::Tick(now) => self.engine.tick(now),
                 }
-                .map_err(|e| e.to_string())
+                .map_err(|e| Failure::store("alert engine", &e))
             })
             .collect();
         if let Err(e) = self.engine.commit() {
-            let error = format!("alert state: {e}");
+            let error = Failure::store("alert state", &e);
             for d in &mut done {
                 *d = Err(error.clone());
             }
@@ -180,7 +180,7 @@ impl Bolt for Threshold {
                 Err(error) => {
                     tracing::error!(%error, "threshold: evaluation not persisted; the payload will be retried");
                     if let Some((t, _)) = input {
-                        out.fail(&t, error);
+                        error.fail(out, &t);
                     }
                 }
             }

@@ -208,6 +208,8 @@ pub struct NotifierOptions {
     pub max_backoff_ms: u64,
     /// Timeout of one HTTP request.
     pub request_timeout_ms: u64,
+    /// Most requests open to one receiver host at once.
+    pub max_in_flight_per_host: usize,
 }
 
 /// The notifier: the `kafka` spout on the notifications topic (its own group),
@@ -242,6 +244,7 @@ pub fn notifier(cluster: &Cluster, o: &NotifierOptions) -> Result<Topology, Vali
         initial_backoff_ms: o.initial_backoff_ms,
         max_backoff_ms: o.max_backoff_ms,
         field: "value".into(),
+        max_in_flight_per_host: o.max_in_flight_per_host,
     };
     Deliver::new(deliver.clone()).map_err(|e| invalid(ComponentKind::Bolt, "deliver", e))?;
     b.set_bolt("deliver", o.parallelism, move || {

@@ -313,7 +313,7 @@ impl BoltTask {
         for action in actions {
             let (action_edges, error) = match &action {
                 AckAction::Ack(e) => (e, None),
-                AckAction::Fail(e, error) => (e, Some(error.clone())),
+                AckAction::Fail(e, error, transient) => (e, Some((error.clone(), *transient))),
             };
             let Some((held_edges, ack_val)) = self.book.release(action_edges) else {
                 if error.is_none() && self.acking.is_none() {
@@ -332,11 +332,12 @@ impl BoltTask {
                         acking.push(msg);
                     }
                 }
-                Some(error) => {
+                Some((error, transient)) => {
                     self.metrics.count_failed(&self.stats.counters, "failed", 1);
                     let reason = FailReason::Failed {
                         component: component.to_string(),
                         error,
+                        transient,
                     };
                     for msg in fail_msgs(&held_edges, &reason) {
                         acking.push(msg);
@@ -422,18 +423,19 @@ impl BoltTask {
 
         // The input itself.
         let error = match result {
-            Err(e) => Some(e.message().to_string()),
-            Ok(()) => emit_error.or(route_error),
+            Err(e) => Some((e.message().to_string(), e.is_transient())),
+            Ok(()) => emit_error.or(route_error).map(|e| (e, false)),
         };
         let mut held = None;
         match error {
-            Some(error) => {
+            Some((error, transient)) => {
                 self.metrics.count_failed(&self.stats.counters, "failed", 1);
-                tracing::warn!(component, task = %self.stats.task, %error, "tuple failed");
+                tracing::warn!(component, task = %self.stats.task, %error, transient, "tuple failed");
                 if tracked {
                     let reason = FailReason::Failed {
                         component: component.to_string(),
                         error,
+                        transient,
                     };
                     self.fail_current(&edges, &reason);
                 }

@@ -217,7 +217,8 @@ async fn fail_reasons_reach_the_spout() {
         fails[&1].0,
         FailReason::Failed {
             component: "judge".into(),
-            error: "n is one".into()
+            error: "n is one".into(),
+            transient: false,
         }
     );
     assert_eq!(

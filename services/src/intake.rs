@@ -51,6 +51,10 @@ pub struct IntakeConfig {
     pub max_payload_bytes: usize,
     /// How long the broker may take to acknowledge a payload before the agent gets 503.
     pub produce_timeout_ms: u64,
+    /// Most metric points in one payload (413 `too_many_points` beyond).
+    pub max_points: usize,
+    /// Longest metric name or label value, in bytes (400 `name_too_long` beyond).
+    pub max_name_bytes: usize,
     /// librdkafka settings passed through to the producer.
     pub kafka_options: Vec<(String, String)>,
 }
@@ -74,6 +78,10 @@ pub enum Reason {
     DecompressedTooLarge,
     /// 415: a `Content-Encoding` other than deflate, gzip or identity.
     UnsupportedEncoding,
+    /// 413: more metric points than `max_points`.
+    TooManyPoints,
+    /// 400: a metric name or label value longer than `max_name_bytes`.
+    NameTooLong,
     /// 503: the broker did not acknowledge the write in time.
     BrokerUnavailable,
 }
@@ -90,13 +98,17 @@ impl Reason {
             Reason::TooLarge => "too_large",
             Reason::DecompressedTooLarge => "decompressed_too_large",
             Reason::UnsupportedEncoding => "unsupported_encoding",
+            Reason::TooManyPoints => "too_many_points",
+            Reason::NameTooLong => "name_too_long",
             Reason::BrokerUnavailable => "broker_unavailable",
         }
     }
 
     fn status(self) -> StatusCode {
         match self {
-            Reason::TooLarge | Reason::DecompressedTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::TooLarge | Reason::DecompressedTooLarge | Reason::TooManyPoints => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Reason::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reason::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
@@ -354,6 +366,7 @@ fn decode_v2(
     md5: Option<String>,
     query_key: Option<String>,
     max_payload: usize,
+    limits: Limits,
 ) -> Result<(String, Vec<u8>), Refusal> {
     if let Some(expected) = md5 {
         let actual = hex_md5(&body);
@@ -403,18 +416,43 @@ fn decode_v2(
             format!("the body inflates past {max_payload} bytes; refused"),
         )
     })?;
-    let key = agent_key(&payload, query_key)?;
+    let key = check_payload(&payload, query_key, limits)?;
     Ok((key, payload))
 }
 
-#[derive(Deserialize)]
-struct KeyOnly {
-    #[serde(rename = "agentKey")]
-    agent_key: Option<String>,
+/// The per-payload bounds (`max_points`, `max_name_bytes`).
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    points: usize,
+    name_bytes: usize,
 }
 
-/// Checks that `payload` is a JSON object and finds the agent key (query first).
-fn agent_key(payload: &[u8], query_key: Option<String>) -> Result<String, Refusal> {
+impl IntakeConfig {
+    fn limits(&self) -> Limits {
+        Limits {
+            points: self.max_points,
+            name_bytes: self.max_name_bytes,
+        }
+    }
+}
+
+/// The first `n` characters of `s` (at most), for messages.
+fn prefix(s: &str, n: usize) -> String {
+    let cut: String = s.chars().take(n).collect();
+    if cut.len() < s.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
+/// Checks `payload` (a JSON object the alert pipeline can parse, within `limits`) and
+/// finds its agent key (the query's first).
+fn check_payload(
+    payload: &[u8],
+    query_key: Option<String>,
+    limits: Limits,
+) -> Result<String, Refusal> {
     let first = payload.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(refuse(
@@ -422,12 +460,43 @@ fn agent_key(payload: &[u8], query_key: Option<String>) -> Result<String, Refusa
             "the payload must be a JSON object",
         ));
     }
-    let parsed: KeyOnly = serde_json::from_slice(payload).map_err(|e| {
+    let parsed = squall_alerting::payload::parse(payload).map_err(|e| {
         refuse(
             Reason::Malformed,
             format!("the payload is not valid JSON: {e}"),
         )
     })?;
+    if parsed.points.len() > limits.points {
+        return Err(refuse(
+            Reason::TooManyPoints,
+            format!(
+                "the payload has {} metric points; the limit is {} (intake.max_points)",
+                parsed.points.len(),
+                limits.points
+            ),
+        ));
+    }
+    for p in &parsed.points {
+        let long = (p.name.len() > limits.name_bytes)
+            .then_some(("metric name", p.name.as_str()))
+            .or_else(|| {
+                p.labels
+                    .iter()
+                    .find(|(_, v)| v.len() > limits.name_bytes)
+                    .map(|(k, v)| (*k, v.as_str()))
+            });
+        if let Some((what, text)) = long {
+            return Err(refuse(
+                Reason::NameTooLong,
+                format!(
+                    "{what} \"{}\" is {} bytes; the limit is {} (intake.max_name_bytes)",
+                    prefix(text, 40),
+                    text.len(),
+                    limits.name_bytes
+                ),
+            ));
+        }
+    }
     query_key
         .filter(|k| !k.trim().is_empty())
         .or(parsed.agent_key.filter(|k| !k.trim().is_empty()))
@@ -461,13 +530,14 @@ async fn intake_v2(
             .and_then(|v| v.to_str().ok())
             .map(String::from);
         let max = intake.config.max_payload_bytes;
+        let limits = intake.config.limits();
         // A typical agent body (a few KB) inflates and checks in tens of microseconds:
         // cheaper here than a hop to the blocking pool and back. Large ones go there.
         let (key, payload) = if body.len() <= INLINE_DECODE_BYTES {
-            decode_v2(body, encoding, md5, query.agent_key, max)?
+            decode_v2(body, encoding, md5, query.agent_key, max, limits)?
         } else {
             tokio::task::spawn_blocking(move || {
-                decode_v2(body, encoding, md5, query.agent_key, max)
+                decode_v2(body, encoding, md5, query.agent_key, max, limits)
             })
             .await
             .map_err(|e| refuse(Reason::Malformed, format!("decoding failed: {e}")))??
@@ -509,7 +579,7 @@ async fn postback_v1(
                 format!("hash is {hash}, but the payload's MD5 is {actual}"),
             ));
         }
-        let key = agent_key(payload.as_bytes(), query.agent_key)?;
+        let key = check_payload(payload.as_bytes(), query.agent_key, intake.config.limits())?;
         Ok((account, key, AgentFormat::V1, payload.into_bytes()))
     }
     .await;

@@ -121,11 +121,15 @@ impl MetricStore for SqliteStore {
             let mut guard = self.lock();
             let Inner { conn, series } = &mut *guard;
             let mut key = String::new();
+            // New series in first-seen order; the set makes each check O(1), so a payload
+            // of 100,000 new names costs 100,000 lookups, not 10^10 comparisons.
             let mut unknown: Vec<String> = Vec::new();
+            let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
             for (_, _, points) in batch {
                 for p in points.iter() {
                     SeriesIds::key_of(p, &mut key);
-                    if !series.ids.contains_key(key.as_str()) && !unknown.contains(&key) {
+                    if !series.ids.contains_key(key.as_str()) && !seen.contains(key.as_str()) {
+                        seen.insert(key.clone());
                         unknown.push(key.clone());
                     }
                 }

@@ -330,6 +330,36 @@ async fn every_bad_request_gets_its_status_and_reason_and_the_service_keeps_serv
         "{error}"
     );
 
+    // Bounded work per payload: 10,001 points (each a few bytes: well inside the body
+    // limits), and one metric name of 300 bytes.
+    let mut many: serde_json::Value = serde_json::from_slice(&v2).unwrap();
+    for i in 0..10_001 {
+        many[format!("m{i}")] = serde_json::json!(1);
+    }
+    let (s, reason, error) = refused(
+        post(zlib(&serde_json::to_vec(&many).unwrap()), "deflate")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (413, "too_many_points"), "{error}");
+    assert!(error.contains("intake.max_points"), "{error}");
+    let mut long: serde_json::Value = serde_json::from_slice(&v2).unwrap();
+    long["x".repeat(300)] = serde_json::json!(1);
+    let (s, reason, error) = refused(
+        post(zlib(&serde_json::to_vec(&long).unwrap()), "deflate")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "name_too_long"), "{error}");
+    assert!(
+        error.starts_with("metric name \"xxxxxxxx") && error.contains("300 bytes"),
+        "{error}"
+    );
+
     // After all that, a good payload still goes through.
     let r = v2_request(&client, &intake, host, &v2)
         .send()

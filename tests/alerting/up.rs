@@ -127,6 +127,9 @@ struct Received {
 struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     arrived: Arc<Mutex<HashMap<String, usize>>>,
+    /// `/fanout`: requests open now, and the most ever open at once.
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    max_open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 async fn receive(
@@ -149,6 +152,18 @@ async fn receive(
         *n += 1;
         *n
     };
+    if path == "/fanout" {
+        // A slow receiver that refuses its first 150 requests; it counts how many are
+        // open at once.
+        use std::sync::atomic::Ordering::SeqCst;
+        let open = r.open.fetch_add(1, SeqCst) + 1;
+        r.max_open.fetch_max(open, SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        r.open.fetch_sub(1, SeqCst);
+        if arrival <= 150 {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+    }
     let status = match path.as_str() {
         "/flaky" if seen < 3 => StatusCode::SERVICE_UNAVAILABLE,
         "/down" => StatusCode::SERVICE_UNAVAILABLE,
@@ -293,6 +308,17 @@ impl Api {
     /// [`payload`](Self::payload) from host `host`: the status, or `None` when the
     /// process did not answer (gone, or killed mid-request).
     async fn try_payload(&self, t: f64, load: f64, host: &str) -> Option<u16> {
+        self.try_payload_with(t, load, host, |_| {}).await
+    }
+
+    /// [`try_payload`](Self::try_payload) with `edit` applied to the payload last.
+    async fn try_payload_with(
+        &self,
+        t: f64,
+        load: f64,
+        host: &str,
+        edit: impl FnOnce(&mut Json),
+    ) -> Option<u16> {
         let mut p: Json = serde_json::from_slice(
             &std::fs::read(format!(
                 "{}/tests/fixtures/payloads/sd-agent-v2.json",
@@ -305,6 +331,7 @@ impl Api {
         p["system.load.1"] = json!(load);
         p["agentKey"] = json!(KEY);
         p["internalHostname"] = json!(host);
+        edit(&mut p);
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(&serde_json::to_vec(&p).unwrap()).unwrap();
         let body = z.finish().unwrap();
@@ -861,5 +888,77 @@ async fn a_device_that_sent_a_far_future_time_still_alerts_on_its_next_payloads(
         "{:?}",
         got[1].body
     );
+    up.stop();
+}
+
+/// One payload with 500 series of a metric under an account-wide rule, to a slow receiver
+/// that refuses its first 150 requests: 500 notifications, each delivered exactly once
+/// (by Idempotency-Key), never more than `notifier.max_in_flight_per_host` (8) requests
+/// open at the receiver at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_series_fan_out_is_delivered_once_each_with_bounded_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = Receiver::start().await;
+    let up = Up::start(
+        dir.path(),
+        "squall.",
+        &[
+            ("SQUALL__KAFKA__BROKERS", ""),
+            ("SQUALL__INTAKE__MAX_POINTS", "1000"),
+        ],
+    );
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"name": "Disk full", "metric": "system.disk.in_use", "value": 0.9,
+                   "wait": {"seconds": 0, "enabled": false},
+                   "repeat": {"seconds": 0, "enabled": false},
+                   "recipients": [{"type": "webhook", "url": format!("{url}/fanout")}]}),
+        ),
+    )
+    .await;
+    let t = t0();
+    let status = api
+        .try_payload_with(t, 1.0, HOST, |p| {
+            let rows: Vec<Json> = (0..500)
+                .map(|i| {
+                    json!(["system.disk.in_use", t, 0.95,
+                           {"hostname": HOST, "type": "gauge", "device_name": format!("/dev/d{i}")}])
+                })
+                .collect();
+            p["metrics"] = json!(rows);
+        })
+        .await;
+    assert_eq!(status, Some(202));
+    let delivered = wait_until(Duration::from_secs(120), || {
+        let ok: Vec<Received> = receiver
+            .on("/fanout")
+            .into_iter()
+            .filter(|r| r.answered == 200)
+            .collect();
+        (ok.len() >= 500).then_some(ok)
+    })
+    .await
+    .unwrap_or_else(|| panic!("500 deliveries; got {}", receiver.on("/fanout").len()));
+    let ids: std::collections::HashSet<&str> = delivered.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(ids.len(), 500, "500 distinct notification ids");
+    let max = receiver.max_open.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=8).contains(&max), "{max} requests open at once");
+    // Settled: nothing more arrives, and no id was delivered twice.
+    let all = api
+        .wait_get("/notifications", Duration::from_secs(30), |d| {
+            d.as_array().unwrap().len() >= 500
+        })
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 500);
+    let twice = receiver
+        .on("/fanout")
+        .iter()
+        .filter(|r| r.answered == 200)
+        .count();
+    assert_eq!(twice, 500, "each id answered 200 exactly once");
     up.stop();
 }

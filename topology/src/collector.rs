@@ -143,8 +143,8 @@ pub struct Emission {
 pub enum AckAction {
     /// Ack the tuple with these edges.
     Ack(crate::TupleEdges),
-    /// Fail the tuple with these edges, with a message.
-    Fail(crate::TupleEdges, String),
+    /// Fail the tuple with these edges, with a message; `true`: transient.
+    Fail(crate::TupleEdges, String, bool),
 }
 
 /// The part shared by both collectors: declared streams and the emission buffer.
@@ -387,10 +387,27 @@ impl OutputCollector {
         self.actions.push(AckAction::Ack(tuple.edges().clone()));
     }
 
-    /// Fails a tuple the bolt held on to, with `error` as the reason.
+    /// Fails a tuple the bolt held on to, with `error` as the reason: a permanent failure
+    /// (the spout may give up on it after its retries).
     pub fn fail(&mut self, tuple: &Tuple, error: impl Into<String>) {
         self.actions
-            .push(AckAction::Fail(tuple.edges().clone(), error.into()));
+            .push(AckAction::Fail(tuple.edges().clone(), error.into(), false));
+    }
+
+    /// Fails a held tuple for a reason that passes (a locked database, an absent broker):
+    /// the spout replays it for as long as it takes.
+    pub fn fail_transient(&mut self, tuple: &Tuple, error: impl Into<String>) {
+        self.actions
+            .push(AckAction::Fail(tuple.edges().clone(), error.into(), true));
+    }
+
+    /// Fails a held tuple with `error`, transient or not as `error` says.
+    pub fn fail_with(&mut self, tuple: &Tuple, error: &crate::BoltError) {
+        self.actions.push(AckAction::Fail(
+            tuple.edges().clone(),
+            error.to_string(),
+            error.is_transient(),
+        ));
     }
 
     /// The declared streams (runtime use).

@@ -18,6 +18,9 @@ pub enum FailReason {
         component: String,
         /// The bolt's error.
         error: String,
+        /// Whether trying again later can help ([`BoltError::is_transient`], or
+        /// [`OutputCollector::fail_transient`](crate::OutputCollector::fail_transient)).
+        transient: bool,
     },
     /// A bolt panicked while executing the tuple, with the panic message.
     Panic {
@@ -31,6 +34,17 @@ pub enum FailReason {
 }
 
 impl FailReason {
+    /// Whether replaying the tuple later can help: a timeout, a shutdown or a transient
+    /// bolt error (a locked database, an absent broker) can; a permanent bolt error or a
+    /// panic cannot, however often it is tried.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FailReason::Timeout | FailReason::Shutdown => true,
+            FailReason::Failed { transient, .. } => *transient,
+            FailReason::Panic { .. } => false,
+        }
+    }
+
     /// A short machine-readable code: `timeout`, `failed`, `panic` or `shutdown`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -46,7 +60,9 @@ impl fmt::Display for FailReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FailReason::Timeout => f.write_str("timed out"),
-            FailReason::Failed { component, error } => {
+            FailReason::Failed {
+                component, error, ..
+            } => {
                 write!(f, "failed by bolt \"{component}\": {error}")
             }
             FailReason::Panic { component, message } => {

@@ -13,10 +13,13 @@
 //!   dead-lettered (see [`PartitionOffsets`]). Commits happen every `commit_interval_ms`,
 //!   when partitions are revoked, and at shutdown. `at_most_once` commits each fetched
 //!   batch before emitting it; `none` never commits.
-//! - **Retries**: a failed tuple is re-emitted after an exponential back-off (`retry`);
-//!   after `retry.max_retries` it is produced to `dead_letter_topic` with the failure
-//!   reason in its headers and counts as done, so one poison record never blocks its
-//!   partition. Records that cannot be decoded (`value = "json"` with invalid JSON, or
+//! - **Retries**: a failed tuple is re-emitted after an exponential back-off (`retry`).
+//!   A transient failure ([`FailReason::is_transient`](squall_topology::FailReason::is_transient):
+//!   a timeout, a locked database, an absent broker) is retried for as long as it takes
+//!   and never dead-lettered; after `retry.max_retries` permanent failures (a bolt error
+//!   not marked transient, a panic) the record is produced to `dead_letter_topic` with the
+//!   failure reason in its headers and counts as done, so one poison record never blocks
+//!   its partition. Records that cannot be decoded (`value = "json"` with invalid JSON, or
 //!   `string` with invalid UTF-8) go straight to the dead-letter topic.
 //! - **Uncommitted limit**: a partition with `max_uncommitted` or more records between its
 //!   commit position and its highest fetched offset is paused and resumed below half of

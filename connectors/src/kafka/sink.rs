@@ -99,7 +99,10 @@ impl KafkaBolt {
             };
             match error {
                 None => out.ack(&t),
-                Some(e) => out.fail(&t, format!("delivery to {} failed: {e}", self.config.topic)),
+                // The broker may take it later.
+                Some(e) => {
+                    out.fail_transient(&t, format!("delivery to {} failed: {e}", self.config.topic))
+                }
             }
         }
     }

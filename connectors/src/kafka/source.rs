@@ -19,6 +19,10 @@ use crate::journal::journal_dir;
 struct InFlight {
     record: Arc<Record>,
     attempts: u32,
+    /// Whether its last failure was transient (then it is never dead-lettered).
+    transient: bool,
+    /// Its permanent failures (dead-lettered past `retry.max_retries`).
+    permanent: u32,
 }
 
 struct Running {
@@ -242,12 +246,13 @@ impl Spout for KafkaSpout {
                     return SpoutStatus::Active;
                 };
                 let record = f.record.clone();
-                let attempts = f.attempts;
+                let permanent = f.permanent;
+                let transient = f.transient;
                 if !lock(&r.shared).current(&record.topic, record.partition, record.generation) {
                     r.in_flight.remove(&id); // partition revoked: its new owner re-reads it
                     return SpoutStatus::Active;
                 }
-                if attempts > config.retry.max_retries {
+                if permanent > config.retry.max_retries && !transient {
                     r.dead_letter(&config.dead_letter_topic, id, "dead-letter delivery retry");
                     return SpoutStatus::Active;
                 }
@@ -278,6 +283,8 @@ impl Spout for KafkaSpout {
                 InFlight {
                     record: record.clone(),
                     attempts: 0,
+                    transient: false,
+                    permanent: 0,
                 },
             );
         }
@@ -312,8 +319,20 @@ impl Spout for KafkaSpout {
             return;
         };
         f.attempts += 1;
-        let attempts = f.attempts;
-        if attempts > self.config.retry.max_retries {
+        f.transient = reason.is_transient();
+        if !f.transient {
+            f.permanent += 1;
+        }
+        let (attempts, permanent) = (f.attempts, f.permanent);
+        if f.transient {
+            // It passes (a locked database, an absent broker, a timeout): retried for as
+            // long as it takes, at the longest back-off; never dead-lettered.
+            if attempts == self.config.retry.max_retries + 1 {
+                tracing::warn!(component = %r.component, attempts, %reason, "a record keeps failing for a transient reason; retrying until it passes");
+            }
+            let due = Instant::now() + self.config.retry.delay(attempts);
+            r.retries.push(Reverse((due, id.0)));
+        } else if permanent > self.config.retry.max_retries {
             let reason = reason.to_string();
             r.dead_letter(&self.config.dead_letter_topic, id.0, &reason);
         } else {

@@ -393,7 +393,7 @@ sys.exit(3)
             for action in out.take_actions() {
                 match action {
                     AckAction::Ack(_) => acks += 1,
-                    AckAction::Fail(_, reason) => fails.push(reason),
+                    AckAction::Fail(_, reason, _) => fails.push(reason),
                 }
             }
         }

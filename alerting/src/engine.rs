@@ -255,6 +255,7 @@ impl Engine {
         }
 
         let t = obs.time;
+        tracing::debug!(device = obs.device.0, t, last = ?entry.state.last_time, rules = rules.threshold.len(), "observe");
         if entry.state.last_time.is_some_and(|last| t <= last) {
             // A duplicate or late arrival: nothing moves. If it is a replay of a payload
             // that caused transitions, emit the same events again (same ids).

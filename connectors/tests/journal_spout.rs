@@ -13,6 +13,47 @@ use squall_topology::{
     FailReason, MessageId, OutputDeclarer, Spout, SpoutOutputCollector, TaskId, TopologyContext,
 };
 
+/// A spout on the journal in `dir` reading `events`, with tiny back-offs.
+fn open_spout(dir: &std::path::Path, max_retries: u32) -> (KafkaSpout, SpoutOutputCollector) {
+    let config: KafkaSpoutConfig = serde_json::from_value(serde_json::json!({
+        "brokers": format!("journal:{}", dir.display()), "topic": "events",
+        "group_id": "g", "value": "string", "dead_letter_topic": "dlq",
+        "commit_interval_ms": 10,
+        "retry": { "initial_delay_ms": 1, "max_delay_ms": 2, "max_retries": max_retries }
+    }))
+    .unwrap();
+    let mut spout = KafkaSpout::new(config).unwrap();
+    let mut declarer = OutputDeclarer::new("in");
+    spout.declare_outputs(&mut declarer);
+    let streams: Arc<[_]> = declarer.into_streams().into();
+    let tasks = Arc::new(BTreeMap::from([("in", vec![TaskId(1)])]));
+    spout
+        .open(&TopologyContext::new("t".into(), "in", TaskId(1), 0, tasks))
+        .unwrap();
+    (spout, SpoutOutputCollector::new("in", streams))
+}
+
+/// Appends `value` to `events` partition 0 and waits until it is durable.
+fn append(journal: &Journal, value: &str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let record = StoredRecord {
+        timestamp_ms: 1,
+        key: Some(b"k".to_vec()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: Vec::new(),
+    };
+    journal
+        .append(
+            "events",
+            Some(0),
+            record,
+            Box::new(move |r| tx.send(r).unwrap()),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+}
+
 fn failed(transient: bool) -> FailReason {
     FailReason::Failed {
         component: "store".into(),
@@ -41,40 +82,8 @@ fn transient_failures_are_retried_without_end_and_permanent_ones_dead_lettered()
     let journal = Journal::open(dir.path()).unwrap();
     journal.ensure_topic("events", 1).unwrap();
     journal.ensure_topic("dlq", 1).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let record = StoredRecord {
-        timestamp_ms: 1,
-        key: Some(b"k".to_vec()),
-        value: Some(b"payload".to_vec()),
-        headers: Vec::new(),
-    };
-    journal
-        .append(
-            "events",
-            None,
-            record,
-            Box::new(move |r| tx.send(r).unwrap()),
-        )
-        .map_err(|(e, _)| e)
-        .unwrap();
-    rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
-
-    let config: KafkaSpoutConfig = serde_json::from_value(serde_json::json!({
-        "brokers": format!("journal:{}", dir.path().display()), "topic": "events",
-        "group_id": "g", "value": "string", "dead_letter_topic": "dlq",
-        "commit_interval_ms": 10,
-        "retry": { "initial_delay_ms": 1, "max_delay_ms": 2, "max_retries": 1 }
-    }))
-    .unwrap();
-    let mut spout = KafkaSpout::new(config).unwrap();
-    let mut declarer = OutputDeclarer::new("in");
-    spout.declare_outputs(&mut declarer);
-    let streams: Arc<[_]> = declarer.into_streams().into();
-    let tasks = Arc::new(BTreeMap::from([("in", vec![TaskId(1)])]));
-    spout
-        .open(&TopologyContext::new("t".into(), "in", TaskId(1), 0, tasks))
-        .unwrap();
-    let mut out = SpoutOutputCollector::new("in", streams);
+    append(&journal, "payload");
+    let (mut spout, mut out) = open_spout(dir.path(), 1);
 
     // Ten transient failures, far past max_retries: replayed each time, nothing dead-lettered.
     for _ in 0..10 {
@@ -122,4 +131,50 @@ fn transient_failures_are_retried_without_end_and_permanent_ones_dead_lettered()
         end,
         "the committed position is past the record"
     );
+}
+
+/// Polls the spout until it emits; returns the id and the value (bounded: 10 s).
+fn next_value(spout: &mut KafkaSpout, out: &mut SpoutOutputCollector) -> (MessageId, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no record within 10 s");
+        spout.next_tuple(out);
+        let (emissions, _) = out.take();
+        if let Some(e) = emissions.collect::<Vec<_>>().into_iter().next() {
+            let value = e.values[1].as_str().unwrap().to_string();
+            return (e.message_id.expect("tracked"), value);
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_failed_record_holds_back_the_rest_of_its_partition_so_order_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    journal.ensure_topic("events", 1).unwrap();
+    journal.ensure_topic("dlq", 1).unwrap();
+    for v in ["a", "b", "c"] {
+        append(&journal, v);
+    }
+    let (mut spout, mut out) = open_spout(dir.path(), 5);
+    let (a, value) = next_value(&mut spout, &mut out);
+    assert_eq!(value, "a");
+    spout.fail(a, &failed(true));
+    // "b" and "c" wait behind "a": the next emissions are "a" again (twice more).
+    for _ in 0..2 {
+        let (a, value) = next_value(&mut spout, &mut out);
+        assert_eq!(value, "a", "nothing overtakes the failed record");
+        spout.fail(a, &failed(true));
+    }
+    let (a, value) = next_value(&mut spout, &mut out);
+    assert_eq!(value, "a");
+    spout.ack(a);
+    let (b, value) = next_value(&mut spout, &mut out);
+    assert_eq!(value, "b");
+    let (c, value) = next_value(&mut spout, &mut out);
+    assert_eq!(value, "c");
+    spout.ack(b);
+    spout.ack(c);
+    spout.close();
 }

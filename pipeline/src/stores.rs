@@ -33,7 +33,12 @@ impl std::fmt::Debug for Stores {
 pub fn check_url(url: &str) -> Result<(), String> {
     squall_store_sqlite::parse_url(url)
         .map(|_| ())
-        .map_err(|_| format!("`db_url` must be sqlite://PATH, got \"{url}\""))
+        .map_err(|e| match e {
+            StoreError::Invalid { message, .. } if url.starts_with(squall_store_sqlite::SCHEME) => {
+                format!("`db_url`: {message}")
+            }
+            _ => format!("`db_url` must be sqlite://PATH, got \"{url}\""),
+        })
 }
 
 /// Opens the database `url` names (one connection, shared by its stores) and runs its

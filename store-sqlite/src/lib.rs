@@ -42,8 +42,42 @@ pub enum Target<'a> {
     Memory,
 }
 
-/// Reads `sqlite://PATH` or `sqlite::memory:`; any other URL is an error naming `db.url`.
+/// How long a statement waits for a lock another connection holds before it fails (with a
+/// transient error) unless the URL says otherwise (`?busy_timeout_ms=N`).
+pub const DEFAULT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The options a URL may carry after `?`: `busy_timeout_ms=N`.
+fn url_options(url: &str) -> Result<std::time::Duration, StoreError> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(DEFAULT_BUSY_TIMEOUT);
+    };
+    let mut busy = DEFAULT_BUSY_TIMEOUT;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("busy_timeout_ms", v)) => {
+                busy = std::time::Duration::from_millis(v.parse().map_err(|_| {
+                    StoreError::Invalid {
+                        field: "db.url",
+                        message: format!("busy_timeout_ms={v} is not a number of milliseconds"),
+                    }
+                })?);
+            }
+            _ => {
+                return Err(StoreError::Invalid {
+                    field: "db.url",
+                    message: format!("unknown option \"{pair}\" (known: busy_timeout_ms=N)"),
+                })
+            }
+        }
+    }
+    Ok(busy)
+}
+
+/// Reads `sqlite://PATH[?busy_timeout_ms=N]` or `sqlite::memory:`; any other URL is an
+/// error naming `db.url`.
 pub fn parse_url(url: &str) -> Result<Target<'_>, StoreError> {
+    url_options(url)?;
+    let url = url.split_once('?').map_or(url, |(u, _)| u);
     match url.strip_prefix(SCHEME) {
         Some(path) if !path.is_empty() => Ok(Target::File(Path::new(path))),
         _ if url == "sqlite::memory:" => Ok(Target::Memory),
@@ -146,10 +180,12 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens `sqlite://PATH` (or `sqlite::memory:`) and runs pending migrations.
+    /// Opens `sqlite://PATH[?busy_timeout_ms=N]` (or `sqlite::memory:`) and runs pending
+    /// migrations.
     pub fn open_url(url: &str) -> Result<Self, StoreError> {
+        let busy = url_options(url)?;
         match parse_url(url)? {
-            Target::File(path) => Self::open(path),
+            Target::File(path) => Self::open_with(path, busy),
             Target::Memory => Self::in_memory(),
         }
     }
@@ -157,6 +193,11 @@ impl SqliteStore {
     /// Opens (creating it, and its directory, if needed) the database file at `path` and
     /// runs pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// [`open`](Self::open), waiting at most `busy` for another connection's lock.
+    pub fn open_with(path: &Path, busy: std::time::Duration) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::backend(false, format!("cannot create {}: {e}", dir.display()))
@@ -164,19 +205,19 @@ impl SqliteStore {
         }
         Ok(Connection::open(path)
             .map_err(Error::from)
-            .and_then(Self::init)?)
+            .and_then(|c| Self::init(c, busy))?)
     }
 
     /// A private in-memory database (tests).
     pub fn in_memory() -> Result<Self, StoreError> {
         Ok(Connection::open_in_memory()
             .map_err(Error::from)
-            .and_then(Self::init)?)
+            .and_then(|c| Self::init(c, DEFAULT_BUSY_TIMEOUT))?)
     }
 
-    fn init(mut conn: Connection) -> Result<Self> {
+    fn init(mut conn: Connection, busy: std::time::Duration) -> Result<Self> {
         // First: a second process opening a new file at once waits instead of failing.
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(busy)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Durable against a killed process (the WAL survives); a power cut may lose the
         // last commits, as with every WAL database in NORMAL mode.
@@ -348,6 +389,44 @@ mod tests {
             .count();
         assert_eq!(registered, 5);
         assert_eq!(first.devices("acme").unwrap().len(), 5);
+    }
+
+    #[test]
+    fn the_url_sets_the_busy_timeout_and_refuses_unknown_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.db");
+        let url = format!("sqlite://{}?busy_timeout_ms=50", path.display());
+        let store = SqliteStore::open_url(&url).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let started = std::time::Instant::now();
+        let e = store
+            .create_account(&Account {
+                name: "acme".into(),
+                device_quota: 1,
+                active: true,
+            })
+            .unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(4),
+            "50 ms, not 5 s"
+        );
+        other.execute_batch("ROLLBACK").unwrap();
+        for bad in ["?busy_timeout_ms=soon", "?cache=shared"] {
+            let e =
+                SqliteStore::open_url(&format!("sqlite://{}{bad}", path.display())).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    StoreError::Invalid {
+                        field: "db.url",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -962,3 +962,88 @@ async fn a_500_series_fan_out_is_delivered_once_each_with_bounded_concurrency() 
     assert_eq!(twice, 500, "each id answered 200 exactly once");
     up.stop();
 }
+
+/// Bytes in every segment of `topic` in the journal under `dir`.
+fn journal_bytes(dir: &Path, topic: &str) -> u64 {
+    let topic_dir = dir.join("data/journal/topics").join(topic);
+    std::fs::read_dir(&topic_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", topic_dir.display()))
+        .flat_map(|p| std::fs::read_dir(p.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// The database held by another connection's exclusive lock for 10 s, far past what the
+/// old retries allowed (5 retries 0.1 to 1.6 s apart, each attempt waiting
+/// `busy_timeout_ms`, 100 ms here, before it fails): the payloads are accepted meanwhile,
+/// nothing is notified, rejected or dead-lettered; once the lock is gone every payload is
+/// stored and evaluated in order (a retry must not reorder a device's payloads: the
+/// engine would take the older ones for late arrivals), and the alert fires and resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_locked_past_the_old_retry_budget_loses_and_dead_letters_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = Receiver::start().await;
+    let db = dir.path().join("data/squall.db");
+    let db_url = format!("sqlite://{}?busy_timeout_ms=100", db.display());
+    let up = Up::start(
+        dir.path(),
+        "squall.",
+        &[("SQUALL__KAFKA__BROKERS", ""), ("SQUALL__DB__URL", &db_url)],
+    );
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"wait": {"seconds": 0, "enabled": false},
+                   "recipients": [{"type": "webhook", "url": format!("{url}/hook")}]}),
+        ),
+    )
+    .await;
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let t0 = t0();
+    let loads = [1.0, 1.0, 4.0, 4.0, 1.0];
+    for (i, load) in loads.iter().enumerate() {
+        api.payload(t0 + 60.0 * i as f64, *load).await;
+    }
+    // The fault lasts 10 s.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        receiver.on("/hook").is_empty(),
+        "nothing evaluated while locked"
+    );
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let got = receiver.wait("/hook", 2, Duration::from_secs(60)).await;
+    assert_eq!(got[0].body["status"], "firing");
+    assert_eq!(got[1].body["status"], "resolved");
+    let devices = api.get("/accounts/acme/devices").await;
+    let id = devices[0]["id"].clone();
+    let stored = api
+        .wait_get(
+            &format!("/devices/{id}/metrics?metric=system.load.1"),
+            Duration::from_secs(30),
+            |d| d["points"].as_array().unwrap().len() == loads.len(),
+        )
+        .await;
+    let values: Vec<f64> = stored["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, loads);
+    assert_eq!(
+        journal_bytes(dir.path(), "squall.dead-letter"),
+        0,
+        "nothing dead-lettered"
+    );
+    assert_eq!(
+        journal_bytes(dir.path(), "squall.rejected"),
+        0,
+        "nothing rejected"
+    );
+    up.stop();
+}

@@ -5,6 +5,8 @@
 //! The journal has one owner process, so a group's tasks all run in it and the assignment
 //! is static: task `i` of `n` reads the partitions `p` with `p % n == i`. Positions are
 //! committed to the journal (durably) every `commit_interval_ms` and when the spout closes.
+//! `max_uncommitted` counts records handed over and not done (positions are byte offsets,
+//! so the offset distance the Kafka poller uses would count bytes).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,7 +171,8 @@ fn run(
                     paused.push(true);
                     continue;
                 };
-                let uncommitted = p.offsets.uncommitted();
+                // Positions are byte offsets here: count the records instead.
+                let uncommitted = p.offsets.outstanding() as i64;
                 if !p.paused && uncommitted >= config.max_uncommitted {
                     p.paused = true;
                     metrics::counter!("squall_kafka_partition_pauses_total", "component" => component.to_string())

@@ -1,7 +1,7 @@
 //! The spout side: emits records, tracks them until done, retries and dead-letters.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Receiver;
@@ -25,6 +25,31 @@ struct InFlight {
     permanent: u32,
 }
 
+/// A partition's identity.
+type PartKey = (Arc<str>, i32);
+
+/// A partition with failed records. Nothing new of it is emitted until they are all done,
+/// and they go out again together, in offset order, when the back-off of the first failure
+/// runs out: so a device's payloads (one key, one partition) are never reordered by a
+/// retry, which the alert engine's event-time guard would take for late arrivals.
+#[derive(Default)]
+struct Blocked {
+    /// Failed and waiting for `due`: offset -> id.
+    waiting: BTreeMap<i64, u64>,
+    /// Emitted again and not done yet.
+    reemitted: HashSet<u64>,
+    /// When `waiting` goes out again (`None`: nothing scheduled).
+    due: Option<Instant>,
+    /// Records fetched meanwhile, emitted in order once the partition is clear.
+    held: VecDeque<Record>,
+}
+
+impl Blocked {
+    fn clear(&self) -> bool {
+        self.waiting.is_empty() && self.reemitted.is_empty()
+    }
+}
+
 struct Running {
     records: Receiver<Record>,
     shared: Arc<Mutex<Shared>>,
@@ -32,7 +57,11 @@ struct Running {
     dlq: LogProducer<u64>,
     dlq_reports: Receiver<(u64, Option<String>)>,
     in_flight: HashMap<u64, InFlight>,
+    /// Dead-letter writes to try again (by id).
     retries: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Partitions with failed records, and when each goes out again.
+    blocked: HashMap<PartKey, Blocked>,
+    blocked_due: BinaryHeap<Reverse<(Instant, Arc<str>, i32)>>,
     next_id: u64,
     component: String,
 }
@@ -159,6 +188,86 @@ impl Running {
         if let Some(f) = self.in_flight.remove(&id) {
             let r = &f.record;
             lock(&self.shared).done(&r.topic, r.partition, r.generation, r.offset);
+            let key = (r.topic.clone(), r.partition);
+            if let Some(b) = self.blocked.get_mut(&key) {
+                b.reemitted.remove(&id);
+                b.waiting.remove(&r.offset);
+                if b.clear() && b.held.is_empty() {
+                    self.blocked.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// A record fetched from the broker: tracked (at-least-once) and emitted, unless its
+    /// partition was revoked since.
+    fn emit_new(
+        &mut self,
+        config: &KafkaSpoutConfig,
+        out: &mut SpoutOutputCollector,
+        record: Record,
+    ) {
+        if config.mode == Mode::AtLeastOnce
+            && !lock(&self.shared).current(&record.topic, record.partition, record.generation)
+        {
+            return; // fetched before its partition was revoked
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let record = Arc::new(record);
+        let tracked = config.mode == Mode::AtLeastOnce;
+        if tracked {
+            self.in_flight.insert(
+                id,
+                InFlight {
+                    record: record.clone(),
+                    attempts: 0,
+                    transient: false,
+                    permanent: 0,
+                },
+            );
+        }
+        match self.decode(config.value, &record) {
+            Ok(value) => self.emit(out, id, &record, value, tracked),
+            Err(e) if tracked => self.dead_letter(&config.dead_letter_topic, id, &e),
+            Err(e) => {
+                tracing::warn!(component = %self.component, error = %e, offset = record.offset, "undecodable record skipped")
+            }
+        }
+    }
+
+    /// Emits the failed records of the partition again, in offset order.
+    fn reemit(&mut self, config: &KafkaSpoutConfig, out: &mut SpoutOutputCollector, key: &PartKey) {
+        let Some(b) = self.blocked.get_mut(key) else {
+            return;
+        };
+        b.due = None;
+        let waiting = std::mem::take(&mut b.waiting);
+        for (_, id) in waiting {
+            let Some(f) = self.in_flight.get(&id) else {
+                continue;
+            };
+            let record = f.record.clone();
+            if !lock(&self.shared).current(&record.topic, record.partition, record.generation) {
+                self.in_flight.remove(&id); // partition revoked: its new owner re-reads it
+                continue;
+            }
+            metrics::counter!("squall_kafka_retries_total", "component" => self.component.clone())
+                .increment(1);
+            match self.decode(config.value, &record) {
+                Ok(value) => {
+                    if let Some(b) = self.blocked.get_mut(key) {
+                        b.reemitted.insert(id);
+                    }
+                    self.emit(out, id, &record, value, true);
+                }
+                Err(e) => self.dead_letter(&config.dead_letter_topic, id, &e),
+            }
+        }
+        if let Some(b) = self.blocked.get(key) {
+            if b.clear() && b.held.is_empty() {
+                self.blocked.remove(key);
+            }
         }
     }
 }
@@ -214,6 +323,8 @@ impl Spout for KafkaSpout {
             dlq_reports,
             in_flight: HashMap::new(),
             retries: BinaryHeap::new(),
+            blocked: HashMap::new(),
+            blocked_due: BinaryHeap::new(),
             next_id: 0,
             component,
         });
@@ -238,63 +349,51 @@ impl Spout for KafkaSpout {
                 }
             }
         }
-        // Due retries first.
+        // Dead-letter writes to try again.
         if let Some(&Reverse((due, id))) = r.retries.peek() {
             if due <= Instant::now() {
                 r.retries.pop();
-                let Some(f) = r.in_flight.get(&id) else {
-                    return SpoutStatus::Active;
-                };
-                let record = f.record.clone();
-                let permanent = f.permanent;
-                let transient = f.transient;
-                if !lock(&r.shared).current(&record.topic, record.partition, record.generation) {
-                    r.in_flight.remove(&id); // partition revoked: its new owner re-reads it
-                    return SpoutStatus::Active;
-                }
-                if permanent > config.retry.max_retries && !transient {
-                    r.dead_letter(&config.dead_letter_topic, id, "dead-letter delivery retry");
-                    return SpoutStatus::Active;
-                }
-                metrics::counter!("squall_kafka_retries_total", "component" => r.component.clone())
-                    .increment(1);
-                match r.decode(config.value, &record) {
-                    Ok(value) => r.emit(out, id, &record, value, true),
-                    Err(e) => r.dead_letter(&config.dead_letter_topic, id, &e),
+                r.dead_letter(&config.dead_letter_topic, id, "dead-letter delivery retry");
+                return SpoutStatus::Active;
+            }
+        }
+        // Partitions whose back-off ran out: their failed records, in order.
+        if let Some(Reverse((due, topic, partition))) = r.blocked_due.peek().cloned() {
+            if due <= Instant::now() {
+                r.blocked_due.pop();
+                let key = (topic, partition);
+                if r.blocked.get(&key).and_then(|b| b.due) == Some(due) {
+                    r.reemit(config, out, &key);
                 }
                 return SpoutStatus::Active;
             }
         }
+        // Partitions clear again: what was fetched meanwhile, in order.
+        let released = r
+            .blocked
+            .iter_mut()
+            .find(|(_, b)| b.clear() && !b.held.is_empty())
+            .map(|(k, b)| (k.clone(), b.held.pop_front()));
+        if let Some((key, record)) = released {
+            if r.blocked
+                .get(&key)
+                .is_some_and(|b| b.clear() && b.held.is_empty())
+            {
+                r.blocked.remove(&key);
+            }
+            if let Some(record) = record {
+                r.emit_new(config, out, record);
+            }
+            return SpoutStatus::Active;
+        }
         let Ok(record) = r.records.try_recv() else {
             return SpoutStatus::Active;
         };
-        if config.mode == Mode::AtLeastOnce
-            && !lock(&r.shared).current(&record.topic, record.partition, record.generation)
-        {
-            return SpoutStatus::Active; // fetched before its partition was revoked
+        if let Some(b) = r.blocked.get_mut(&(record.topic.clone(), record.partition)) {
+            b.held.push_back(record); // behind the partition's failed records
+            return SpoutStatus::Active;
         }
-        let id = r.next_id;
-        r.next_id += 1;
-        let record = Arc::new(record);
-        let tracked = config.mode == Mode::AtLeastOnce;
-        if tracked {
-            r.in_flight.insert(
-                id,
-                InFlight {
-                    record: record.clone(),
-                    attempts: 0,
-                    transient: false,
-                    permanent: 0,
-                },
-            );
-        }
-        match r.decode(config.value, &record) {
-            Ok(value) => r.emit(out, id, &record, value, tracked),
-            Err(e) if tracked => r.dead_letter(&config.dead_letter_topic, id, &e),
-            Err(e) => {
-                tracing::warn!(component = %r.component, error = %e, offset = record.offset, "undecodable record skipped")
-            }
-        }
+        r.emit_new(config, out, record);
         SpoutStatus::Active
     }
 
@@ -323,21 +422,28 @@ impl Spout for KafkaSpout {
         if !f.transient {
             f.permanent += 1;
         }
-        let (attempts, permanent) = (f.attempts, f.permanent);
-        if f.transient {
-            // It passes (a locked database, an absent broker, a timeout): retried for as
-            // long as it takes, at the longest back-off; never dead-lettered.
-            if attempts == self.config.retry.max_retries + 1 {
-                tracing::warn!(component = %r.component, attempts, %reason, "a record keeps failing for a transient reason; retrying until it passes");
-            }
-            let due = Instant::now() + self.config.retry.delay(attempts);
-            r.retries.push(Reverse((due, id.0)));
-        } else if permanent > self.config.retry.max_retries {
+        let (attempts, permanent, transient) = (f.attempts, f.permanent, f.transient);
+        let key = (f.record.topic.clone(), f.record.partition);
+        let offset = f.record.offset;
+        if let Some(b) = r.blocked.get_mut(&key) {
+            b.reemitted.remove(&id.0);
+        }
+        if !transient && permanent > self.config.retry.max_retries {
             let reason = reason.to_string();
             r.dead_letter(&self.config.dead_letter_topic, id.0, &reason);
-        } else {
+            return;
+        }
+        if transient && attempts == self.config.retry.max_retries + 1 {
+            // It passes (a locked database, an absent broker, a timeout): retried for as
+            // long as it takes, at the longest back-off; never dead-lettered.
+            tracing::warn!(component = %r.component, attempts, %reason, "a record keeps failing for a transient reason; retrying until it passes");
+        }
+        let b = r.blocked.entry(key.clone()).or_default();
+        b.waiting.insert(offset, id.0);
+        if b.due.is_none() {
             let due = Instant::now() + self.config.retry.delay(attempts);
-            r.retries.push(Reverse((due, id.0)));
+            b.due = Some(due);
+            r.blocked_due.push(Reverse((due, key.0, key.1)));
         }
     }
 

@@ -146,11 +146,48 @@ pub enum Command {
         #[arg(long, hide_env_values = true)]
         token: Option<String>,
     },
+    /// The dead letters of a running `squall up` (through its admin API): what the
+    /// pipeline gave up on, and replaying them once the cause is fixed.
+    DeadLetters {
+        /// What to do.
+        #[command(subcommand)]
+        action: DeadLettersAction,
+        /// Configuration (`admin.listen`, `admin.token`, `data_dir`).
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// The admin API's base URL (default: `http://<admin.listen>`).
+        #[arg(long, global = true)]
+        admin: Option<String>,
+        /// The data directory holding the generated admin token (`data_dir`).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Benchmarks of the alert pipeline.
     Bench {
         /// Which.
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+/// `squall dead-letters ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersAction {
+    /// List the dead letters not replayed yet, with their reasons, and a count per reason.
+    List {
+        /// Only those whose reason contains this text.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-inject the dead letters not replayed yet into the topics they came from (the
+    /// payloads topic, for the alert pipeline), each marked replayed once the broker has it.
+    Replay {
+        /// Only those whose reason contains this text.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 

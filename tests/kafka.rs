@@ -287,6 +287,44 @@ async fn failing_records_are_retried_with_back_off_then_dead_lettered() {
         .await
         .unwrap();
     assert_eq!(committed, [N as i64], "dead-lettered records count as done");
+
+    // Read back and replayed through the real broker, as `squall dead-letters` does.
+    use squall_connectors::kafka::dead_letters;
+    let (b, d) = (brokers(), dlq.clone());
+    let pending = tokio::task::spawn_blocking(move || {
+        dead_letters::pending(&b, &d, Duration::from_secs(60)).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(pending.len(), 4, "{pending:?}");
+    assert!(pending
+        .iter()
+        .all(|l| l.original_topic == input && l.attempts == Some(3)));
+    let one: Vec<_> = pending
+        .into_iter()
+        .filter(|l| l.reason.contains("poison record 13"))
+        .collect();
+    let (b, d) = (brokers(), dlq.clone());
+    let replayed = tokio::task::spawn_blocking(move || {
+        let n = dead_letters::replay(&b, &d, &one, Duration::from_secs(60)).unwrap();
+        (
+            n,
+            dead_letters::pending(&b, &d, Duration::from_secs(60)).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(replayed.0, 1);
+    assert_eq!(replayed.1.len(), 3, "the replayed one is no longer pending");
+    let i = input.clone();
+    let again = tokio::task::spawn_blocking(move || consume(&i, N + 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.last().and_then(|r| r.value.clone()).as_deref(),
+        Some("13"),
+        "back on its original topic"
+    );
 }
 
 // ---- separate processes ----------------------------------------------------------------

@@ -19,6 +19,7 @@ use squall_alerting::ids::{ConfigId, DeviceId};
 use squall_alerting::store::{
     AccountStore, AlertStateStore, Delivery, DeliveryLog, MetricStore, StoreError, TriggeredAlert,
 };
+use squall_connectors::kafka::dead_letters::{self, DeadLetter};
 use squall_pipeline::stores::Stores;
 use subtle::ConstantTimeEq;
 
@@ -35,6 +36,18 @@ pub struct AdminState {
     pub alerts: Option<Arc<dyn AlertStateStore>>,
     /// The notification outcomes, for `/notifications` (`None`: 404).
     pub deliveries: Option<Arc<dyn DeliveryLog>>,
+    /// The broker and dead-letter topic, for `/dead-letters` (`None`: 404).
+    pub dead_letters: Option<DeadLetterTopic>,
+}
+
+/// Where the dead letters are: the broker (`journal:DIR` or Kafka bootstrap servers) and
+/// the topic.
+#[derive(Clone, Debug)]
+pub struct DeadLetterTopic {
+    /// The broker.
+    pub brokers: String,
+    /// The dead-letter topic.
+    pub topic: String,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -52,7 +65,17 @@ impl AdminState {
             metrics: Some(stores.metrics),
             alerts: Some(stores.alerts),
             deliveries: Some(stores.deliveries),
+            dead_letters: None,
         }
+    }
+
+    /// This state serving the dead letters of `topic` on `brokers` too.
+    pub fn with_dead_letters(mut self, brokers: &str, topic: &str) -> Self {
+        self.dead_letters = Some(DeadLetterTopic {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+        });
+        self
     }
 }
 
@@ -454,6 +477,70 @@ async fn delete_config(
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterQuery {
+    /// Only the dead letters whose reason contains this.
+    reason: Option<String>,
+}
+
+/// How long reading or replaying dead letters may take.
+const DEAD_LETTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The pending dead letters matching `query`, read on a blocking thread.
+async fn pending_letters(
+    s: &AdminState,
+    query: DeadLetterQuery,
+) -> Result<(DeadLetterTopic, Vec<DeadLetter>), ApiError> {
+    let Some(dl) = s.dead_letters.clone() else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no dead-letter topic here: `squall up` serves it".into(),
+        ));
+    };
+    let source = dl.clone();
+    let letters = tokio::task::spawn_blocking(move || {
+        dead_letters::pending(&source.brokers, &source.topic, DEAD_LETTER_TIMEOUT)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e))?;
+    let letters = match query.reason.filter(|r| !r.is_empty()) {
+        Some(r) => letters
+            .into_iter()
+            .filter(|d| d.reason.contains(&r))
+            .collect(),
+        None => letters,
+    };
+    Ok((dl, letters))
+}
+
+async fn dead_letters(
+    State(s): State<AdminState>,
+    query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+    Ok(Json(pending_letters(&s, q).await?.1))
+}
+
+async fn replay_dead_letters(
+    State(s): State<AdminState>,
+    query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+    let (dl, letters) = pending_letters(&s, q).await?;
+    let replayed = tokio::task::spawn_blocking(move || {
+        dead_letters::replay(&dl.brokers, &dl.topic, &letters, DEAD_LETTER_TIMEOUT)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e))?;
+    Ok(Json(serde_json::json!({ "replayed": replayed })))
+}
+
 /// The `/api/v1` router.
 pub fn router(state: AdminState) -> Router {
     Router::new()
@@ -474,6 +561,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/devices/{id}/latest", get(latest))
         .route("/api/v1/devices/{id}/metrics", get(metrics))
+        .route("/api/v1/dead-letters", get(dead_letters))
+        .route("/api/v1/dead-letters/replay", post(replay_dead_letters))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }

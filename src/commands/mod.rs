@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod dead_letters;
 mod intake;
 mod notifier;
 mod run;
@@ -118,6 +119,15 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Bench { what } => bench::main(what),
+        Command::DeadLetters {
+            action,
+            service,
+            admin,
+            data_dir,
+        } => {
+            let flags = flags([("data_dir", data_dir.map(|d| d.display().to_string()))]);
+            dead_letters::main(action, admin, load(&service, &flags)?)
+        }
     }
 }
 

@@ -91,10 +91,10 @@ pub async fn run(
         .await
         .with_context(|| format!("admin: listening on {}", config.admin.listen))?;
     let admin_addr = admin_listener.local_addr()?;
-    let admin = squall_services::admin::router(squall_services::admin::AdminState::new(
-        stores,
-        token.as_str(),
-    ));
+    let admin = squall_services::admin::router(
+        squall_services::admin::AdminState::new(stores, token.as_str())
+            .with_dead_letters(&brokers, &names.dead_letter),
+    );
     let admin_stopped = stopped();
     let admin_task = tokio::spawn(async move {
         axum::serve(admin_listener, admin)

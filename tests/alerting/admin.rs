@@ -26,6 +26,7 @@ async fn start() -> Admin {
         metrics: None,
         alerts: None,
         deliveries: None,
+        dead_letters: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1", listener.local_addr().unwrap());

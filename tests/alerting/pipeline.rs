@@ -122,6 +122,7 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
         metrics: Some(Arc::new(SqliteStore::open_url(&db_url).unwrap()) as Arc<dyn MetricStore>),
         alerts: None,
         deliveries: None,
+        dead_letters: None,
     };
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
 

@@ -1047,3 +1047,76 @@ async fn a_database_locked_past_the_old_retry_budget_loses_and_dead_letters_noth
     );
     up.stop();
 }
+
+/// Runs `squall dead-letters ARGS` against `up`; returns its standard output.
+fn dead_letters_cli(up: &Up, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .arg("dead-letters")
+        .args(args)
+        .args(["--admin", &up.admin])
+        .env("SQUALL__ADMIN__TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "squall dead-letters {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A permanent failure (the metrics table gone: an operator's mistake) dead-letters the
+/// payload after its retries, with the reason; `squall dead-letters list` shows it, and
+/// once the table is back `squall dead-letters replay` re-injects it: it is stored, and
+/// nothing is pending any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_payload_is_listed_with_its_reason_and_replayed_once_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(dir.path(), "squall.", &[("SQUALL__KAFKA__BROKERS", "")]);
+    let api = Api::new(&up);
+    api.account().await;
+    let t0 = t0();
+    api.payload(t0, 1.0).await;
+    let devices = api
+        .wait_get("/accounts/acme/devices", Duration::from_secs(30), |d| {
+            d.as_array().unwrap().len() == 1
+        })
+        .await;
+    let metrics = format!("/devices/{}/metrics?metric=system.load.1", devices[0]["id"]);
+    api.wait_get(&metrics, Duration::from_secs(30), |d| {
+        d["points"].as_array().unwrap().len() == 1
+    })
+    .await;
+
+    let db = rusqlite::Connection::open(dir.path().join("data/squall.db")).unwrap();
+    db.execute_batch("ALTER TABLE metric_minutes RENAME TO metric_minutes_away")
+        .unwrap();
+    api.payload(t0 + 60.0, 2.0).await;
+    let listed = api
+        .wait_get("/dead-letters", Duration::from_secs(60), |d| {
+            d.as_array().unwrap().len() == 1
+        })
+        .await;
+    let reason = listed[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("store") && reason.contains("metric_minutes"),
+        "{reason}"
+    );
+    assert_eq!(listed[0]["original_topic"], "squall.payloads");
+    let table = dead_letters_cli(&up, &["list"]);
+    assert!(table.contains("1 pending"), "{table}");
+    assert!(table.contains("metric_minutes"), "{table}");
+
+    db.execute_batch("ALTER TABLE metric_minutes_away RENAME TO metric_minutes")
+        .unwrap();
+    let replayed = dead_letters_cli(&up, &["replay", "--reason", "metric_minutes"]);
+    assert_eq!(replayed.trim(), r#"{"replayed":1}"#);
+    let stored = api
+        .wait_get(&metrics, Duration::from_secs(30), |d| {
+            d["points"].as_array().unwrap().len() == 2
+        })
+        .await;
+    assert_eq!(stored["points"][1]["value"], 2.0);
+    assert_eq!(dead_letters_cli(&up, &["list", "--json"]).trim(), "[]");
+    up.stop();
+}

@@ -35,6 +35,7 @@
 pub const RECORD_LATENCY_METRIC: &str = "squall_kafka_record_latency_seconds";
 
 mod admin;
+pub mod dead_letters;
 mod journal_poller;
 mod offsets;
 mod poller;

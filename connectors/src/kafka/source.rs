@@ -144,7 +144,7 @@ impl Running {
     }
 
     /// Produces a record to the dead-letter topic; it is done once the broker has it.
-    fn dead_letter(&mut self, topic: &str, id: u64, reason: &str) {
+    fn dead_letter(&mut self, topic: &str, id: u64, code: &'static str, reason: &str) {
         let Some(f) = self.in_flight.get(&id) else {
             return;
         };
@@ -179,7 +179,7 @@ impl Running {
                 id,
             )));
         } else {
-            metrics::counter!("squall_kafka_dead_lettered_total", "component" => self.component.clone()).increment(1);
+            metrics::counter!("squall_kafka_dead_lettered_total", "component" => self.component.clone(), "reason" => code).increment(1);
             tracing::warn!(component = %self.component, topic = %r.topic, partition = r.partition, offset = r.offset, reason, "record dead-lettered");
         }
     }
@@ -229,7 +229,7 @@ impl Running {
         }
         match self.decode(config.value, &record) {
             Ok(value) => self.emit(out, id, &record, value, tracked),
-            Err(e) if tracked => self.dead_letter(&config.dead_letter_topic, id, &e),
+            Err(e) if tracked => self.dead_letter(&config.dead_letter_topic, id, "undecodable", &e),
             Err(e) => {
                 tracing::warn!(component = %self.component, error = %e, offset = record.offset, "undecodable record skipped")
             }
@@ -261,7 +261,7 @@ impl Running {
                     }
                     self.emit(out, id, &record, value, true);
                 }
-                Err(e) => self.dead_letter(&config.dead_letter_topic, id, &e),
+                Err(e) => self.dead_letter(&config.dead_letter_topic, id, "undecodable", &e),
             }
         }
         if let Some(b) = self.blocked.get(key) {
@@ -353,7 +353,12 @@ impl Spout for KafkaSpout {
         if let Some(&Reverse((due, id))) = r.retries.peek() {
             if due <= Instant::now() {
                 r.retries.pop();
-                r.dead_letter(&config.dead_letter_topic, id, "dead-letter delivery retry");
+                r.dead_letter(
+                    &config.dead_letter_topic,
+                    id,
+                    "retry",
+                    "dead-letter delivery retry",
+                );
                 return SpoutStatus::Active;
             }
         }
@@ -429,8 +434,8 @@ impl Spout for KafkaSpout {
             b.reemitted.remove(&id.0);
         }
         if !transient && permanent > self.config.retry.max_retries {
-            let reason = reason.to_string();
-            r.dead_letter(&self.config.dead_letter_topic, id.0, &reason);
+            let text = reason.to_string();
+            r.dead_letter(&self.config.dead_letter_topic, id.0, reason.code(), &text);
             return;
         }
         if transient && attempts == self.config.retry.max_retries + 1 {

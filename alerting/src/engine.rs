@@ -92,7 +92,9 @@ struct Persisted {
     recent: Vec<(i64, Vec<AlertEvent>)>,
 }
 
-const RECENT: usize = 8;
+/// How many payloads of a device may be replayed after a crash and still re-emit their
+/// events: more than a device sends between two offset commits, with room to spare.
+const RECENT: usize = 32;
 
 fn applies(subject: &Subject, device: DeviceId, agent_key: &str) -> bool {
     match subject {
@@ -259,8 +261,22 @@ impl Engine {
         if entry.state.last_time.is_some_and(|last| t <= last) {
             // A duplicate or late arrival: nothing moves. If it is a replay of a payload
             // that caused transitions, emit the same events again (same ids).
+            // The no-data clears this late payload caused (if any) are remembered under
+            // its time too, so a replay of it emits them again.
+            let cleared = events.clone();
             if let Some((_, again)) = entry.recent.iter().find(|(at, _)| *at == ms(t)) {
-                events.extend(again.iter().cloned());
+                events.extend(again.iter().filter(|e| !cleared.contains(e)).cloned());
+            }
+            if !cleared.is_empty() {
+                match entry.recent.iter_mut().find(|(at, _)| *at == ms(t)) {
+                    Some((_, kept)) => kept.extend(cleared),
+                    None => {
+                        entry.recent.push((ms(t), cleared));
+                        if entry.recent.len() > RECENT {
+                            entry.recent.remove(0);
+                        }
+                    }
+                }
             }
             if !changes.is_empty() {
                 self.dirty.insert(obs.device);
@@ -703,6 +719,33 @@ mod tests {
         assert_eq!(on2.len(), 3, "device 2: both disks of rule 1, and rule 2");
         let ids: HashSet<_> = on2.iter().map(|e| e.id.clone()).collect();
         assert_eq!(ids.len(), 3, "distinct ids per (rule, series)");
+    }
+
+    #[test]
+    fn a_late_payload_that_clears_no_data_re_emits_the_clear_when_replayed() {
+        let cfg = configs();
+        add(
+            &cfg,
+            serde_json::json!({"kind": "no_data", "metric": null, "comparison": null,
+                               "value": null, "wait": {"seconds": 300, "enabled": true}}),
+        );
+        let mut e = Engine::new(cfg, Arc::new(MemoryStore::new()));
+        load(&mut e, 4, 1000.0, 0.0);
+        assert_eq!(kinds(&e.tick(1300.5).unwrap()), [EventKind::Fire]);
+        e.commit().unwrap();
+        // A payload stamped before the last one (late), received now: it clears the
+        // no-data alert (server time) without moving the device's event time.
+        let late = obs(4, 900.0, &[("system.load.1", None, 0.0)]);
+        let late = Observation {
+            received_at: 1400.0,
+            ..late
+        };
+        let cleared = e.observe(&late).unwrap();
+        e.commit().unwrap();
+        assert_eq!(kinds(&cleared), [EventKind::Clear]);
+        // Replayed after a crash (its offset not committed): the same clear, same id.
+        let again = e.observe(&late).unwrap();
+        assert_eq!(again, cleared, "the replay re-emits the clear");
     }
 
     #[test]

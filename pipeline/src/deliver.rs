@@ -211,7 +211,24 @@ impl Deliver {
         let done = self.done_tx.clone();
         let waker = self.waker.clone();
         rt.spawn(async move {
-            let outcome = deliver(&shared, n).await;
+            // A panic while delivering (a bug) is caught here: counted, logged, and the
+            // notification recorded as failed with it, instead of a key stuck for good.
+            let nid = n.id.clone();
+            let outcome = match tokio::spawn(async move { deliver(&shared, n).await }).await {
+                Ok(d) => d,
+                Err(e) => {
+                    metrics::counter!("squall_panics_total", "component" => "deliver").increment(1);
+                    tracing::error!(id = %nid, error = %e, "the delivery task panicked");
+                    Delivery {
+                        id: nid,
+                        status: DeliveryStatus::Failed,
+                        attempts: 0,
+                        code: None,
+                        reason: format!("the delivery task panicked: {e}"),
+                        at_ms: now_ms(),
+                    }
+                }
+            };
             let _ = done.send((id, outcome));
             if let Some(w) = waker {
                 w.wake();
@@ -438,7 +455,11 @@ impl Bolt for Deliver {
             for waiting in lost {
                 progressed = true;
                 let (Waiting::Lookup(id, _) | Waiting::Record(id)) = waiting;
-                self.finish(id, Err("deliver: the database thread stopped".into()), out);
+                self.finish(
+                    id,
+                    Err("deliver: the database thread panicked on it, or stopped".into()),
+                    out,
+                );
             }
             for (waiting, answer) in answers {
                 progressed = true;

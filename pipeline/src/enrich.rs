@@ -562,7 +562,10 @@ impl Bolt for Enrich {
                         self.inflight.remove(&p.key);
                     }
                 }
-                out.fail(&p.input, "enrich: the database thread stopped");
+                out.fail(
+                    &p.input,
+                    "enrich: the database thread panicked on it, or stopped",
+                );
             }
         }
         self.flush_seen();

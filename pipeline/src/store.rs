@@ -159,7 +159,7 @@ impl Bolt for Store {
             }
         }
         for (t, _) in offload.lost(out) {
-            out.fail(&t, "store: the database thread stopped");
+            out.fail(&t, "store: the database thread panicked on it, or stopped");
         }
     }
 }

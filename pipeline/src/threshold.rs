@@ -186,7 +186,10 @@ impl Bolt for Threshold {
             }
         }
         for (t, _) in offload.lost(out) {
-            out.fail(&t, "threshold: the engine's thread stopped");
+            out.fail(
+                &t,
+                "threshold: the engine's thread panicked on it, or stopped",
+            );
         }
     }
 }

@@ -14,10 +14,12 @@
 //!   them came back. Both channels are bounded; nothing grows without limit.
 //! - **Order**: jobs run in submission order; outputs come back in that order.
 //! - **Nothing dropped silently**: a held job that cannot be queued (the thread stopped)
-//!   is refused with an error the bolt turns into a failed tuple; if the worker panics,
-//!   what was held for the jobs it never answered comes back from
-//!   [`lost`](Offload::lost) for the bolt to fail; unheld jobs ([`send`](Offload::send):
-//!   ticks, best-effort updates) report whether they were queued.
+//!   is refused with an error the bolt turns into a failed tuple; unheld jobs
+//!   ([`send`](Offload::send): ticks, best-effort updates) report whether they were queued.
+//! - **A panic does not stop the worker**: a panic in [`Worker::run`] or [`Worker::idle`]
+//!   is caught, logged and counted (`squall_panics_total{component}`, the thread's name);
+//!   what was held for that batch comes back from [`lost`](Offload::lost) for the bolt to
+//!   fail, and the thread goes on with the next batch.
 //! - **Periodic work**: [`Worker::idle`] runs when the thread starts, then at least every
 //!   `idle_interval`, busy or not (refresh a cache, roll up aggregates); its outputs come
 //!   back with nothing held.
@@ -96,6 +98,8 @@ pub struct Offload<W: Worker, H> {
     name: String,
     jobs: Sender<Msg<W::Job>>,
     outputs: Receiver<(Option<u64>, W::Output)>,
+    /// Held jobs whose batch panicked.
+    panicked: Receiver<u64>,
     held: HashMap<u64, H>,
     next: u64,
     capacity: usize,
@@ -126,6 +130,25 @@ impl<W: Worker, H> Offload<W, H> {
         // Room for every held job plus a margin of unheld ones, each way.
         let (jobs, job_rx) = crossbeam_channel::bounded::<Msg<W::Job>>(capacity + 1_024);
         let (out_tx, outputs) = crossbeam_channel::bounded(capacity + 1_024);
+        let (panicked_tx, panicked) = crossbeam_channel::unbounded::<u64>();
+        let name = config.name.clone();
+        // Runs `f`, catching a panic: logged and counted, `None` returned.
+        let guarded = move |what: &str, f: &mut dyn FnMut() -> Vec<W::Output>| {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                Ok(v) => Some(v),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".into());
+                    metrics::counter!("squall_panics_total", "component" => name.clone())
+                        .increment(1);
+                    tracing::error!(thread = %name, what, panic = %message, "offloaded work panicked; the thread goes on");
+                    None
+                }
+            }
+        };
         let max_batch = config.max_batch.max(1);
         let idle_interval = config.idle_interval;
         std::thread::Builder::new()
@@ -153,7 +176,8 @@ impl<W: Worker, H> Offload<W, H> {
                     |outputs: Vec<W::Output>| outputs.into_iter().map(|o| (None, o)).collect();
                 // Periodic work first (e.g. retention before any write), then every
                 // `idle_interval`.
-                if !hand_over(unheld(worker.idle())) {
+                let idle_outputs = guarded("idle", &mut || worker.idle()).unwrap_or_default();
+                if !hand_over(unheld(idle_outputs)) {
                     return;
                 }
                 let mut last_idle = Instant::now();
@@ -173,7 +197,17 @@ impl<W: Worker, H> Offload<W, H> {
                                 ids.push(id);
                                 batch.push(job);
                             }
-                            let done = worker.run(batch);
+                            let mut batch = Some(batch);
+                            let done = guarded("run", &mut || {
+                                worker.run(batch.take().unwrap_or_default())
+                            });
+                            let Some(done) = done else {
+                                for id in ids.into_iter().flatten() {
+                                    let _ = panicked_tx.send(id);
+                                }
+                                wake();
+                                continue;
+                            };
                             debug_assert_eq!(done.len(), ids.len(), "one output per job");
                             if !hand_over(ids.into_iter().zip(done).collect()) {
                                 return;
@@ -184,7 +218,9 @@ impl<W: Worker, H> Offload<W, H> {
                     }
                     if last_idle.elapsed() >= idle_interval {
                         last_idle = Instant::now();
-                        if !hand_over(unheld(worker.idle())) {
+                        let idle_outputs =
+                            guarded("idle", &mut || worker.idle()).unwrap_or_default();
+                        if !hand_over(unheld(idle_outputs)) {
                             return;
                         }
                     }
@@ -197,6 +233,7 @@ impl<W: Worker, H> Offload<W, H> {
             name: config.name,
             jobs,
             outputs,
+            panicked,
             held: HashMap::new(),
             next: 0,
             capacity,
@@ -270,12 +307,21 @@ impl<W: Worker, H> Offload<W, H> {
         self.held.len()
     }
 
-    /// What was held for jobs that will never come back, because the worker thread has
-    /// stopped (it panicked): the bolt fails them. Empty while the thread runs. Resumes a
-    /// paused input (later jobs are refused with [`OffloadError::Stopped`]).
+    /// What was held for jobs that will never come back: their batch panicked, or the
+    /// worker thread has stopped. The bolt fails them. Resumes a paused input (after the
+    /// thread stopped, later jobs are refused with [`OffloadError::Stopped`]).
     pub fn lost(&mut self, out: &mut OutputCollector) -> Vec<H> {
+        let mut lost: Vec<H> = self
+            .panicked
+            .try_iter()
+            .filter_map(|id| self.held.remove(&id))
+            .collect();
+        if self.paused && self.held.len() <= self.capacity / 2 {
+            out.resume();
+            self.paused = false;
+        }
         if !self.stopped || self.held.is_empty() {
-            return Vec::new();
+            return lost;
         }
         if self.paused {
             out.resume();
@@ -283,9 +329,8 @@ impl<W: Worker, H> Offload<W, H> {
         }
         let mut ids: Vec<u64> = self.held.keys().copied().collect();
         ids.sort_unstable();
-        ids.into_iter()
-            .filter_map(|id| self.held.remove(&id))
-            .collect()
+        lost.extend(ids.into_iter().filter_map(|id| self.held.remove(&id)));
+        lost
     }
 }
 
@@ -496,13 +541,13 @@ mod tests {
         type Output = u32;
         fn run(&mut self, jobs: Vec<u32>) -> Vec<u32> {
             self.0 += 1;
-            assert!(self.0 < 2, "a worker bug");
+            assert!(self.0 != 2, "a worker bug");
             jobs
         }
     }
 
     #[test]
-    fn a_panicking_worker_gives_back_what_was_held_and_refuses_later_jobs() {
+    fn a_panicking_batch_gives_back_what_was_held_and_the_worker_goes_on() {
         let (wake_tx, woken) = crossbeam_channel::unbounded::<()>();
         let waker = BoltWaker::new(Arc::new(move || {
             let _ = wake_tx.send(());
@@ -519,19 +564,23 @@ mod tests {
         o.submit(3, "third", &mut out).unwrap();
         let mut done = Vec::new();
         let mut lost = Vec::new();
-        while lost.is_empty() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while done.len() < 2 || lost.is_empty() {
+            assert!(Instant::now() < deadline, "done {done:?}, lost {lost:?}");
             done.extend(o.drain(&mut out));
-            lost = o.lost(&mut out);
-            if lost.is_empty() {
-                // The thread ends by panicking: its waker is dropped, which ends the wait.
-                let _ = woken.recv_timeout(Duration::from_secs(10));
-            }
+            lost.extend(o.lost(&mut out));
+            let _ = woken.recv_timeout(Duration::from_millis(100));
         }
-        assert_eq!(done, vec![(Some("first"), 1)]);
-        assert_eq!(lost, vec!["second", "third"]);
-        assert!(matches!(
-            o.submit(4, "fourth", &mut out),
-            Err(OffloadError::Stopped(_))
-        ));
+        assert_eq!(done, vec![(Some("first"), 1), (Some("third"), 3)]);
+        assert_eq!(lost, vec!["second"], "only the batch that panicked");
+        o.submit(4, "fourth", &mut out).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "the thread still serves");
+            if o.drain(&mut out) == vec![(Some("fourth"), 4)] {
+                break;
+            }
+            let _ = woken.recv_timeout(Duration::from_millis(100));
+        }
     }
 }

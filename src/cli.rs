@@ -225,6 +225,15 @@ pub enum BenchCommand {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// `squall up` SIGKILLed at random moments (seeded) while a fleet posts, restarted
+    /// each time, then checked against a fault-free run of the same payloads: nothing
+    /// answered 202 lost, the same alerts, every notification delivered; repeats counted.
+    /// Prints one JSON line; exit code 1 when a check fails.
+    Chaos {
+        /// The run.
+        #[command(flatten)]
+        options: squall_bench::chaos::ChaosOptions,
+    },
     /// A simulated fleet of agents posting real-format v2 payloads (zlib, Content-MD5)
     /// over HTTP to an intake, through Kafka and the alert topology, all in this process
     /// and configured as `squall up` is; prints per-stage latency percentiles, writes

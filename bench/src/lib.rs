@@ -5,11 +5,14 @@
 //! - [`pipeline`]: the alert topology fed from memory (no HTTP, no broker), as fast as it
 //!   goes;
 //! - [`generate`]: inputs for `pipeline`;
-//! - [`multilang`]: a Python bolt against the same bolt in Rust.
+//! - [`multilang`]: a Python bolt against the same bolt in Rust;
+//! - [`chaos`]: `squall up` killed at random while a fleet posts, checked against a
+//!   fault-free run.
 //!
 //! Benchmarks measure; tests never assert on their figures.
 #![warn(missing_docs)]
 
+pub mod chaos;
 pub mod fleet;
 pub mod generate;
 pub mod multilang;

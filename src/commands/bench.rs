@@ -34,6 +34,17 @@ pub(super) fn main(what: BenchCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Chaos { options } => {
+            let exe = std::env::current_exe().context("finding the squall binary")?;
+            let report =
+                super::runtime(None)?.block_on(squall_bench::chaos::chaos(&exe, options))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         BenchCommand::Pipeline {
             payloads,
             fixtures,

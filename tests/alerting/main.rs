@@ -1,5 +1,5 @@
 //! The alert pipeline end to end: `squall up` driven as an operator and real agents would
-//! (`up`), the intake over HTTP (`intake`), the admin API (`admin`), `enrich` in a
+//! (`up`), killed at random as the chaos benchmark does (`chaos`), the intake over HTTP (`intake`), the admin API (`admin`), `enrich` in a
 //! topology (`enrich`), and the storage half from HTTP to the query API (`pipeline`),
 //! against the real Kafka-protocol broker and real SQLite files.
 
@@ -7,6 +7,7 @@
 mod support;
 
 mod admin;
+mod chaos;
 mod enrich;
 mod intake;
 mod pipeline;

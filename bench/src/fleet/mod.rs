@@ -122,7 +122,7 @@ pub struct FleetOptions {
 
 // ---------------------------------------------------------------------------------------
 
-fn epoch_secs() -> f64 {
+pub(crate) fn epoch_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -1,0 +1,681 @@
+//! `squall bench chaos`: `squall up` killed with SIGKILL at random moments (seeded) while
+//! a fleet of agents posts at a steady rate, restarted each time; then checked from
+//! outside, through the query API and a webhook receiver, against a fault-free run of the
+//! same payload sequence:
+//!
+//! - every payload answered 202 is stored, once (one minute row per payload);
+//! - the alerts fired and cleared (device, fired at, cleared at) equal the fault-free run's;
+//! - every notification id the fault-free run delivered was delivered here too and reached
+//!   the receiver; repeats (the same id posted again, with the same `Idempotency-Key`) are
+//!   counted: a kill between a receiver's 2xx and the outcome's write repeats that one.
+//!
+//! Agents behave as real ones do: a payload not answered 202 (the process is down, or
+//! answers 503) is sent again until it is. Payload `j` of agent `i` has event time
+//! `t0 + 60 j` and a load that crosses the rule's threshold in stretches, so alerts fire and
+//! clear all along.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use md5::{Digest, Md5};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{json, Value as Json};
+
+const TOKEN: &str = "chaos-benchmark-admin-token";
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+const ACCOUNT: &str = "chaos";
+
+/// Options of `bench chaos` (also its command-line arguments).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ChaosOptions {
+    /// SIGKILLs (each followed by a restart) while the fleet posts.
+    #[arg(long, default_value_t = 50)]
+    pub kills: u32,
+    /// Seed of the kill times.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Agents (devices).
+    #[arg(long, default_value_t = 10)]
+    pub agents: usize,
+    /// Payloads per agent.
+    #[arg(long, default_value_t = 120)]
+    pub payloads: u32,
+    /// Payloads per second, the whole fleet.
+    #[arg(long, default_value_t = 12.0)]
+    pub rate: f64,
+    /// Shortest time `squall up` runs before a kill.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub min_uptime: Duration,
+    /// Longest time `squall up` runs before a kill.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub max_uptime: Duration,
+    /// Kafka bootstrap servers (default: `squall up`'s durable embedded broker).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Where the runs' data directories go (default: a temporary directory, removed).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// What a run saw.
+#[derive(Debug, Default, Serialize)]
+pub struct RunReport {
+    /// Kills done (the chaos run).
+    pub kills: u32,
+    /// Payloads answered 202.
+    pub accepted: u64,
+    /// Posts not answered 202 (the process down or refusing), sent again.
+    pub resent: u64,
+    /// Payloads stored (minute rows).
+    pub stored: u64,
+    /// Payloads answered 202 and not stored.
+    pub lost: u64,
+    /// Alerts (device, fired at, cleared at or open).
+    pub alerts: usize,
+    /// Notification ids delivered (the notifier's outcomes).
+    pub delivered: usize,
+    /// Webhook posts the receiver got.
+    pub posts: u64,
+    /// Posts of an id the receiver already had (same `Idempotency-Key`).
+    pub repeats: u64,
+    /// Delivered ids the receiver never got.
+    pub missing_at_receiver: usize,
+    /// Seconds the run took.
+    pub seconds: f64,
+}
+
+/// The chaos run, the fault-free run, and how they compare.
+#[derive(Debug, Serialize)]
+pub struct ChaosReport {
+    /// The run with kills.
+    pub chaos: RunReport,
+    /// The same payloads, no kills.
+    pub fault_free: RunReport,
+    /// Whether the alerts are the same in both.
+    pub alerts_equal: bool,
+    /// Whether the delivered notification ids are the same in both.
+    pub notifications_equal: bool,
+    /// Alerts of one run missing from the other (first few).
+    pub alert_differences: Vec<String>,
+}
+
+impl ChaosReport {
+    /// Whether every check held.
+    pub fn passed(&self) -> bool {
+        self.chaos.lost == 0
+            && self.fault_free.lost == 0
+            && self.alerts_equal
+            && self.notifications_equal
+            && self.chaos.missing_at_receiver == 0
+            && self.fault_free.missing_at_receiver == 0
+    }
+}
+
+/// Webhook posts per run path: (ids in arrival order).
+type Received = Arc<Mutex<HashMap<String, Vec<String>>>>;
+
+async fn receiver() -> anyhow::Result<(Received, SocketAddr)> {
+    let got: Received = Arc::default();
+    let state = got.clone();
+    let app = axum::Router::new().fallback(axum::routing::post(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let state = state.clone();
+            async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(uri.path().to_string())
+                    .or_default()
+                    .push(key);
+                axum::http::StatusCode::OK
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((got, addr))
+}
+
+/// A free port on 127.0.0.1 (bound, then released for `squall up` to take).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// One `squall up` and where it listens.
+struct Up {
+    exe: PathBuf,
+    dir: PathBuf,
+    intake: String,
+    admin: String,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Up {
+    fn new(exe: &Path, dir: &Path, brokers: Option<&str>, prefix: &str) -> anyhow::Result<Up> {
+        let (intake, admin) = (free_port()?, free_port()?);
+        let env = vec![
+            (
+                "SQUALL__INTAKE__LISTEN".into(),
+                format!("127.0.0.1:{intake}"),
+            ),
+            ("SQUALL__ADMIN__LISTEN".into(), format!("127.0.0.1:{admin}")),
+            ("SQUALL__ADMIN__TOKEN".into(), TOKEN.into()),
+            (
+                "SQUALL__KAFKA__BROKERS".into(),
+                brokers.unwrap_or_default().into(),
+            ),
+            ("SQUALL__KAFKA__PREFIX".into(), prefix.into()),
+            ("SQUALL__NOTIFIER__INITIAL_BACKOFF_MS".into(), "50".into()),
+            ("SQUALL__NOTIFIER__MAX_BACKOFF_MS".into(), "500".into()),
+            ("RUST_LOG".into(), "warn".into()),
+            ("NO_COLOR".into(), "1".into()),
+        ];
+        Ok(Up {
+            exe: exe.to_path_buf(),
+            dir: dir.to_path_buf(),
+            intake: format!("http://127.0.0.1:{intake}"),
+            admin: format!("http://127.0.0.1:{admin}/api/v1"),
+            env,
+            child: None,
+        })
+    }
+
+    /// Starts it and waits (bounded) until its admin API answers.
+    async fn start(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("up.log"))?;
+        let child = Command::new(&self.exe)
+            .arg("up")
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {} up", self.exe.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut every = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            every.tick().await;
+            let ok = client
+                .get(format!("{}/alerts/configs", self.admin))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                anyhow::bail!(
+                    "squall up exited ({status}); see {}",
+                    self.dir.join("up.log").display()
+                );
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("squall up did not answer within 60 s");
+            }
+        }
+    }
+
+    /// SIGKILL: no graceful anything.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGINT and a clean exit (bounded).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn api(
+    client: &reqwest::Client,
+    up: &Up,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Json>,
+) -> anyhow::Result<Json> {
+    let mut r = client
+        .request(method, format!("{}{path}", up.admin))
+        .bearer_auth(TOKEN);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.with_context(|| format!("calling {path}"))?;
+    let status = r.status();
+    let text = r.text().await?;
+    anyhow::ensure!(status.is_success(), "{path}: {status}: {text}");
+    Ok(serde_json::from_str(&text).unwrap_or(Json::Null))
+}
+
+/// The load of payload `j` of agent `i`: above the threshold (4) in stretches of five
+/// payloads, shifted per agent.
+fn load(i: usize, j: u32) -> f64 {
+    if (j as usize / 5 + i).is_multiple_of(3) {
+        5.0
+    } else {
+        1.0
+    }
+}
+
+/// The body agent `i` posts as payload `j` (zlib), and its Content-MD5.
+fn body(template: &Json, t0: f64, i: usize, j: u32) -> (Vec<u8>, String) {
+    let mut p = template.clone();
+    p["collection_timestamp"] = json!(t0 + 60.0 * f64::from(j));
+    p["system.load.1"] = json!(load(i, j));
+    p["agentKey"] = json!(KEY);
+    p["internalHostname"] = json!(format!("chaos-{i}.example.com"));
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = z.write_all(&serde_json::to_vec(&p).unwrap_or_default());
+    let body = z.finish().unwrap_or_default();
+    let md5 = format!("{:x}", Md5::digest(&body));
+    (body, md5)
+}
+
+/// Posts every agent's payloads in order, each until it is answered 202, at `rate` for the
+/// fleet; returns (accepted, resent).
+async fn fleet(
+    client: reqwest::Client,
+    intake: String,
+    (agents, payloads): (usize, u32),
+    rate: f64,
+    t0: f64,
+) -> (u64, u64) {
+    let template: Json =
+        serde_json::from_slice(crate::generate::SAMPLE_V2_PAYLOAD).unwrap_or(Json::Null);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let resent = Arc::new(AtomicU64::new(0));
+    let per_agent = Duration::from_secs_f64(agents as f64 / rate.max(0.001));
+    let mut tasks = Vec::new();
+    for i in 0..agents {
+        let (client, intake, template) = (client.clone(), intake.clone(), template.clone());
+        let (accepted, resent) = (accepted.clone(), resent.clone());
+        tasks.push(tokio::spawn(async move {
+            // Agents start spread over one period.
+            let start =
+                tokio::time::Instant::now() + per_agent.mul_f64(i as f64 / payloads.max(1) as f64);
+            let mut every = tokio::time::interval_at(start, per_agent);
+            let mut retry = tokio::time::interval(Duration::from_millis(50));
+            for j in 0..payloads {
+                every.tick().await;
+                let (body, md5) = body(&template, t0, i, j);
+                loop {
+                    let sent = client
+                        .post(format!("{intake}/intake/?agent_key={KEY}"))
+                        .header("Host", format!("{ACCOUNT}.agent.example.com"))
+                        .header("Content-Encoding", "deflate")
+                        .header("Content-MD5", &md5)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if sent.is_ok_and(|r| r.status().as_u16() == 202) {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    resent.fetch_add(1, Ordering::Relaxed);
+                    retry.tick().await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    (
+        accepted.load(Ordering::Relaxed),
+        resent.load(Ordering::Relaxed),
+    )
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or `timeout`.
+async fn settle<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        every.tick().await;
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+    }
+}
+
+/// What a finished run stored and notified.
+struct Outcome {
+    report: RunReport,
+    alerts: BTreeSet<String>,
+    delivered: BTreeSet<String>,
+}
+
+/// One run: `squall up` in `dir`, the fleet, `kills` kills (seeded), then the checks.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    exe: &Path,
+    dir: &Path,
+    opts: &ChaosOptions,
+    kills: u32,
+    rate: f64,
+    prefix: &str,
+    hook: &str,
+    received: &Received,
+    t0: f64,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut up = Up::new(exe, dir, opts.brokers.as_deref(), prefix)?;
+    up.start(&client).await?;
+    api(
+        &client,
+        &up,
+        reqwest::Method::POST,
+        "/accounts",
+        Some(json!({"name": ACCOUNT, "device_quota": opts.agents, "active": true})),
+    )
+    .await?;
+    api(
+        &client,
+        &up,
+        reqwest::Method::POST,
+        &format!("/accounts/{ACCOUNT}/agent-keys"),
+        Some(json!({"agentKey": KEY})),
+    )
+    .await?;
+    api(
+        &client,
+        &up,
+        reqwest::Method::POST,
+        "/alerts/configs",
+        Some(json!({
+            "account": ACCOUNT, "name": "High load", "kind": "threshold",
+            "subject": {"type": "account"}, "metric": "system.load.1",
+            "comparison": "gte", "value": 4,
+            "wait": {"seconds": 0, "enabled": false},
+            "repeat": {"seconds": 0, "enabled": false},
+            "fix": true,
+            "recipients": [{"type": "webhook", "url": hook}]
+        })),
+    )
+    .await?;
+    let posting = tokio::spawn(fleet(
+        client.clone(),
+        up.intake.clone(),
+        (opts.agents, opts.payloads),
+        rate,
+        t0,
+    ));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(opts.seed);
+    let mut done_kills = 0;
+    let (lo, hi) = (opts.min_uptime, opts.max_uptime.max(opts.min_uptime));
+    while done_kills < kills && !posting.is_finished() {
+        let uptime = lo + (hi - lo).mul_f64(rng.gen::<f64>());
+        tokio::time::sleep(uptime).await;
+        if posting.is_finished() {
+            break;
+        }
+        up.kill();
+        done_kills += 1;
+        up.start(&client).await?;
+    }
+    let (accepted, resent) = posting.await?;
+
+    // Settle: every device's payloads stored, the notifications delivered and quiet.
+    let expected = u64::from(opts.payloads);
+    let devices = settle(Duration::from_secs(120), || async {
+        let d = api(
+            &client,
+            &up,
+            reqwest::Method::GET,
+            &format!("/accounts/{ACCOUNT}/devices"),
+            None,
+        )
+        .await
+        .ok()?;
+        (d.as_array()?.len() == opts.agents).then_some(d)
+    })
+    .await
+    .context("every agent's device registered within 120 s")?;
+    let mut stored = 0u64;
+    for d in devices.as_array().into_iter().flatten() {
+        let path = format!("/devices/{}/metrics?metric=system.load.1", d["id"]);
+        let points = settle(Duration::from_secs(120), || async {
+            let m = api(&client, &up, reqwest::Method::GET, &path, None)
+                .await
+                .ok()?;
+            let n = m["points"].as_array()?.len() as u64;
+            (n >= expected).then_some(n)
+        })
+        .await
+        .unwrap_or(0);
+        stored += points;
+    }
+    let hook_path = reqwest::Url::parse(hook)?.path().to_string();
+    let posts_now = || {
+        received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hook_path)
+            .map_or(0, Vec::len)
+    };
+    // Quiet for 3 s: the same outcomes and posts.
+    let mut last = (usize::MAX, 0usize);
+    let mut quiet_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let notifications = loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the notifications did not settle within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(n) = api(&client, &up, reqwest::Method::GET, "/notifications", None).await else {
+            continue;
+        };
+        let now = (n.as_array().map_or(0, Vec::len), posts_now());
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= Duration::from_secs(3) {
+            break n;
+        }
+    };
+    let alerts_open = api(
+        &client,
+        &up,
+        reqwest::Method::GET,
+        "/alerts/triggered",
+        None,
+    )
+    .await?;
+    let alerts_closed = api(
+        &client,
+        &up,
+        reqwest::Method::GET,
+        "/alerts/triggered?closed=true",
+        None,
+    )
+    .await?;
+    up.stop();
+
+    let hostname: BTreeMap<String, String> = devices
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["id"].to_string(),
+                d["hostname"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let alerts: BTreeSet<String> = alerts_open
+        .as_array()
+        .into_iter()
+        .chain(alerts_closed.as_array())
+        .flatten()
+        .map(|a| {
+            let device = hostname
+                .get(&a["device"].to_string())
+                .cloned()
+                .unwrap_or_else(|| a["device"].to_string());
+            format!(
+                "{device} fired {} cleared {}",
+                a["fired_at"], a["closed_at"]
+            )
+        })
+        .collect();
+    // Device ids depend on which agent registered first: name them by host to compare.
+    let by_host = |id: &str| -> String {
+        id.split('-')
+            .map(|part| {
+                part.strip_prefix('d')
+                    .and_then(|n| hostname.get(n))
+                    .cloned()
+                    .unwrap_or_else(|| part.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+    let delivered: BTreeSet<String> = notifications
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["status"] == "delivered")
+        .filter_map(|n| n["id"].as_str().map(by_host))
+        .collect();
+    let posts = received
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&hook_path)
+        .cloned()
+        .unwrap_or_default();
+    let unique: BTreeSet<String> = posts.iter().map(|id| by_host(id)).collect();
+    let report = RunReport {
+        kills: done_kills,
+        accepted,
+        resent,
+        stored,
+        lost: accepted.saturating_sub(stored),
+        alerts: alerts.len(),
+        delivered: delivered.len(),
+        posts: posts.len() as u64,
+        repeats: (posts.len().saturating_sub(unique.len())) as u64,
+        missing_at_receiver: delivered.iter().filter(|id| !unique.contains(*id)).count(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok(Outcome {
+        report,
+        alerts,
+        delivered,
+    })
+}
+
+/// Runs the chaos run and the fault-free run (`exe` is the `squall` binary).
+pub async fn chaos(exe: &Path, opts: ChaosOptions) -> anyhow::Result<ChaosReport> {
+    let temp;
+    let base = match &opts.dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let (received, addr) = receiver().await?;
+    // Event times a day back (the whole sequence stays behind the receive time), the same
+    // for both runs.
+    let t0 = ((crate::fleet::epoch_secs() - 86_400.0) / 60.0).floor() * 60.0;
+    let tag = crate::fleet::fresh_prefix();
+    let chaos = run(
+        exe,
+        &base.join("chaos"),
+        &opts,
+        opts.kills,
+        opts.rate,
+        &format!("{tag}chaos."),
+        &format!("http://{addr}/chaos"),
+        &received,
+        t0,
+    )
+    .await?;
+    let clean = run(
+        exe,
+        &base.join("fault-free"),
+        &opts,
+        0,
+        opts.rate * 5.0,
+        &format!("{tag}clean."),
+        &format!("http://{addr}/clean"),
+        &received,
+        t0,
+    )
+    .await?;
+    let differences: Vec<String> = chaos
+        .alerts
+        .symmetric_difference(&clean.alerts)
+        .take(10)
+        .cloned()
+        .collect();
+    Ok(ChaosReport {
+        alerts_equal: chaos.alerts == clean.alerts,
+        notifications_equal: chaos.delivered == clean.delivered,
+        alert_differences: differences,
+        chaos: chaos.report,
+        fault_free: clean.report,
+    })
+}

@@ -150,6 +150,10 @@ pub struct KafkaSection {
     /// `DATA_DIR/journal`: a payload answered 202 is on disk) or `memory` (librdkafka's
     /// mock cluster: everything queued is lost with the process; tests and benchmarks).
     pub embedded: EmbeddedKind,
+    /// The durable embedded broker: megabytes a partition may hold past what its readers
+    /// committed before writes to it are refused (the intake answers 503: agents retry
+    /// later), so a pipeline that cannot make progress does not fill the disk.
+    pub journal_max_backlog_mb: u64,
     /// Partitions of the topics created when missing.
     pub partitions: i32,
     /// Prefix of every topic and consumer group name.
@@ -168,6 +172,7 @@ impl Default for KafkaSection {
         KafkaSection {
             brokers: String::new(),
             embedded: EmbeddedKind::Durable,
+            journal_max_backlog_mb: 1024,
             partitions: 4,
             prefix: "squall.".into(),
             session_timeout_ms: 10_000,

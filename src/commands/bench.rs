@@ -115,7 +115,7 @@ pub(super) fn main(what: BenchCommand) -> anyhow::Result<ExitCode> {
             let journal = dir.path().join("journal");
             let (embedded, brokers) = super::broker(
                 brokers.as_deref().unwrap_or_default(),
-                (!options.memory).then_some(&*journal),
+                (!options.memory).then_some((&*journal, 1 << 30)),
                 &Names::new(&prefix).topics(),
                 options.partitions,
             )?;

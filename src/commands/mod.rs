@@ -217,10 +217,10 @@ fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
 
 /// The broker to use: `named` when it is not empty, else the embedded one (returned too:
 /// it lives as long as the caller keeps it) with `topics` created: the durable journal in
-/// `journal` when given, else the in-memory cluster.
+/// `journal` (with its backlog bound) when given, else the in-memory cluster.
 fn broker(
     named: &str,
-    journal: Option<&std::path::Path>,
+    journal: Option<(&std::path::Path, u64)>,
     topics: &[&str],
     partitions: i32,
 ) -> anyhow::Result<(Option<EmbeddedBroker>, String)> {
@@ -228,7 +228,15 @@ fn broker(
         return Ok((None, named.trim().to_string()));
     }
     let embedded = match journal {
-        Some(dir) => EmbeddedBroker::durable(dir, topics, partitions)?,
+        Some((dir, max_backlog_bytes)) => EmbeddedBroker::durable(
+            dir,
+            squall_connectors::journal::JournalOptions {
+                max_backlog_bytes,
+                ..Default::default()
+            },
+            topics,
+            partitions,
+        )?,
         None => EmbeddedBroker::memory(topics, partitions)?,
     };
     let brokers = embedded.bootstrap_servers();

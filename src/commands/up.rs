@@ -149,7 +149,8 @@ pub(super) fn main(
     let journal = config.journal_dir();
     let (embedded, brokers) = super::broker(
         &config.kafka.brokers,
-        (config.kafka.embedded == crate::config::EmbeddedKind::Durable).then_some(&*journal),
+        (config.kafka.embedded == crate::config::EmbeddedKind::Durable)
+            .then_some((&*journal, config.kafka.journal_max_backlog_mb << 20)),
         &config.names().topics(),
         config.kafka.partitions,
     )?;

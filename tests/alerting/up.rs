@@ -1120,3 +1120,85 @@ async fn a_dead_lettered_payload_is_listed_with_its_reason_and_replayed_once_fix
     assert_eq!(dead_letters_cli(&up, &["list", "--json"]).trim(), "[]");
     up.stop();
 }
+
+/// Backpressure reaches the agents: with the database locked, the journal fills past
+/// `kafka.journal_max_backlog_mb` (1 MB here) and the intake answers 503 with
+/// `Retry-After` instead of queueing without bound; once the lock is gone, every payload
+/// answered 202 is stored, and the refused ones go through when sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_pipeline_pushes_back_to_the_agents_with_503_and_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/squall.db");
+    let db_url = format!("sqlite://{}?busy_timeout_ms=50", db.display());
+    let up = Up::start(
+        dir.path(),
+        "squall.",
+        &[
+            ("SQUALL__KAFKA__BROKERS", ""),
+            ("SQUALL__DB__URL", &db_url),
+            ("SQUALL__KAFKA__JOURNAL_MAX_BACKLOG_MB", "1"),
+        ],
+    );
+    let api = Api::new(&up);
+    api.account().await;
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let t0 = t0() - 86_400.0;
+    let mut accepted = 0u32;
+    let mut refused = None;
+    for i in 0..2_000u32 {
+        match api.try_payload(t0 + 60.0 * f64::from(i), 1.0, HOST).await {
+            Some(202) => accepted += 1,
+            Some(503) => {
+                refused = Some(i);
+                break;
+            }
+            other => panic!("payload {i}: {other:?}"),
+        }
+    }
+    let refused = refused.expect("the intake pushed back before 2,000 payloads");
+    assert!(accepted >= 200, "about 1 MB queued first: {accepted}");
+    // The answer itself, as an agent sees it: 503 with Retry-After and the reason.
+    let r = api
+        .client
+        .post(format!("{}/intake/?agent_key={KEY}", api.intake))
+        .header("Host", "acme.agent.example.com")
+        .body(format!(
+            r#"{{"agentKey": "{KEY}", "collection_timestamp": {t0}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Json = r.json().await.unwrap();
+    assert_eq!(body["reason"], "broker_unavailable");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_backlog_bytes"),
+        "{body}"
+    );
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    // The agent sends the refused payload again (and the rest) until they are taken.
+    for i in refused..refused + 5 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while api.try_payload(t0 + 60.0 * f64::from(i), 1.0, HOST).await != Some(202) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "payload {i} taken again"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await; // the agent's back-off
+        }
+    }
+    let devices = api.get("/accounts/acme/devices").await;
+    let path = format!("/devices/{}/metrics?metric=system.load.1", devices[0]["id"]);
+    let want = (refused + 5) as usize;
+    api.wait_get(&path, Duration::from_secs(120), |d| {
+        d["points"].as_array().unwrap().len() == want
+    })
+    .await;
+    up.stop();
+}

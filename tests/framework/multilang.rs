@@ -3,12 +3,11 @@
 //! bolt, counted by squall's Rust `count` bolt), with faults injected into the bolt; and the
 //! same over MessagePack.
 //!
-//! Needs pystorm and msgpack: `eval "$(bash scripts/python-up.sh)"` sets `SQUALL_PYTHON`
-//! (CI does).
+//! Needs pystorm and msgpack: `$SQUALL_PYTHON`, or the virtualenv `scripts/python-up.sh`
+//! makes, which the tests run themselves when it is missing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -19,27 +18,48 @@ use squall_topology::{
 };
 use tokio::sync::mpsc;
 
-/// The Python with pystorm: `$SQUALL_PYTHON`, else the one `scripts/python-up.sh` makes,
-/// else `python3`. Panics with the fix when pystorm is missing.
+/// The Python with pystorm: `$SQUALL_PYTHON`, else the one `scripts/python-up.sh` makes
+/// (run here, once per test binary, when it is not there yet: the first run installs
+/// pystorm and msgpack from PyPI into `~/.cache/squall/pyenv`).
 fn python() -> String {
-    let cached = std::env::var("HOME")
-        .map(|h| format!("{h}/.cache/squall/pyenv/bin/python"))
-        .ok()
-        .filter(|p| Path::new(p).exists());
-    let python = std::env::var("SQUALL_PYTHON")
-        .ok()
-        .or(cached)
-        .unwrap_or_else(|| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import pystorm, msgpack"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "pystorm or msgpack is not importable by {python}: run `eval \"$(bash scripts/python-up.sh)\"` first"
-    );
-    python
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let importable = |python: &str| {
+                std::process::Command::new(python)
+                    .args(["-c", "import pystorm, msgpack"])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false)
+            };
+            if let Ok(python) = std::env::var("SQUALL_PYTHON") {
+                assert!(
+                    importable(&python),
+                    "SQUALL_PYTHON={python} cannot import pystorm and msgpack"
+                );
+                return python;
+            }
+            let out = std::process::Command::new("bash")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python-up.sh"))
+                .output()
+                .expect("run scripts/python-up.sh");
+            assert!(
+                out.status.success(),
+                "scripts/python-up.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let python = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("export SQUALL_PYTHON=").map(String::from))
+                .expect("python-up.sh prints export SQUALL_PYTHON=");
+            assert!(
+                importable(&python),
+                "{python} (from scripts/python-up.sh) cannot import pystorm and msgpack"
+            );
+            python
+        })
+        .clone()
 }
 
 /// Everything logged in this test binary, as text (one global subscriber: the children's

@@ -22,6 +22,11 @@
 //! - **Retention**: a segment is deleted only when every group that committed on its topic
 //!   has committed past its end (never the segment being written). Topics no group reads
 //!   (rejected, dead letters) keep everything.
+//! - **Bounded backlog**: an append to a partition that groups read is refused while
+//!   more than `max_backlog_bytes` of it lies past the slowest group's committed position,
+//!   so a consumer that cannot make progress (its database locked for an hour) pushes back
+//!   to the producers (the intake answers 503 and agents retry) instead of filling the
+//!   disk.
 //! - **One owner**: a second process opening the directory gets an error naming it; in one
 //!   process, [`Journal::open`] returns the same journal for the same directory.
 
@@ -159,6 +164,9 @@ pub struct JournalOptions {
     pub segment_bytes: u64,
     /// Appends waiting for the writer before [`Journal::append`] refuses more.
     pub queue: usize,
+    /// Bytes a partition may hold past its slowest group's committed position before
+    /// appends to it are refused.
+    pub max_backlog_bytes: u64,
 }
 
 impl Default for JournalOptions {
@@ -166,6 +174,7 @@ impl Default for JournalOptions {
         JournalOptions {
             segment_bytes: 64 << 20,
             queue: 65_536,
+            max_backlog_bytes: 1 << 30,
         }
     }
 }
@@ -392,6 +401,21 @@ impl Journal {
             (None, Some(key)) => u64::from(crc32fast::hash(key)) % n,
             (None, None) => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
         };
+        let part = &parts[index as usize];
+        if let Some(committed) = self.slowest_group(topic, part.index) {
+            let backlog = part.state().end.saturating_sub(committed);
+            if backlog > self.inner.options.max_backlog_bytes {
+                metrics::counter!("squall_journal_backlog_refusals_total", "topic" => topic.to_string())
+                    .increment(1);
+                return Err((
+                    format!(
+                        "{topic} partition {} holds {backlog} bytes its readers have not committed (max_backlog_bytes {}); try again later",
+                        part.index, self.inner.options.max_backlog_bytes
+                    ),
+                    done,
+                ));
+            }
+        }
         let append = Append {
             partition: parts[index as usize].clone(),
             record,
@@ -404,6 +428,16 @@ impl Journal {
                 Err(("the journal writer stopped".into(), a.done))
             }
         }
+    }
+
+    /// The smallest position committed on `topic`'s `partition` by the groups that read the
+    /// topic (`None`: no group does).
+    fn slowest_group(&self, topic: &str, partition: i32) -> Option<u64> {
+        lock(&self.inner.groups)
+            .values()
+            .filter_map(|g| g.get(topic))
+            .map(|t| t.get(&partition).copied().unwrap_or(0))
+            .min()
     }
 
     /// A reader of `topic`'s `partition`, at its oldest record.

@@ -151,3 +151,32 @@ fn a_second_owner_is_refused() {
         .unwrap();
     assert!(other.try_lock().is_err(), "the LOCK file is held");
 }
+
+#[test]
+fn appends_are_refused_while_the_slowest_group_is_too_far_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open_with(
+        dir.path(),
+        JournalOptions {
+            max_backlog_bytes: 100,
+            ..JournalOptions::default()
+        },
+    )
+    .unwrap();
+    j.ensure_topic("t", 1).unwrap();
+    // Nobody reads it yet: no bound.
+    for i in 0..10 {
+        append(&j, "t", Some(0), rec("k", &format!("value-{i}")));
+    }
+    // A group that committed nothing is 10 records (> 100 bytes) behind.
+    j.commit("slow", &[("t", 0, 0)]).unwrap();
+    let refused = j
+        .append("t", Some(0), rec("k", "more"), Box::new(|_| {}))
+        .map_err(|(e, _)| e)
+        .unwrap_err();
+    assert!(refused.contains("max_backlog_bytes"), "{refused}");
+    // Once it catches up, appends go through again.
+    let (_, end) = j.bounds("t", 0).unwrap();
+    j.commit("slow", &[("t", 0, end)]).unwrap();
+    append(&j, "t", Some(0), rec("k", "more"));
+}

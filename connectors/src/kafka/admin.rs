@@ -13,7 +13,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::ClientConfig;
 
-use crate::journal::{journal_dir, Journal, JOURNAL_SCHEME};
+use crate::journal::{journal_dir, Journal, JournalOptions, JOURNAL_SCHEME};
 
 /// Why a cluster could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -118,14 +118,16 @@ impl std::fmt::Debug for EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    /// The journal in `dir` (created if needed) with `topics` of `partitions` partitions
-    /// each (existing topics keep theirs). Refused when another process has it open.
+    /// The journal in `dir` (created if needed, with `options`) with `topics` of
+    /// `partitions` partitions each (existing topics keep theirs). Refused when another
+    /// process has it open.
     pub fn durable(
         dir: &std::path::Path,
+        options: JournalOptions,
         topics: &[&str],
         partitions: i32,
     ) -> Result<Self, AdminError> {
-        let journal = Journal::open(dir).map_err(|source| AdminError::Journal {
+        let journal = Journal::open_with(dir, options).map_err(|source| AdminError::Journal {
             what: format!("opening the journal in {}", dir.display()),
             source,
         })?;

@@ -54,12 +54,23 @@ pub(crate) fn spawn(
                     .reader(&topic, partition)
                     .map_err(|e| e.to_string())?;
                 let (first, end) = journal.bounds(&topic, partition).unwrap_or((0, 0));
-                let start = journal
-                    .committed(&config.group_id, &topic, partition)
-                    .unwrap_or(match config.start {
-                        Start::Earliest => first,
-                        Start::Latest => end,
-                    });
+                let start = match journal.committed(&config.group_id, &topic, partition) {
+                    Some(p) => p,
+                    None => {
+                        let p = match config.start {
+                            Start::Earliest => first,
+                            Start::Latest => end,
+                        };
+                        // The group reads this topic from now on: its position counts for
+                        // retention and the backlog bound before its first record is done.
+                        if config.mode != Mode::None {
+                            journal
+                                .commit(&config.group_id, &[(&topic, partition, p)])
+                                .map_err(|e| format!("committing the start of {topic}: {e}"))?;
+                        }
+                        p
+                    }
+                };
                 reader
                     .seek(start)
                     .map_err(|e| format!("reading {topic} partition {partition}: {e}"))?;

@@ -1,12 +1,13 @@
 //! The stores factory: a database URL -> the backend that implements the storage traits.
 //!
-//! `sqlite://PATH` (and `sqlite::memory:`) is the embedded default; the scheme picks the
-//! backend, so bolts, the admin API and the CLI name a database the same way and check
-//! its URL in one place.
+//! `sqlite://PATH` (and `sqlite::memory:`) is the embedded default, `postgres://...` the
+//! cluster backend (several processes share it); the scheme picks the backend, so bolts,
+//! the admin API and the CLI name a database the same way and check its URL in one place.
 
 use std::sync::Arc;
 
 use squall_alerting::store::{AccountStore, AlertStateStore, DeliveryLog, MetricStore, StoreError};
+use squall_store_postgres::PgStore;
 use squall_store_sqlite::SqliteStore;
 
 /// Every store of one database.
@@ -31,26 +32,52 @@ impl std::fmt::Debug for Stores {
 /// Checks a database URL without opening it: the error names the option and says which
 /// URLs are known.
 pub fn check_url(url: &str) -> Result<(), String> {
-    squall_store_sqlite::parse_url(url)
-        .map(|_| ())
-        .map_err(|e| match e {
-            StoreError::Invalid { message, .. } if url.starts_with(squall_store_sqlite::SCHEME) => {
-                format!("`db_url`: {message}")
-            }
-            _ => format!("`db_url` must be sqlite://PATH, got \"{url}\""),
-        })
+    let checked = if squall_store_postgres::is_postgres_url(url) {
+        squall_store_postgres::check_url(url)
+    } else {
+        squall_store_sqlite::parse_url(url).map(|_| ())
+    };
+    checked.map_err(|e| match e {
+        StoreError::Invalid { message, .. }
+            if url.starts_with(squall_store_sqlite::SCHEME)
+                || squall_store_postgres::is_postgres_url(url) =>
+        {
+            format!("`db_url`: {message}")
+        }
+        _ => format!(
+            "`db_url` must be sqlite://PATH or postgres://USER@HOST:PORT/DB, got \"{}\"",
+            squall_store_postgres::redact(url)
+        ),
+    })
 }
 
-/// Opens the database `url` names (one connection, shared by its stores) and runs its
-/// pending migrations.
+/// Opens the database `url` names and runs its pending migrations: SQLite (one
+/// connection, shared by its stores) or PostgreSQL (the process's pool for the URL).
 pub fn open(url: &str) -> Result<Stores, StoreError> {
-    let db = Arc::new(SqliteStore::open_url(url)?);
-    Ok(Stores {
-        accounts: db.clone(),
-        alerts: db.clone(),
-        deliveries: db.clone(),
-        metrics: db,
-    })
+    if squall_store_postgres::is_postgres_url(url) {
+        return Ok(Stores::of(Arc::new(PgStore::open_url(url)?)));
+    }
+    Ok(Stores::of(Arc::new(SqliteStore::open_url(url)?)))
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    squall_store_postgres::redact(url)
+}
+
+impl Stores {
+    /// Every store of one backend.
+    pub fn of<B>(db: Arc<B>) -> Self
+    where
+        B: AccountStore + AlertStateStore + DeliveryLog + MetricStore + 'static,
+    {
+        Stores {
+            accounts: db.clone(),
+            alerts: db.clone(),
+            deliveries: db.clone(),
+            metrics: db,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -62,7 +89,16 @@ mod tests {
         assert!(check_url("sqlite:///tmp/x.db").is_ok());
         assert!(check_url("sqlite::memory:").is_ok());
         let e = check_url("mysql://db").unwrap_err();
-        assert_eq!(e, "`db_url` must be sqlite://PATH, got \"mysql://db\"");
+        assert_eq!(
+            e,
+            "`db_url` must be sqlite://PATH or postgres://USER@HOST:PORT/DB, got \"mysql://db\""
+        );
+        assert!(check_url("postgres://squall@127.0.0.1:5432/squall").is_ok());
+        let e = check_url("postgres://u:pw@h:1/db?pool_size=none").unwrap_err();
+        assert!(
+            e.starts_with("`db_url`: pool_size=none") && !e.contains("pw@"),
+            "{e}"
+        );
         assert!(open("mysql://db").is_err());
         let s = open("sqlite::memory:").unwrap();
         assert_eq!(s.accounts.admin_version().unwrap(), 0);

@@ -75,7 +75,8 @@ pub async fn run(
     let stores = {
         let db = db.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            squall_pipeline::stores::open(&db).with_context(|| format!("opening {db}"))
+            squall_pipeline::stores::open(&db)
+                .with_context(|| format!("opening {}", squall_pipeline::stores::redact(&db)))
         })
         .await??
     };
@@ -121,7 +122,7 @@ pub async fn run(
     println!("  intake     http://{intake_addr}/intake/   (agents post here)");
     println!("  admin API  http://{admin_addr}/api/v1/   (Authorization: Bearer {token})");
     println!("  kafka      {brokers}");
-    println!("  database   {db}");
+    println!("  database   {}", squall_pipeline::stores::redact(&db));
     println!("  topology   alerting, notifier");
     use std::io::Write;
     let _ = std::io::stdout().flush();

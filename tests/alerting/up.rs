@@ -1202,3 +1202,90 @@ async fn a_stuck_pipeline_pushes_back_to_the_agents_with_503_and_retry_after() {
     .await;
     up.stop();
 }
+
+/// A fresh database on the real PostgreSQL server of the tests (`scripts/postgres-up.sh`).
+async fn postgres_database() -> String {
+    tokio::task::spawn_blocking(squall_store_postgres::testing::fresh_database)
+        .await
+        .unwrap()
+}
+
+/// `db.url = postgres://...`: the same pipeline on PostgreSQL. A wait rule's pending
+/// clock, the devices and the stored minutes live in the database, so a SIGKILLed
+/// process restarted on it fires at the right event time, once, and serves what the
+/// first one stored; no SQLite file is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_squall_up_keeps_alert_state_and_metrics_across_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = postgres_database().await;
+    let (receiver, url) = Receiver::start().await;
+    let env = [
+        ("SQUALL__KAFKA__BROKERS", ""),
+        ("SQUALL__DB__URL", db.as_str()),
+    ];
+    let up = Up::start(dir.path(), "squall.", &env);
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"wait": {"seconds": 120, "enabled": true},
+                   "recipients": [{"type": "slack", "url": format!("{url}/slack")}]}),
+        ),
+    )
+    .await;
+    let t0 = t0();
+    api.payload(t0, 5.0).await;
+    let devices = api
+        .wait_get("/accounts/acme/devices", Duration::from_secs(60), |d| {
+            d.as_array().is_some_and(|d| d.len() == 1)
+        })
+        .await;
+    let id = devices[0]["id"].clone();
+    let minutes = format!("/devices/{id}/metrics?metric=system.load.1&resolution=minute");
+    api.wait_get(&minutes, Duration::from_secs(60), |d| {
+        d["points"].as_array().is_some_and(|p| p.len() == 1)
+    })
+    .await;
+    up.kill();
+
+    let up = Up::start(dir.path(), "squall.", &env);
+    let api = Api::new(&up);
+    api.payload(t0 + 60.0, 5.0).await;
+    api.payload(t0 + 120.0, 5.0).await;
+    let got = receiver.wait("/slack", 1, Duration::from_secs(60)).await;
+    assert!(
+        got[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FIRING] High load: system.load.1 = 5"),
+        "{got:?}"
+    );
+    let open = api.get("/alerts/triggered").await;
+    let open = open.as_array().expect("a list");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        open[0]["fired_at"].as_f64(),
+        Some(t0 + 120.0),
+        "the wait counted from the first process's payload"
+    );
+    let stored = api
+        .wait_get(&minutes, Duration::from_secs(60), |d| {
+            d["points"].as_array().is_some_and(|p| p.len() == 3)
+        })
+        .await;
+    let values: Vec<f64> = stored["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, [5.0, 5.0, 5.0]);
+    assert!(
+        !dir.path().join("data/squall.db").exists(),
+        "no SQLite file beside PostgreSQL"
+    );
+    assert_eq!(receiver.on("/slack").len(), 1, "fired once");
+    up.stop();
+}

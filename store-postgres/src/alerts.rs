@@ -1,0 +1,180 @@
+//! [`AlertStateStore`] on PostgreSQL: each device's rule state (`alert_device_state`) and
+//! the alerts that fired (`alerts`, at most one open row per (config, device, series): a
+//! partial unique index holds it), written in one transaction per batch; the states in
+//! one multi-row upsert, in device order.
+
+use std::collections::BTreeMap;
+
+use squall_alerting::ids::{ConfigId, DeviceId};
+use squall_alerting::store::{
+    series_key, series_labels, AlertChange, AlertStateStore, StoreError, TriggeredAlert,
+};
+
+use crate::PgStore;
+
+impl AlertStateStore for PgStore {
+    fn device_state(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.block_on(async {
+            let c = self.client().await?;
+            let stmt = c
+                .prepare_cached("SELECT state FROM alert_device_state WHERE device = $1")
+                .await?;
+            Ok(c.query_opt(&stmt, &[&device.0]).await?.map(|r| r.get(0)))
+        })
+    }
+
+    fn device_states(
+        &self,
+        keep: &dyn Fn(DeviceId) -> bool,
+    ) -> Result<Vec<(DeviceId, String, Vec<u8>)>, StoreError> {
+        let rows = self.block_on(async {
+            let c = self.client().await?;
+            Ok(c.query(
+                "SELECT device, account, state FROM alert_device_state ORDER BY device",
+                &[],
+            )
+            .await?)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (DeviceId(r.get(0)), r.get(1), r.get(2)))
+            .filter(|(d, _, _)| keep(*d))
+            .collect())
+    }
+
+    fn commit(
+        &self,
+        states: &[(DeviceId, &str, Vec<u8>)],
+        changes: &[AlertChange],
+    ) -> Result<(), StoreError> {
+        // One row per device (the last state given wins), in device order.
+        let mut by_device: BTreeMap<i64, (&str, &[u8])> = BTreeMap::new();
+        for (device, account, blob) in states {
+            by_device.insert(device.0, (account, blob));
+        }
+        let devices: Vec<i64> = by_device.keys().copied().collect();
+        let accounts: Vec<&str> = by_device.values().map(|(a, _)| *a).collect();
+        let blobs: Vec<&[u8]> = by_device.values().map(|(_, b)| *b).collect();
+        self.block_on(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            if !devices.is_empty() {
+                let put = tx
+                    .prepare_cached(
+                        "INSERT INTO alert_device_state (device, account, state)
+                         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])
+                         ON CONFLICT (device) DO UPDATE
+                         SET account = excluded.account, state = excluded.state",
+                    )
+                    .await?;
+                tx.execute(&put, &[&devices, &accounts, &blobs]).await?;
+            }
+            for change in changes {
+                match change {
+                    AlertChange::Open(a) => {
+                        let series = series_key(&a.series);
+                        // A leftover open row (a config edited under it) closes first, so
+                        // there is never more than one open alert per key.
+                        let close = tx
+                            .prepare_cached(
+                                "UPDATE alerts SET closed_at = $4 WHERE config_id = $1
+                                 AND device = $2 AND series = $3 AND closed_at IS NULL",
+                            )
+                            .await?;
+                        tx.execute(&close, &[&a.config_id.0, &a.device.0, &series, &a.fired_at])
+                            .await?;
+                        let open = tx
+                            .prepare_cached(
+                                "INSERT INTO alerts (config_id, account, device, hostname,
+                                   metric, series, fired_at, last_value)
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                            )
+                            .await?;
+                        tx.execute(
+                            &open,
+                            &[
+                                &a.config_id.0,
+                                &a.account,
+                                &a.device.0,
+                                &a.hostname,
+                                &a.metric,
+                                &series,
+                                &a.fired_at,
+                                &a.last_value,
+                            ],
+                        )
+                        .await?;
+                    }
+                    AlertChange::Value {
+                        config_id,
+                        device,
+                        series,
+                        value,
+                    } => {
+                        let stmt = tx
+                            .prepare_cached(
+                                "UPDATE alerts SET last_value = $4 WHERE config_id = $1
+                                 AND device = $2 AND series = $3 AND closed_at IS NULL",
+                            )
+                            .await?;
+                        tx.execute(&stmt, &[&config_id.0, &device.0, series, value])
+                            .await?;
+                    }
+                    AlertChange::Close {
+                        config_id,
+                        device,
+                        series,
+                        at,
+                        value,
+                    } => {
+                        let stmt = tx
+                            .prepare_cached(
+                                "UPDATE alerts SET closed_at = $4,
+                                   last_value = COALESCE($5, last_value)
+                                 WHERE config_id = $1 AND device = $2 AND series = $3
+                                 AND closed_at IS NULL",
+                            )
+                            .await?;
+                        tx.execute(&stmt, &[&config_id.0, &device.0, series, at, value])
+                            .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn triggered(
+        &self,
+        closed: bool,
+        account: Option<&str>,
+    ) -> Result<Vec<TriggeredAlert>, StoreError> {
+        self.block_on(async {
+            let c = self.client().await?;
+            let sql = format!(
+                "SELECT id, config_id, account, device, hostname, metric, series, fired_at,
+                        closed_at, last_value
+                 FROM alerts WHERE closed_at IS {} NULL AND ($1::text IS NULL OR account = $1)
+                 ORDER BY id DESC LIMIT 1000",
+                if closed { "NOT" } else { "" }
+            );
+            let rows = c.query(&sql, &[&account]).await?;
+            Ok(rows
+                .iter()
+                .map(|r| TriggeredAlert {
+                    id: r.get(0),
+                    config_id: ConfigId(r.get(1)),
+                    account: r.get(2),
+                    device: DeviceId(r.get(3)),
+                    hostname: r.get(4),
+                    metric: r.get(5),
+                    series: series_labels(r.get(6)),
+                    fired_at: r.get(7),
+                    closed_at: r.get(8),
+                    last_value: r.get(9),
+                })
+                .collect())
+        })
+    }
+}

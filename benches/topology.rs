@@ -269,6 +269,7 @@ fn rule_evaluation(c: &mut Criterion) {
                 time: t,
                 received_at: t,
                 payload: payload.clone(),
+                partition: None,
             };
             black_box(engine.observe(&obs).unwrap())
         })
@@ -305,6 +306,7 @@ fn split_and_store(c: &mut Criterion) {
         time: 1_790_000_000.0,
         received_at: 1_790_000_000.0,
         payload: payload.clone(),
+        partition: None,
     });
     let mut split = Split;
     let mut declared = OutputDeclarer::new("split");

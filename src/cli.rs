@@ -67,6 +67,11 @@ pub enum Command {
         /// Where the database and the generated admin token live (`data_dir`).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// The services this process runs: any of intake, admin, topology, notifier,
+        /// comma-separated (default: all). Processes with the same `kafka.brokers`,
+        /// `kafka.prefix` and a PostgreSQL `db.url` form one cluster.
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        services: Vec<String>,
     },
     /// Serve the intake agents post their payloads to (`POST /intake/`, `POST /postback/`),
     /// queueing them on Kafka.
@@ -161,6 +166,18 @@ pub enum Command {
         /// The data directory holding the generated admin token (`data_dir`).
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
+    },
+    /// An in-memory Kafka-protocol cluster (librdkafka's mock cluster) on 127.0.0.1 for
+    /// development and tests, with squall's topics: prints `KAFKA_BROKERS=HOST:PORT` and
+    /// serves until Ctrl-C or SIGTERM. Several `squall up` processes can share it; it
+    /// loses everything when it stops.
+    Broker {
+        /// The topics' prefix (`kafka.prefix`).
+        #[arg(long, default_value = "squall.")]
+        prefix: String,
+        /// Partitions per topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
     },
     /// Benchmarks of the alert pipeline.
     Bench {

@@ -16,6 +16,12 @@
 //! - **No-data** rules are checked by [`Engine::tick`] against server time; after
 //!   [`Engine::load`] the first tick returns the open no-data alerts again (same ids): a
 //!   tick has no input to anchor to, so this is what keeps a crash from losing one.
+//! - **Partitions** (several processes): [`Engine::own`] takes a partition under the epoch
+//!   its owner claimed and loads its devices; every commit carries the epochs of the
+//!   partitions it writes, and a refused one ([`StoreError::Fenced`]: another owner claimed
+//!   the partition since) makes the engine [`release`](Engine::release) it, forgetting its
+//!   devices, so it neither evaluates nor checks no-data for them again until it owns the
+//!   partition anew. A device's state moves with its partition.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -28,7 +34,8 @@ use crate::ids::{ConfigId, DeviceId};
 use crate::payload::{MetricPoint, Payload};
 use crate::rules::{DeviceState, Phase, Rule, Transition};
 use crate::store::{
-    series_key, AccountStore, AlertChange, AlertStateStore, StoreError, TriggeredAlert,
+    series_key, AccountStore, AlertChange, AlertStateStore, Fence, StateRow, StoreError,
+    TriggeredAlert,
 };
 
 /// One enriched payload, as the engine evaluates it.
@@ -48,6 +55,9 @@ pub struct Observation {
     pub received_at: f64,
     /// The metric points.
     pub payload: Arc<Payload>,
+    /// The input partition the payload arrived on: the owner of the partition evaluates
+    /// the device (`None`: an input without partitions, one owner).
+    pub partition: Option<i32>,
 }
 
 /// The configs of one account, ready to evaluate, indexed by subject so a payload only
@@ -130,6 +140,10 @@ pub struct Engine {
     version: Option<i64>,
     /// Set by [`Engine::load`]: the first tick re-emits the open no-data alerts.
     replay_open_no_data: bool,
+    /// Partitions owned: partition -> the epoch claimed.
+    owned: HashMap<i32, i64>,
+    /// The partition of each held device that has one.
+    partition_of: HashMap<DeviceId, i32>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -151,13 +165,67 @@ impl Engine {
             changes: Vec::new(),
             version,
             replay_open_no_data: false,
+            owned: HashMap::new(),
+            partition_of: HashMap::new(),
         }
+    }
+
+    /// Takes `partition` under `epoch` (claimed with
+    /// [`AlertStateStore::claim_partition`]): forgets what it held of the partition, loads
+    /// the persisted state of the partition's devices for which `mine(device)` holds, and
+    /// has the next tick re-emit their open no-data alerts. Returns how many it loaded.
+    pub fn own(
+        &mut self,
+        partition: i32,
+        epoch: i64,
+        mine: impl Fn(DeviceId) -> bool,
+    ) -> Result<usize, StoreError> {
+        self.release(partition);
+        let rows = self.store.device_states(Some(partition), &mine)?;
+        let n = rows.len();
+        for (device, _, blob) in rows {
+            if let Some(p) = decode(device, &blob) {
+                self.devices.insert(device, p);
+                self.partition_of.insert(device, partition);
+            }
+        }
+        self.owned.insert(partition, epoch);
+        self.replay_open_no_data = true;
+        Ok(n)
+    }
+
+    /// Gives `partition` up: forgets its devices (their state is in the store).
+    pub fn release(&mut self, partition: i32) {
+        if self.owned.remove(&partition).is_none() {
+            return;
+        }
+        let gone: Vec<DeviceId> = self
+            .partition_of
+            .iter()
+            .filter(|(_, p)| **p == partition)
+            .map(|(d, _)| *d)
+            .collect();
+        for device in gone {
+            self.partition_of.remove(&device);
+            self.devices.remove(&device);
+            self.dirty.remove(&device);
+        }
+    }
+
+    /// The epoch `partition` is owned under, if it is.
+    pub fn epoch(&self, partition: i32) -> Option<i64> {
+        self.owned.get(&partition).copied()
+    }
+
+    /// The partitions owned, with their epochs.
+    pub fn owned(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.owned.iter().map(|(p, e)| (*p, *e))
     }
 
     /// Loads the persisted state of every device for which `mine(device)` holds (no-data
     /// rules need to know devices before they post again). Returns how many.
     pub fn load(&mut self, mine: impl Fn(DeviceId) -> bool) -> Result<usize, StoreError> {
-        let rows = self.store.device_states(&mine)?;
+        let rows = self.store.device_states(None, &mine)?;
         let n = rows.len();
         // A no-data alert fires on a tick, with no input to anchor its notification to:
         // if the process died between committing it and producing the notification, it
@@ -228,6 +296,9 @@ impl Engine {
     /// memory now and is written by the next [`Engine::commit`].
     pub fn observe(&mut self, obs: &Observation) -> Result<Vec<AlertEvent>, StoreError> {
         let rules = self.account_rules(&obs.account)?;
+        if let Some(p) = obs.partition {
+            self.partition_of.insert(obs.device, p);
+        }
         let entry = self.device_entry(obs.device)?;
         entry.account.clone_from(&obs.account);
         entry.agent_key.clone_from(&obs.agent_key);
@@ -466,18 +537,32 @@ impl Engine {
         if self.dirty.is_empty() && self.changes.is_empty() {
             return Ok(());
         }
-        let mut blobs = Vec::with_capacity(self.dirty.len());
+        let mut rows = Vec::with_capacity(self.dirty.len());
+        let mut fences: Vec<Fence> = Vec::new();
         for &device in &self.dirty {
             if let Some(p) = self.devices.get(&device) {
                 let blob = rmp_serde::to_vec_named(p).map_err(|e| StoreError::Invalid {
                     field: "alert_device_state.state",
                     message: e.to_string(),
                 })?;
-                blobs.push((device, p.account.as_str(), blob));
+                let partition = self.partition_of.get(&device).copied();
+                if let Some(partition) = partition {
+                    let epoch = self.owned.get(&partition).copied().unwrap_or(0);
+                    let fence = Fence { partition, epoch };
+                    if !fences.contains(&fence) {
+                        fences.push(fence);
+                    }
+                }
+                rows.push(StateRow {
+                    device,
+                    account: p.account.as_str(),
+                    partition,
+                    blob,
+                });
             }
         }
-        let result = self.store.commit(&blobs, &self.changes);
-        drop(blobs);
+        let result = self.store.commit(&fences, &rows, &self.changes);
+        drop(rows);
         if result.is_err() {
             for device in &self.dirty {
                 self.devices.remove(device);
@@ -485,6 +570,13 @@ impl Engine {
         }
         self.dirty.clear();
         self.changes.clear();
+        if let Err(StoreError::Fenced { partition, .. }) = &result {
+            tracing::warn!(
+                partition,
+                "another owner claimed the partition: its devices are forgotten here"
+            );
+            self.release(*partition);
+        }
         result
     }
 }
@@ -578,6 +670,7 @@ mod tests {
                     .collect(),
                 skipped: 0,
             }),
+            partition: None,
         }
     }
 

@@ -35,6 +35,16 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The write was refused: another owner claimed the partition since `epoch` (see
+    /// [`crate::store::AlertStateStore::claim_partition`]). Permanent for this owner: it
+    /// steps back from the partition.
+    #[error("partition {partition} was claimed by another owner since epoch {epoch}; the write is refused")]
+    Fenced {
+        /// The partition.
+        partition: i32,
+        /// The epoch the writer held.
+        epoch: i64,
+    },
     /// The backend failed: [`StoreError::is_transient`] says whether trying again later
     /// can help (a locked or unreachable database) or not (a corrupt row, a full schema).
     #[error("database: {source}")]

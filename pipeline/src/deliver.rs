@@ -8,7 +8,13 @@
 //! recorded in the [`DeliveryLog`] (on the bolt's database thread, an [`Offload`])
 //! *before* the tuple is acked (so before its offset is
 //! committed), and an id with a recorded outcome is never sent again: a restart re-reads
-//! uncommitted notifications and skips the delivered ones. Deliveries of one key (alert ×
+//! uncommitted notifications and skips the delivered ones. With several processes, a
+//! notification id is first claimed in the database for this process
+//! ([`DeliveryLog::claim_delivery`], a lease of [`CLAIM_LEASE`] renewed every third of
+//! it while the delivery runs): an id another live process is sending waits (its tuple
+//! fails as transient and comes back), the claim of a dead process runs out and is taken
+//! over, and a delivery whose claim was taken over (this process was paused past the
+//! lease) is stopped. Deliveries of one key (alert ×
 //! recipient) run one at a time, in order, so a "resolved" never overtakes its "firing".
 //! At most `max_in_flight_per_host` requests are open to one receiver host at a time,
 //! across every `deliver` task of the process, so a fan-out (one payload firing hundreds
@@ -22,7 +28,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::Deserialize;
 use squall_alerting::events::fingerprint;
 use squall_alerting::notify::{recipient_type, request, Notification};
-use squall_alerting::store::{Delivery, DeliveryLog, DeliveryStatus};
+use squall_alerting::store::{Claim, Delivery, DeliveryLog, DeliveryStatus};
 use squall_topology::{
     Backoff, Bolt, BoltError, BoltWaker, ComponentError, Offload, OffloadConfig, OutputCollector,
     OutputDeclarer, TopologyContext, Tuple, Value, Worker,
@@ -109,33 +115,70 @@ struct Shared {
     client: reqwest::Client,
 }
 
-/// A delivery's final outcome, from its async task (`u64`: the bolt's id of it).
-type Finished = (u64, Delivery);
+/// How long this process's claim on a notification id lasts unless renewed; a delivery
+/// renews it every third of that, so another process takes over a dead one's after at
+/// most this long.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
+
+/// A delivery's final outcome, from its async task (`u64`: the bolt's id of it; `None`:
+/// stopped because another process took its claim over).
+type Finished = (u64, Option<Delivery>);
 
 /// What the deliveries table is asked, on the bolt's database thread.
 enum Job {
-    /// Has notification `id` a recorded outcome already?
-    Lookup(String),
+    /// Claim notification `id` for this process (or learn its outcome is recorded).
+    Claim(String),
+    /// Renew the claims of the notifications being sent.
+    Renew(Vec<String>),
     /// Record this outcome (the first one recorded wins).
     Record(Delivery),
+}
+
+/// The database thread's answers.
+enum Answer {
+    /// To `Claim`.
+    Claim(Claim),
+    /// To `Renew`: the ids whose claim another process holds now (or that have an
+    /// outcome already).
+    Renewed(Vec<String>),
+    /// To `Record`.
+    Recorded,
 }
 
 /// The deliveries table on its thread ([`Offload`]).
 struct Ledger {
     log: Arc<dyn DeliveryLog>,
+    /// This process, as claims name it.
+    owner: String,
+}
+
+impl Ledger {
+    fn claim(&self, id: &str) -> Result<Claim, squall_alerting::store::StoreError> {
+        let now = now_ms();
+        self.log
+            .claim_delivery(id, &self.owner, now, now + CLAIM_LEASE.as_millis() as i64)
+    }
 }
 
 impl Worker for Ledger {
     type Job = Job;
-    /// `Lookup`: whether an outcome is recorded; `Record`: `true`.
-    type Output = Result<bool, String>;
+    type Output = Result<Answer, String>;
 
-    fn run(&mut self, jobs: Vec<Job>) -> Vec<Result<bool, String>> {
+    fn run(&mut self, jobs: Vec<Job>) -> Vec<Result<Answer, String>> {
         jobs.into_iter()
             .map(|job| {
                 match job {
-                    Job::Lookup(id) => self.log.delivery(&id).map(|d| d.is_some()),
-                    Job::Record(d) => self.log.record_delivery(&d).map(|()| true),
+                    Job::Claim(id) => self.claim(&id).map(Answer::Claim),
+                    Job::Renew(ids) => (|| {
+                        let mut lost = Vec::new();
+                        for id in ids {
+                            if self.claim(&id)? != Claim::Mine {
+                                lost.push(id);
+                            }
+                        }
+                        Ok(Answer::Renewed(lost))
+                    })(),
+                    Job::Record(d) => self.log.record_delivery(&d).map(|()| Answer::Recorded),
                 }
                 .map_err(|e| format!("deliveries table: {e}"))
             })
@@ -145,8 +188,8 @@ impl Worker for Ledger {
 
 /// What the bolt holds while the database thread works.
 enum Waiting {
-    /// The lookup of delivery `u64` (the notification to send if it has no outcome).
-    Lookup(u64, Box<Notification>),
+    /// The claim of delivery `u64` (the notification to send if it is ours).
+    Claim(u64, Box<Notification>),
     /// The recording of delivery `u64`'s outcome.
     Record(u64),
 }
@@ -162,6 +205,10 @@ pub struct Deliver {
     done_tx: Sender<Finished>,
     done: Receiver<Finished>,
     held: HashMap<u64, (Tuple, String)>,
+    /// Deliveries being sent: bolt id -> (notification id, its task).
+    sending: HashMap<u64, (String, tokio::task::AbortHandle)>,
+    /// When the claims of `sending` are renewed next.
+    next_renew: std::time::Instant,
     /// Per key: deliveries waiting for the one in flight.
     queues: HashMap<String, VecDeque<(u64, Notification)>>,
     next: u64,
@@ -187,46 +234,52 @@ impl Deliver {
             done_tx,
             done,
             held: HashMap::new(),
+            sending: HashMap::new(),
+            next_renew: std::time::Instant::now(),
             queues: HashMap::new(),
             next: 0,
         })
     }
 
-    /// Starts delivery `id`: first the lookup of an outcome recorded earlier.
+    /// Starts delivery `id`: first its claim (or the outcome recorded earlier).
     fn start(&mut self, id: u64, n: Notification, out: &mut OutputCollector) {
         let Some(ledger) = &mut self.ledger else {
             return;
         };
-        let lookup = Job::Lookup(n.id.clone());
-        if let Err(e) = ledger.submit(lookup, Waiting::Lookup(id, Box::new(n)), out) {
+        let claim = Job::Claim(n.id.clone());
+        if let Err(e) = ledger.submit(claim, Waiting::Claim(id, Box::new(n)), out) {
             self.finish(id, Err(format!("deliver: {e}")), out);
         }
     }
 
     /// Sends `n` (delivery `id`) on the runtime; its outcome comes back through `done`.
-    fn send(&self, id: u64, n: Notification) {
+    fn send(&mut self, id: u64, n: Notification) {
         let (Some(shared), Some(rt)) = (self.shared.clone(), &self.runtime) else {
             return;
         };
         let done = self.done_tx.clone();
         let waker = self.waker.clone();
+        let nid = n.id.clone();
+        let task = rt.spawn(async move { deliver(&shared, n).await });
+        self.sending.insert(id, (nid.clone(), task.abort_handle()));
         rt.spawn(async move {
             // A panic while delivering (a bug) is caught here: counted, logged, and the
             // notification recorded as failed with it, instead of a key stuck for good.
-            let nid = n.id.clone();
-            let outcome = match tokio::spawn(async move { deliver(&shared, n).await }).await {
-                Ok(d) => d,
+            let outcome = match task.await {
+                Ok(d) => Some(d),
+                // Stopped: another process holds its claim now.
+                Err(e) if e.is_cancelled() => None,
                 Err(e) => {
                     metrics::counter!("squall_panics_total", "component" => "deliver").increment(1);
                     tracing::error!(id = %nid, error = %e, "the delivery task panicked");
-                    Delivery {
+                    Some(Delivery {
                         id: nid,
                         status: DeliveryStatus::Failed,
                         attempts: 0,
                         code: None,
                         reason: format!("the delivery task panicked: {e}"),
                         at_ms: now_ms(),
-                    }
+                    })
                 }
             };
             let _ = done.send((id, outcome));
@@ -234,6 +287,21 @@ impl Deliver {
                 w.wake();
             }
         });
+    }
+
+    /// Renews the claims of the deliveries being sent, every third of the lease.
+    fn renew(&mut self) {
+        let now = std::time::Instant::now();
+        if now < self.next_renew {
+            return;
+        }
+        self.next_renew = now + CLAIM_LEASE / 3;
+        let (Some(ledger), false) = (&self.ledger, self.sending.is_empty()) else {
+            return;
+        };
+        let ids: Vec<String> = self.sending.values().map(|(nid, _)| nid.clone()).collect();
+        // The answer comes back through `drain`; if the thread is gone, `lost` says so.
+        let _ = ledger.send(Job::Renew(ids));
     }
 
     /// Records delivery `id`'s outcome, then finishes it.
@@ -380,7 +448,8 @@ impl Bolt for Deliver {
             .map_err(|e| ComponentError::msg(format!("cannot open {url}: {e}")))?
             .deliveries;
         let config = OffloadConfig::new(format!("deliver-db-{}", ctx.task_index()));
-        self.ledger = Some(Offload::start(config, ctx.waker(), Ledger { log })?);
+        let owner = crate::ownership::process_owner().to_string();
+        self.ledger = Some(Offload::start(config, ctx.waker(), Ledger { log, owner })?);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(self.config.request_timeout_ms))
             .user_agent(concat!("squall-notifier/", env!("CARGO_PKG_VERSION")))
@@ -406,6 +475,7 @@ impl Bolt for Deliver {
     fn execute(&mut self, t: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
         self.wake(out);
         if t.is_tick() {
+            self.renew();
             return Ok(());
         }
         let raw = match t.get_by_field(&self.config.field) {
@@ -446,7 +516,15 @@ impl Bolt for Deliver {
             let mut progressed = false;
             while let Ok((id, outcome)) = self.done.try_recv() {
                 progressed = true;
-                self.record(id, outcome, out);
+                self.sending.remove(&id);
+                match outcome {
+                    Some(d) => self.record(id, d, out),
+                    None => self.finish(
+                        id,
+                        Err("deliver: another process took the notification over".into()),
+                        out,
+                    ),
+                }
             }
             let (answers, lost) = match &mut self.ledger {
                 Some(ledger) => (ledger.drain(out), ledger.lost(out)),
@@ -454,7 +532,7 @@ impl Bolt for Deliver {
             };
             for waiting in lost {
                 progressed = true;
-                let (Waiting::Lookup(id, _) | Waiting::Record(id)) = waiting;
+                let (Waiting::Claim(id, _) | Waiting::Record(id)) = waiting;
                 self.finish(
                     id,
                     Err("deliver: the database thread panicked on it, or stopped".into()),
@@ -464,17 +542,49 @@ impl Bolt for Deliver {
             for (waiting, answer) in answers {
                 progressed = true;
                 match (waiting, answer) {
-                    (Some(Waiting::Lookup(id, _)), Ok(true)) => {
+                    (Some(Waiting::Claim(id, _)), Ok(Answer::Claim(Claim::Done))) => {
                         metrics::counter!("squall_notifications_skipped_total", "reason" => "already_final")
                             .increment(1);
                         self.finish(id, Ok(()), out);
                     }
-                    (Some(Waiting::Lookup(id, n)), Ok(false)) => self.send(id, *n),
+                    (Some(Waiting::Claim(id, n)), Ok(Answer::Claim(Claim::Mine))) => {
+                        self.send(id, *n)
+                    }
+                    (
+                        Some(Waiting::Claim(id, _)),
+                        Ok(Answer::Claim(Claim::Held { owner, until_ms })),
+                    ) => {
+                        metrics::counter!("squall_notifications_skipped_total", "reason" => "claimed_elsewhere")
+                            .increment(1);
+                        self.finish(
+                            id,
+                            Err(format!(
+                                "deliver: {owner} is delivering it (claimed until {until_ms} ms)"
+                            )),
+                            out,
+                        );
+                    }
                     (Some(Waiting::Record(id)), Ok(_)) => self.finish(id, Ok(()), out),
-                    (Some(Waiting::Lookup(id, _) | Waiting::Record(id)), Err(e)) => {
+                    (Some(Waiting::Claim(id, _) | Waiting::Record(id)), Err(e)) => {
                         self.finish(id, Err(e), out)
                     }
-                    (None, _) => {}
+                    (Some(Waiting::Claim(id, _)), Ok(_)) => self.finish(
+                        id,
+                        Err("deliver: an answer to another question".into()),
+                        out,
+                    ),
+                    (None, Ok(Answer::Renewed(lost))) => {
+                        for (nid, task) in self.sending.values() {
+                            if lost.contains(nid) {
+                                tracing::warn!(id = %nid, "another process took the notification over; stopping here");
+                                task.abort();
+                            }
+                        }
+                    }
+                    (None, Err(e)) => {
+                        tracing::warn!(error = %e, "deliver: claims not renewed; trying again")
+                    }
+                    (None, Ok(_)) => {}
                 }
             }
             if !progressed {

@@ -267,6 +267,13 @@ impl Enrich {
                     time: p.time,
                     received_at: p.received_at,
                     payload: p.payload,
+                    // The Kafka partition the payload came on, when the kafka spout
+                    // feeds this bolt: the alert state of the device moves with it.
+                    partition: p
+                        .input
+                        .get_by_field("partition")
+                        .and_then(|v| v.as_int())
+                        .and_then(|v| i32::try_from(v).ok()),
                 };
                 out.emit_anchored(
                     squall_topology::DEFAULT_STREAM,

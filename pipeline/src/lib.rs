@@ -17,6 +17,7 @@
 pub mod deliver;
 pub mod enrich;
 pub mod notify;
+pub mod ownership;
 pub mod split;
 pub mod stage;
 pub mod store;

@@ -129,6 +129,14 @@ impl Failure {
         }
     }
 
+    /// A transient failure: the spout tries again later, for as long as it takes.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            transient: true,
+        }
+    }
+
     /// A permanent failure.
     pub fn permanent(message: impl Into<String>) -> Self {
         Failure {

@@ -18,7 +18,18 @@
 //!   it. At start each task reloads the state of the devices the fields grouping sends it,
 //!   and its first tick emits the open no-data alerts again (same ids): a tick has no
 //!   input to anchor to, so this is what keeps a crash from losing such a notification.
+//! - **Partitions** (`group` set, as `squall up` does): the state of a device moves with
+//!   the payloads partition its payloads arrive on. The tasks follow the partitions the
+//!   process's kafka spout holds ([`crate::ownership`]): a new assignment is claimed in
+//!   the database (a new epoch) and its devices' states are loaded (for this task's
+//!   devices), so no-data rules are checked for them at once; a revoked partition's
+//!   devices are forgotten. Every commit carries its partitions' epochs: when another
+//!   process claimed one since (this one was paused past its session timeout, or cut
+//!   off), the commit is refused, the task steps back from the partition, and the
+//!   payloads are failed as transient (the spout drops them once it learns of the
+//!   revocation; the new owner evaluates them from its committed offset).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -30,6 +41,7 @@ use squall_topology::{
     TopologyContext, Tuple, Value, Worker,
 };
 
+use crate::ownership::Ownership;
 use crate::stage::{self, event_values, now_secs, observation_of, record_stage, Failure};
 use crate::stores;
 
@@ -39,6 +51,10 @@ use crate::stores;
 pub struct ThresholdConfig {
     /// The accounts database (configs, and the alert state tables), `sqlite://PATH`.
     pub db_url: String,
+    /// The consumer group of the kafka spout feeding this bolt: the alert state follows
+    /// the partitions it holds (see the module docs). Unset: one owner of everything.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// What the bolt asks the engine's thread.
@@ -53,6 +69,76 @@ enum Job {
 /// the commit fails, every job of the batch fails (and is retried by its spout).
 struct Evaluator {
     engine: Engine,
+    /// The partitions followed (with `group`), and this task's share of devices.
+    follow: Option<Follow>,
+}
+
+/// What a task follows of the process's partition ownership.
+struct Follow {
+    ownership: Arc<Ownership>,
+    /// The ownership version last synced to.
+    version: Option<u64>,
+    /// Partition -> generation of the assignment this task owns it under.
+    held: HashMap<i32, u64>,
+    /// Assignments refused by the database (another process claimed them since).
+    fenced: HashSet<(i32, u64)>,
+    task: usize,
+    tasks: usize,
+}
+
+impl Evaluator {
+    /// Takes new assignments and gives up revoked ones.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let Some(f) = &mut self.follow else {
+            return Ok(());
+        };
+        if f.version == Some(f.ownership.version()) {
+            return Ok(());
+        }
+        let (version, owned) = f.ownership.current()?;
+        for o in &owned {
+            if f.held.get(&o.partition) == Some(&o.generation)
+                || f.fenced.contains(&(o.partition, o.generation))
+            {
+                continue;
+            }
+            let (task, tasks) = (f.task, f.tasks);
+            let loaded = self.engine.own(o.partition, o.epoch, |device| {
+                squall_topology::fields_task(&[Value::Int(device.0)], tasks) == task
+            })?;
+            tracing::info!(
+                task,
+                partition = o.partition,
+                epoch = o.epoch,
+                devices = loaded,
+                "alert state of the partition loaded"
+            );
+            f.held.insert(o.partition, o.generation);
+        }
+        let gone: Vec<i32> = f
+            .held
+            .keys()
+            .filter(|p| !owned.iter().any(|o| o.partition == **p))
+            .copied()
+            .collect();
+        for p in gone {
+            self.engine.release(p);
+            f.held.remove(&p);
+            tracing::info!(task = f.task, partition = p, "partition released");
+        }
+        f.version = Some(version);
+        Ok(())
+    }
+
+    /// After a refused commit: the engine released the partition; so does this task,
+    /// until a new assignment of it.
+    fn fenced(&mut self, partition: i32) {
+        if let Some(f) = &mut self.follow {
+            if let Some(generation) = f.held.remove(&partition) {
+                f.fenced.insert((partition, generation));
+            }
+        }
+    }
 }
 
 impl Worker for Evaluator {
@@ -60,18 +146,39 @@ impl Worker for Evaluator {
     type Output = Result<Vec<AlertEvent>, Failure>;
 
     fn run(&mut self, jobs: Vec<Job>) -> Vec<Self::Output> {
+        if let Err(e) = self.sync() {
+            let error = Failure::store("claiming partitions", &e);
+            return jobs.iter().map(|_| Err(error.clone())).collect();
+        }
+        let following = self.follow.is_some();
         let mut done: Vec<Self::Output> = jobs
             .into_iter()
-            .map(|job| {
-                match job {
-                    Job::Observe(obs) => self.engine.observe(&obs),
-                    Job::Tick(now) => self.engine.tick(now),
-                }
-                .map_err(|e| Failure::store("alert engine", &e))
+            .map(|job| match job {
+                Job::Observe(obs) => match obs.partition {
+                    Some(p) if following && self.engine.epoch(p).is_none() => {
+                        Err(Failure::transient(format!(
+                            "partition {p} is not owned by this process (any more)"
+                        )))
+                    }
+                    _ => self
+                        .engine
+                        .observe(&obs)
+                        .map_err(|e| Failure::store("alert engine", &e)),
+                },
+                Job::Tick(now) => self
+                    .engine
+                    .tick(now)
+                    .map_err(|e| Failure::store("alert engine", &e)),
             })
             .collect();
         if let Err(e) = self.engine.commit() {
-            let error = Failure::store("alert state", &e);
+            let error = match e {
+                StoreError::Fenced { partition, .. } => {
+                    self.fenced(partition);
+                    Failure::transient(format!("alert state: {e}"))
+                }
+                e => Failure::store("alert state", &e),
+            };
             for d in &mut done {
                 *d = Err(error.clone());
             }
@@ -81,6 +188,9 @@ impl Worker for Evaluator {
 
     fn idle(&mut self) -> Vec<Self::Output> {
         self.engine.refresh();
+        if let Err(e) = self.sync() {
+            tracing::warn!(error = %e, "threshold: partitions not synced; trying again");
+        }
         Vec::new()
     }
 }
@@ -121,14 +231,34 @@ impl Bolt for Threshold {
         let url = &self.config.db_url;
         let open_err = |e: StoreError| ComponentError::msg(format!("cannot open {url}: {e}"));
         let stores = stores::open(url).map_err(open_err)?;
-        let mut engine = Engine::new(stores.accounts, stores.alerts);
+        let mut engine = Engine::new(stores.accounts, stores.alerts.clone());
         let (task, tasks) = (ctx.task_index(), ctx.parallelism());
-        let loaded = engine
-            .load(|device| squall_topology::fields_task(&[Value::Int(device.0)], tasks) == task)
-            .map_err(open_err)?;
-        tracing::info!(task, devices = loaded, "alert state loaded");
+        let follow = match &self.config.group {
+            // The partitions' states load as they are assigned, on the engine's thread.
+            Some(group) => Some(Follow {
+                ownership: Ownership::of(url, group, stores.alerts),
+                version: None,
+                held: HashMap::new(),
+                fenced: HashSet::new(),
+                task,
+                tasks,
+            }),
+            None => {
+                let loaded = engine
+                    .load(|device| {
+                        squall_topology::fields_task(&[Value::Int(device.0)], tasks) == task
+                    })
+                    .map_err(open_err)?;
+                tracing::info!(task, devices = loaded, "alert state loaded");
+                None
+            }
+        };
         let config = OffloadConfig::new(format!("threshold-db-{task}"));
-        self.offload = Some(Offload::start(config, ctx.waker(), Evaluator { engine })?);
+        self.offload = Some(Offload::start(
+            config,
+            ctx.waker(),
+            Evaluator { engine, follow },
+        )?);
         Ok(())
     }
 

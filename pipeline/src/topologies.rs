@@ -80,8 +80,10 @@ pub struct Cluster {
 }
 
 /// librdkafka options of the consumers: the group session timeout, heartbeats well
-/// inside it, and the longest fetch wait (brokers that answer a fetch only when it runs
-/// out, tansu among them, add it to every payload's latency).
+/// inside it, the longest fetch wait (brokers that answer a fetch only when it runs out,
+/// tansu among them, add it to every payload's latency), and cooperative (incremental)
+/// rebalancing, so when a process joins or leaves the others keep their partitions, and
+/// the alert state of those partitions stays where it is.
 pub fn consumer_options(
     session_timeout_ms: u64,
     fetch_wait_max_ms: u64,
@@ -98,6 +100,10 @@ pub fn consumer_options(
         (
             "fetch.wait.max.ms".to_string(),
             fetch_wait_max_ms.to_string(),
+        ),
+        (
+            "partition.assignment.strategy".to_string(),
+            "cooperative-sticky".to_string(),
         ),
     ])
 }
@@ -168,7 +174,10 @@ pub fn alerting(cluster: &Cluster, o: &AlertingOptions) -> Result<Topology, Vali
         Store::new(store.clone()).expect("checked with enrich's URL")
     })
     .fields_grouping("split", [DEVICE]);
-    let threshold = ThresholdConfig { db_url: db.clone() };
+    let threshold = ThresholdConfig {
+        db_url: db.clone(),
+        group: Some(names.alerting_group.clone()),
+    };
     b.set_bolt("threshold", o.threshold_parallelism, move || {
         Threshold::new(threshold.clone()).expect("checked with enrich's URL")
     })
@@ -250,7 +259,9 @@ pub fn notifier(cluster: &Cluster, o: &NotifierOptions) -> Result<Topology, Vali
     b.set_bolt("deliver", o.parallelism, move || {
         Deliver::new(deliver.clone()).expect("checked above")
     })
-    .fields_grouping("notifications", ["key"]);
+    .fields_grouping("notifications", ["key"])
+    // Ticks renew the claims of the deliveries in flight.
+    .tick_interval_ms((crate::deliver::CLAIM_LEASE / 3).as_millis() as u64);
     b.build()
 }
 

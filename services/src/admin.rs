@@ -107,6 +107,7 @@ impl From<StoreError> for ApiError {
             StoreError::KeyTaken { .. } => (StatusCode::CONFLICT, "agent_key_taken"),
             StoreError::QuotaExceeded { .. } => (StatusCode::CONFLICT, "quota_exceeded"),
             StoreError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
+            StoreError::Fenced { .. } => (StatusCode::CONFLICT, "fenced"),
             StoreError::Backend {
                 transient: true, ..
             } => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),

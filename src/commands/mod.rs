@@ -30,12 +30,17 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             metrics_addr,
             workers,
         } => run::run(&file, &sets, metrics_addr, workers),
-        Command::Up { service, data_dir } => {
+        Command::Up {
+            service,
+            data_dir,
+            services,
+        } => {
             let mut flags = Vec::new();
             if let Some(d) = data_dir {
                 flags.push(("data_dir", d.display().to_string()));
             }
-            up::main(load(&service, &flags)?, service.metrics_addr)
+            let services = up::Services::parse(&services)?;
+            up::main(load(&service, &flags)?, services, service.metrics_addr)
         }
         Command::Intake {
             service,
@@ -119,6 +124,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Bench { what } => bench::main(what),
+        Command::Broker { prefix, partitions } => memory_broker(&prefix, partitions),
         Command::DeadLetters {
             action,
             service,
@@ -241,6 +247,25 @@ fn broker(
     };
     let brokers = embedded.bootstrap_servers();
     Ok((Some(embedded), brokers))
+}
+
+/// `squall broker`: the in-memory cluster with the topics of `prefix`, until a signal.
+fn memory_broker(prefix: &str, partitions: i32) -> anyhow::Result<ExitCode> {
+    if partitions < 1 {
+        anyhow::bail!("--partitions must be at least 1");
+    }
+    let names = squall_pipeline::topologies::Names::new(prefix);
+    let broker = EmbeddedBroker::memory(&names.topics(), partitions)?;
+    println!("KAFKA_BROKERS={}", broker.bootstrap_servers());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let rt = runtime(Some(1))?;
+    rt.block_on(async {
+        shutdown_signal()?.await;
+        anyhow::Ok(())
+    })?;
+    drop(broker);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Binds `listen`, then runs `serve` with the listener and a future that resolves on

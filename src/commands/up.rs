@@ -54,11 +54,73 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Runs everything until `stop` resolves. `brokers` is the broker to use (the caller
-/// starts the embedded one when the configuration names none, and creates its topics:
-/// then `create_topics` is false).
+/// Which parts of squall a process runs (`squall up --services intake,admin,...`): all of
+/// them by default; an operator may run the intake tier apart from the processing tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Services {
+    /// The HTTP intake agents post to.
+    pub intake: bool,
+    /// The admin API.
+    pub admin: bool,
+    /// The alert topology.
+    pub topology: bool,
+    /// The notifier topology.
+    pub notifier: bool,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            intake: true,
+            admin: true,
+            topology: true,
+            notifier: true,
+        }
+    }
+}
+
+impl Services {
+    /// Reads `intake,admin,topology,notifier` (any non-empty subset).
+    pub fn parse(list: &[String]) -> anyhow::Result<Self> {
+        if list.is_empty() {
+            return Ok(Services::default());
+        }
+        let mut s = Services {
+            intake: false,
+            admin: false,
+            topology: false,
+            notifier: false,
+        };
+        for name in list.iter().flat_map(|l| l.split(',')).map(str::trim) {
+            match name {
+                "intake" => s.intake = true,
+                "admin" => s.admin = true,
+                "topology" => s.topology = true,
+                "notifier" => s.notifier = true,
+                "" => {}
+                other => anyhow::bail!(
+                    "--services: unknown service \"{other}\" (known: intake, admin, topology, notifier)"
+                ),
+            }
+        }
+        if s == (Services {
+            intake: false,
+            admin: false,
+            topology: false,
+            notifier: false,
+        }) {
+            anyhow::bail!("--services: name at least one of intake, admin, topology, notifier");
+        }
+        Ok(s)
+    }
+}
+
+/// Runs the selected services until `stop` resolves. `brokers` is the broker to use (the
+/// caller starts the embedded one when the configuration names none, and creates its
+/// topics: then `create_topics` is false).
 pub async fn run(
     config: Config,
+    services: Services,
     brokers: String,
     create_topics: bool,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
@@ -72,6 +134,7 @@ pub async fn run(
         ensure_topics(&brokers, &names.topics(), config.kafka.partitions).await?;
     }
 
+    // Opened (and migrated) before anything serves, whichever services run.
     let stores = {
         let db = db.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -88,60 +151,98 @@ pub async fn run(
         }
     };
 
-    let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
-        .await
-        .with_context(|| format!("admin: listening on {}", config.admin.listen))?;
-    let admin_addr = admin_listener.local_addr()?;
-    let admin = squall_services::admin::router(
-        squall_services::admin::AdminState::new(stores, token.as_str())
-            .with_dead_letters(&brokers, &names.dead_letter),
-    );
-    let admin_stopped = stopped();
-    let admin_task = tokio::spawn(async move {
-        axum::serve(admin_listener, admin)
-            .with_graceful_shutdown(admin_stopped)
+    let mut lines = vec!["squall is up".to_string()];
+    let mut servers = Vec::new();
+    if services.admin {
+        let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
             .await
-    });
-
-    let intake_listener = tokio::net::TcpListener::bind(config.intake.listen)
-        .await
-        .with_context(|| format!("intake: listening on {}", config.intake.listen))?;
-    let intake_addr = intake_listener.local_addr()?;
-    let intake_config = config.intake(&brokers);
-    let intake_task = tokio::spawn(squall_services::intake::serve(
-        intake_config,
-        intake_listener,
-        stopped(),
-    ));
+            .with_context(|| format!("admin: listening on {}", config.admin.listen))?;
+        let admin_addr = admin_listener.local_addr()?;
+        let admin = squall_services::admin::router(
+            squall_services::admin::AdminState::new(stores, token.as_str())
+                .with_dead_letters(&brokers, &names.dead_letter),
+        );
+        let admin_stopped = stopped();
+        servers.push(tokio::spawn(async move {
+            axum::serve(admin_listener, admin)
+                .with_graceful_shutdown(admin_stopped)
+                .await
+                .map_err(anyhow::Error::from)
+        }));
+        lines.push(format!(
+            "  admin API  http://{admin_addr}/api/v1/   (Authorization: Bearer {token})"
+        ));
+    }
+    if services.intake {
+        let intake_listener = tokio::net::TcpListener::bind(config.intake.listen)
+            .await
+            .with_context(|| format!("intake: listening on {}", config.intake.listen))?;
+        let intake_addr = intake_listener.local_addr()?;
+        let intake_config = config.intake(&brokers);
+        let intake_stopped = stopped();
+        servers.push(tokio::spawn(async move {
+            squall_services::intake::serve(intake_config, intake_listener, intake_stopped).await
+        }));
+        // The intake first: tests and tools read the lines in this order.
+        lines.insert(
+            1,
+            format!("  intake     http://{intake_addr}/intake/   (agents post here)"),
+        );
+    }
 
     let cluster = config.cluster(&brokers);
-    let topology = RunningTopology::start(topologies::alerting(&cluster, &config.alerting)?)?;
-    let notifier = RunningTopology::start(topologies::notifier(&cluster, &config.notifier)?)?;
+    let mut topologies = Vec::new();
+    if services.topology {
+        topologies.push((
+            "alerting topology",
+            RunningTopology::start(topologies::alerting(&cluster, &config.alerting)?)?,
+        ));
+    }
+    if services.notifier {
+        topologies.push((
+            "notifier",
+            RunningTopology::start(topologies::notifier(&cluster, &config.notifier)?)?,
+        ));
+    }
 
-    println!("squall is up");
-    println!("  intake     http://{intake_addr}/intake/   (agents post here)");
-    println!("  admin API  http://{admin_addr}/api/v1/   (Authorization: Bearer {token})");
-    println!("  kafka      {brokers}");
-    println!("  database   {}", squall_pipeline::stores::redact(&db));
-    println!("  topology   alerting, notifier");
+    lines.push(format!("  kafka      {brokers}"));
+    lines.push(format!(
+        "  database   {}",
+        squall_pipeline::stores::redact(&db)
+    ));
+    let names: Vec<&str> = [
+        (services.topology, "alerting"),
+        (services.notifier, "notifier"),
+    ]
+    .into_iter()
+    .filter_map(|(on, n)| on.then_some(n))
+    .collect();
+    if !names.is_empty() {
+        lines.push(format!("  topology   {}", names.join(", ")));
+    }
+    for line in lines {
+        println!("{line}");
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
     stop.await;
     tracing::info!("stopping: intake and admin first, then the topologies drain");
     let _ = stop_tx.send(true);
-    let _ = intake_task.await;
-    let _ = admin_task.await;
-    let report = topology.shutdown_and_join().await;
-    tracing::info!("alerting topology stopped:\n{report}");
-    let report = notifier.shutdown_and_join().await;
-    tracing::info!("notifier stopped:\n{report}");
+    for server in servers {
+        let _ = server.await;
+    }
+    for (name, topology) in topologies {
+        let report = topology.shutdown_and_join().await;
+        tracing::info!("{name} stopped:\n{report}");
+    }
     Ok(())
 }
 
 /// `squall up` until a signal.
 pub(super) fn main(
     config: Config,
+    services: Services,
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<std::process::ExitCode> {
     // The embedded broker lives on this thread for as long as the process runs.
@@ -160,7 +261,7 @@ pub(super) fn main(
     rt.block_on(async move {
         super::install_metrics(metrics_addr)?;
         let stop = super::shutdown_signal()?;
-        run(config, brokers, create_topics, stop).await
+        run(config, services, brokers, create_topics, stop).await
     })?;
     drop(rt);
     drop(embedded);
@@ -170,6 +271,19 @@ pub(super) fn main(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn services_are_any_named_subset_and_unknown_names_are_refused() {
+        let all = Services::parse(&[]).unwrap();
+        assert_eq!(all, Services::default());
+        let intake = Services::parse(&["intake,admin".into()]).unwrap();
+        assert!(intake.intake && intake.admin && !intake.topology && !intake.notifier);
+        let processing = Services::parse(&["topology".into(), "notifier".into()]).unwrap();
+        assert!(!processing.intake && processing.topology && processing.notifier);
+        let e = Services::parse(&["intake,web".into()]).unwrap_err();
+        assert!(e.to_string().contains("unknown service \"web\""), "{e}");
+        assert!(Services::parse(&[",".into()]).is_err());
+    }
 
     #[test]
     fn a_generated_admin_token_is_kept_readable_by_its_owner_only_and_reused() {

@@ -2,12 +2,18 @@
 //! the alerts that fired (`alerts`, at most one open row per (config, device, series): a
 //! partial unique index holds it), written in one transaction per batch; the states in
 //! one multi-row upsert, in device order.
+//!
+//! Fencing: a commit first reads its partitions' epochs `FOR SHARE`, in the same
+//! transaction as its writes; a claim (an `UPDATE` of the epoch) waits for it to end, so
+//! the new owner, which loads states after claiming, sees everything the old owner
+//! committed, and the old owner's later commits find the new epoch and are refused.
 
 use std::collections::BTreeMap;
 
 use squall_alerting::ids::{ConfigId, DeviceId};
 use squall_alerting::store::{
-    series_key, series_labels, AlertChange, AlertStateStore, StoreError, TriggeredAlert,
+    series_key, series_labels, AlertChange, AlertStateStore, Fence, StateRow, StoreError,
+    TriggeredAlert,
 };
 
 use crate::PgStore;
@@ -25,13 +31,15 @@ impl AlertStateStore for PgStore {
 
     fn device_states(
         &self,
+        partition: Option<i32>,
         keep: &dyn Fn(DeviceId) -> bool,
     ) -> Result<Vec<(DeviceId, String, Vec<u8>)>, StoreError> {
         let rows = self.block_on(async {
             let c = self.client().await?;
             Ok(c.query(
-                "SELECT device, account, state FROM alert_device_state ORDER BY device",
-                &[],
+                "SELECT device, account, state FROM alert_device_state
+                 WHERE $1::integer IS NULL OR partition = $1 ORDER BY device",
+                &[&partition],
             )
             .await?)
         })?;
@@ -42,32 +50,75 @@ impl AlertStateStore for PgStore {
             .collect())
     }
 
+    fn claim_partition(&self, partition: i32) -> Result<i64, StoreError> {
+        self.block_on(async {
+            let c = self.client().await?;
+            Ok(c.query_one(
+                "INSERT INTO partition_epochs (partition, epoch) VALUES ($1, 1)
+                 ON CONFLICT (partition) DO UPDATE SET epoch = partition_epochs.epoch + 1
+                 RETURNING epoch",
+                &[&partition],
+            )
+            .await?
+            .get(0))
+        })
+    }
+
     fn commit(
         &self,
-        states: &[(DeviceId, &str, Vec<u8>)],
+        fences: &[Fence],
+        states: &[StateRow<'_>],
         changes: &[AlertChange],
     ) -> Result<(), StoreError> {
         // One row per device (the last state given wins), in device order.
-        let mut by_device: BTreeMap<i64, (&str, &[u8])> = BTreeMap::new();
-        for (device, account, blob) in states {
-            by_device.insert(device.0, (account, blob));
+        let mut by_device: BTreeMap<i64, &StateRow<'_>> = BTreeMap::new();
+        for row in states {
+            by_device.insert(row.device.0, row);
         }
         let devices: Vec<i64> = by_device.keys().copied().collect();
-        let accounts: Vec<&str> = by_device.values().map(|(a, _)| *a).collect();
-        let blobs: Vec<&[u8]> = by_device.values().map(|(_, b)| *b).collect();
+        let accounts: Vec<&str> = by_device.values().map(|r| r.account).collect();
+        let partitions: Vec<Option<i32>> = by_device.values().map(|r| r.partition).collect();
+        let blobs: Vec<&[u8]> = by_device.values().map(|r| r.blob.as_slice()).collect();
+        let mut fences = fences.to_vec();
+        fences.sort_by_key(|f| f.partition);
+        let fenced: Vec<i32> = fences.iter().map(|f| f.partition).collect();
         self.block_on(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
+            if !fences.is_empty() {
+                let held: BTreeMap<i32, i64> = tx
+                    .query(
+                        "SELECT partition, epoch FROM partition_epochs
+                         WHERE partition = ANY($1) ORDER BY partition FOR SHARE",
+                        &[&fenced],
+                    )
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                if let Some(f) = fences
+                    .iter()
+                    .find(|f| held.get(&f.partition) != Some(&f.epoch))
+                {
+                    return Err(StoreError::Fenced {
+                        partition: f.partition,
+                        epoch: f.epoch,
+                    }
+                    .into());
+                }
+            }
             if !devices.is_empty() {
                 let put = tx
                     .prepare_cached(
-                        "INSERT INTO alert_device_state (device, account, state)
-                         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])
+                        "INSERT INTO alert_device_state (device, account, partition, state)
+                         SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::bytea[])
                          ON CONFLICT (device) DO UPDATE
-                         SET account = excluded.account, state = excluded.state",
+                         SET account = excluded.account, partition = excluded.partition,
+                             state = excluded.state",
                     )
                     .await?;
-                tx.execute(&put, &[&devices, &accounts, &blobs]).await?;
+                tx.execute(&put, &[&devices, &accounts, &partitions, &blobs])
+                    .await?;
             }
             for change in changes {
                 match change {

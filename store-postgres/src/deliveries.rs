@@ -1,8 +1,9 @@
 //! [`DeliveryLog`] on PostgreSQL: the `deliveries` table, the final outcome of each
 //! notification id; `ON CONFLICT DO NOTHING` makes the first recorded outcome win, across
-//! processes too.
+//! processes too. A claim (`delivery_claims`) is an upsert that takes over only its own
+//! row or an expired one; recording the outcome deletes it in the same transaction.
 
-use squall_alerting::store::{Delivery, DeliveryLog, DeliveryStatus, StoreError};
+use squall_alerting::store::{Claim, Delivery, DeliveryLog, DeliveryStatus, StoreError};
 use tokio_postgres::Row;
 
 use crate::{PgStore, Result};
@@ -57,16 +58,69 @@ impl DeliveryLog for PgStore {
         })
     }
 
+    fn claim_delivery(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        self.block_on(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            // The claim row first (its lock orders this with other claims and with the
+            // recording of the outcome), then whether an outcome is recorded.
+            let mine = tx
+                .query_opt(
+                    "INSERT INTO delivery_claims (id, owner, until_ms) VALUES ($1, $2, $4)
+                     ON CONFLICT (id) DO UPDATE SET owner = $2, until_ms = $4
+                     WHERE delivery_claims.owner = $2 OR delivery_claims.until_ms < $3
+                     RETURNING owner",
+                    &[&id, &owner, &now_ms, &until_ms],
+                )
+                .await?
+                .is_some();
+            let done = tx
+                .query_opt("SELECT 1 FROM deliveries WHERE id = $1", &[&id])
+                .await?
+                .is_some();
+            let claim = if done {
+                Claim::Done
+            } else if mine {
+                Claim::Mine
+            } else {
+                let row = tx
+                    .query_one(
+                        "SELECT owner, until_ms FROM delivery_claims WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                Claim::Held {
+                    owner: row.get(0),
+                    until_ms: row.get(1),
+                }
+            };
+            if done {
+                // Nothing to hold: the outcome is there.
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            Ok(claim)
+        })
+    }
+
     fn record_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
         self.block_on(async {
-            let c = self.client().await?;
-            let stmt = c
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let stmt = tx
                 .prepare_cached(
                     "INSERT INTO deliveries (id, status, attempts, code, reason, at_ms)
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
                 )
                 .await?;
-            c.execute(
+            tx.execute(
                 &stmt,
                 &[
                     &d.id,
@@ -78,6 +132,9 @@ impl DeliveryLog for PgStore {
                 ],
             )
             .await?;
+            tx.execute("DELETE FROM delivery_claims WHERE id = $1", &[&d.id])
+                .await?;
+            tx.commit().await?;
             Ok(())
         })
     }

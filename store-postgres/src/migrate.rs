@@ -112,6 +112,23 @@ pub const MIGRATIONS: &[Migration] = &[
                 UNIQUE (metric, series)
             );",
     },
+    Migration {
+        // A device's state belongs to the input partition its payloads arrive on; each
+        // partition's latest claim is its epoch.
+        name: "alert state by partition, partition epochs",
+        sql: "ALTER TABLE alert_device_state ADD COLUMN partition INTEGER;
+            CREATE INDEX alert_device_state_by_partition ON alert_device_state(partition);
+            CREATE TABLE partition_epochs (
+                partition INTEGER PRIMARY KEY, epoch BIGINT NOT NULL
+            );",
+    },
+    Migration {
+        // Who is delivering a notification, until when (a lease its owner renews).
+        name: "delivery claims",
+        sql: "CREATE TABLE delivery_claims (
+                id TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms BIGINT NOT NULL
+            );",
+    },
 ];
 
 /// How many migrations the database has applied.

@@ -1,11 +1,14 @@
-//! [`AlertStateStore`] on SQLite: each device's rule state (`alert_device_state`) and the
-//! alerts that fired (`alerts`, at most one open row per (config, device, series): a
-//! partial unique index holds it), written in one transaction per batch.
+//! [`AlertStateStore`] on SQLite: each device's rule state (`alert_device_state`, with its
+//! partition) and the alerts that fired (`alerts`, at most one open row per (config,
+//! device, series): a partial unique index holds it), written in one transaction per
+//! batch. A commit checks its fences against `partition_epochs` inside its write
+//! (immediate) transaction, so no claim can come between the check and the writes.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use squall_alerting::ids::{ConfigId, DeviceId};
 use squall_alerting::store::{
-    series_key, series_labels, AlertChange, AlertStateStore, StoreError, TriggeredAlert,
+    series_key, series_labels, AlertChange, AlertStateStore, Fence, StateRow, StoreError,
+    TriggeredAlert,
 };
 
 use crate::{run, SqliteStore};
@@ -26,12 +29,18 @@ impl AlertStateStore for SqliteStore {
 
     fn device_states(
         &self,
+        partition: Option<i32>,
         keep: &dyn Fn(DeviceId) -> bool,
     ) -> Result<Vec<(DeviceId, String, Vec<u8>)>, StoreError> {
         run(|| {
             let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT device, account, state FROM alert_device_state")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let mut stmt = conn.prepare(
+                "SELECT device, account, state FROM alert_device_state
+                 WHERE ?1 IS NULL OR partition = ?1",
+            )?;
+            let rows = stmt.query_map(params![partition], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
             let mut out = Vec::new();
             for row in rows {
                 let (device, account, blob): (i64, String, Vec<u8>) = row?;
@@ -43,21 +52,51 @@ impl AlertStateStore for SqliteStore {
         })
     }
 
+    fn claim_partition(&self, partition: i32) -> Result<i64, StoreError> {
+        run(|| {
+            Ok(self.conn().query_row(
+                "INSERT INTO partition_epochs (partition, epoch) VALUES (?1, 1)
+                 ON CONFLICT (partition) DO UPDATE SET epoch = epoch + 1
+                 RETURNING epoch",
+                params![partition],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
     fn commit(
         &self,
-        states: &[(DeviceId, &str, Vec<u8>)],
+        fences: &[Fence],
+        states: &[StateRow<'_>],
         changes: &[AlertChange],
     ) -> Result<(), StoreError> {
         run(|| {
             let mut conn = self.conn();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for f in fences {
+                let epoch: Option<i64> = tx
+                    .query_row(
+                        "SELECT epoch FROM partition_epochs WHERE partition = ?1",
+                        params![f.partition],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if epoch != Some(f.epoch) {
+                    return Err(StoreError::Fenced {
+                        partition: f.partition,
+                        epoch: f.epoch,
+                    }
+                    .into());
+                }
+            }
             {
                 let mut put = tx.prepare_cached(
-                    "INSERT INTO alert_device_state (device, account, state) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(device) DO UPDATE SET account = ?2, state = ?3",
+                    "INSERT INTO alert_device_state (device, account, partition, state)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(device) DO UPDATE SET account = ?2, partition = ?3, state = ?4",
                 )?;
-                for (device, account, blob) in states {
-                    put.execute(params![device.0, account, blob])?;
+                for row in states {
+                    put.execute(params![row.device.0, row.account, row.partition, row.blob])?;
                 }
                 for change in changes {
                     match change {

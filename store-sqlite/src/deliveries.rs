@@ -1,8 +1,10 @@
 //! [`DeliveryLog`] on SQLite: the `deliveries` table, the final outcome of each
-//! notification id; `INSERT OR IGNORE` makes the first recorded outcome win.
+//! notification id; `INSERT OR IGNORE` makes the first recorded outcome win. Claims
+//! (`delivery_claims`) are taken in an immediate transaction that first checks for an
+//! outcome.
 
-use rusqlite::{params, OptionalExtension};
-use squall_alerting::store::{Delivery, DeliveryLog, DeliveryStatus, StoreError};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use squall_alerting::store::{Claim, Delivery, DeliveryLog, DeliveryStatus, StoreError};
 
 use crate::{run, SqliteStore};
 
@@ -75,9 +77,58 @@ impl DeliveryLog for SqliteStore {
         })
     }
 
+    fn claim_delivery(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        run(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let done = tx
+                .query_row(
+                    "SELECT 1 FROM deliveries WHERE id = ?1",
+                    params![id],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if done {
+                return Ok(Claim::Done);
+            }
+            let mine = tx
+                .query_row(
+                    "INSERT INTO delivery_claims (id, owner, until_ms) VALUES (?1, ?2, ?4)
+                     ON CONFLICT (id) DO UPDATE SET owner = ?2, until_ms = ?4
+                     WHERE delivery_claims.owner = ?2 OR delivery_claims.until_ms < ?3
+                     RETURNING owner",
+                    params![id, owner, now_ms, until_ms],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            let claim = if mine {
+                Claim::Mine
+            } else {
+                let (owner, until_ms) = tx.query_row(
+                    "SELECT owner, until_ms FROM delivery_claims WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                Claim::Held { owner, until_ms }
+            };
+            tx.commit()?;
+            Ok(claim)
+        })
+    }
+
     fn record_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
         run(|| {
-            self.conn().execute(
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            tx.execute(
                 "INSERT OR IGNORE INTO deliveries (id, status, attempts, code, reason, at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -89,6 +140,8 @@ impl DeliveryLog for SqliteStore {
                     d.at_ms
                 ],
             )?;
+            tx.execute("DELETE FROM delivery_claims WHERE id = ?1", params![d.id])?;
+            tx.commit()?;
             Ok(())
         })
     }

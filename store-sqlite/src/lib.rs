@@ -328,6 +328,7 @@ mod tests {
                 }],
                 ..Payload::default()
             }),
+            partition: None,
         };
         {
             let store = Arc::new(SqliteStore::open(&path).unwrap());

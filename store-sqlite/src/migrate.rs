@@ -109,6 +109,23 @@ pub const MIGRATIONS: &[Migration] = &[
                 UNIQUE (metric, series)
             );",
     },
+    Migration {
+        // A device's state belongs to the input partition its payloads arrive on; each
+        // partition's latest claim is its epoch (rows of earlier versions have none).
+        name: "alert state by partition, partition epochs",
+        sql: "ALTER TABLE alert_device_state ADD COLUMN partition INTEGER;
+            CREATE INDEX alert_device_state_by_partition ON alert_device_state(partition);
+            CREATE TABLE partition_epochs (
+                partition INTEGER PRIMARY KEY, epoch INTEGER NOT NULL
+            );",
+    },
+    Migration {
+        // Who is delivering a notification, until when (a lease its owner renews).
+        name: "delivery claims",
+        sql: "CREATE TABLE delivery_claims (
+                id TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms INTEGER NOT NULL
+            );",
+    },
 ];
 
 /// How many migrations `conn`'s database has applied.

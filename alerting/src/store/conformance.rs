@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
-    AccountStore, AlertChange, AlertStateStore, Delivery, DeliveryLog, DeliveryStatus,
-    HourAggregate, MetricStore, StoreError, TriggeredAlert,
+    AccountStore, AlertChange, AlertStateStore, Claim, Delivery, DeliveryLog, DeliveryStatus,
+    Fence, HourAggregate, MetricStore, StateRow, StoreError, TriggeredAlert,
 };
 use crate::accounts::{Account, AccountPatch, Registration, Sighting};
 use crate::configs::AlertConfig;
@@ -43,7 +43,10 @@ macro_rules! store_conformance_tests {
             fixtures_import_once_and_again_idempotently,
             a_failed_import_changes_nothing,
             alerts_open_update_and_close_one_per_key,
+            a_partition_claimed_again_fences_its_earlier_owner,
+            an_engine_that_lost_its_partition_steps_back,
             the_first_recorded_delivery_outcome_wins,
+            a_notification_is_claimed_by_one_sender_at_a_time,
             minutes_hours_and_latest_are_idempotent_under_replay,
             retention_deletes_old_minutes_and_keeps_hours,
             the_engine_resumes_from_committed_state,
@@ -461,12 +464,14 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
     };
     store
         .commit(
-            &[(DeviceId(7), "acme", vec![1, 2])],
+            &[],
+            &[row(7, None, vec![1, 2])],
             &[AlertChange::Open(opened.clone())],
         )
         .unwrap();
     store
         .commit(
+            &[],
             &[],
             &[AlertChange::Value {
                 config_id: ConfigId(3),
@@ -485,18 +490,19 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
     assert_eq!(store.device_state(DeviceId(7)).unwrap(), Some(vec![1, 2]));
     assert_eq!(store.device_state(DeviceId(8)).unwrap(), None);
     assert_eq!(
-        store.device_states(&|d| d == DeviceId(7)).unwrap(),
+        store.device_states(None, &|d| d == DeviceId(7)).unwrap(),
         vec![(DeviceId(7), "acme".to_string(), vec![1, 2])]
     );
     assert!(store
-        .device_states(&|d| d != DeviceId(7))
+        .device_states(None, &|d| d != DeviceId(7))
         .unwrap()
         .is_empty());
 
     // Opening again (a config edited under an open alert) closes the leftover first.
     store
         .commit(
-            &[(DeviceId(7), "acme", vec![3])],
+            &[],
+            &[row(7, None, vec![3])],
             &[AlertChange::Open(TriggeredAlert {
                 fired_at: 200.0,
                 ..opened.clone()
@@ -521,6 +527,7 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
     store
         .commit(
             &[],
+            &[],
             &[AlertChange::Close {
                 config_id: ConfigId(3),
                 device: DeviceId(7),
@@ -541,6 +548,208 @@ pub fn alerts_open_update_and_close_one_per_key<S: Backend>(open: &dyn Fn() -> S
         ),
         (200.0, Some(400.0), Some(10.0)),
         "newest first"
+    );
+}
+
+/// A state row of device `device` of account `acme`.
+fn row(device: i64, partition: Option<i32>, blob: Vec<u8>) -> StateRow<'static> {
+    StateRow {
+        device: DeviceId(device),
+        account: "acme",
+        partition,
+        blob,
+    }
+}
+
+/// Partitions: each claim is a later epoch; a commit under an epoch that is no longer
+/// the partition's latest is refused as a whole and writes nothing; states are read back
+/// by partition.
+pub fn a_partition_claimed_again_fences_its_earlier_owner<S: Backend>(open: &dyn Fn() -> S) {
+    let store = open();
+    let first = store.claim_partition(0).unwrap();
+    let second = store.claim_partition(0).unwrap();
+    assert!(second > first, "a later claim, a later epoch");
+    let other = store.claim_partition(1).unwrap();
+    let opened = TriggeredAlert {
+        id: 0,
+        config_id: ConfigId(3),
+        account: "acme".into(),
+        device: DeviceId(7),
+        hostname: "web-1".into(),
+        metric: Some("system.load.1".into()),
+        series: BTreeMap::new(),
+        fired_at: 100.0,
+        closed_at: None,
+        last_value: Some(9.0),
+    };
+    store
+        .commit(
+            &[Fence {
+                partition: 0,
+                epoch: second,
+            }],
+            &[row(7, Some(0), vec![1])],
+            &[],
+        )
+        .unwrap();
+    store
+        .commit(
+            &[Fence {
+                partition: 1,
+                epoch: other,
+            }],
+            &[row(8, Some(1), vec![2])],
+            &[],
+        )
+        .unwrap();
+    let refused = store
+        .commit(
+            &[
+                Fence {
+                    partition: 1,
+                    epoch: other,
+                },
+                Fence {
+                    partition: 0,
+                    epoch: first,
+                },
+            ],
+            &[row(7, Some(0), vec![9]), row(8, Some(1), vec![9])],
+            &[AlertChange::Open(opened)],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Fenced { partition: 0, epoch } if epoch == first),
+        "{refused}"
+    );
+    assert!(!refused.is_transient(), "fenced is for good");
+    assert_eq!(store.device_state(DeviceId(7)).unwrap(), Some(vec![1]));
+    assert_eq!(
+        store.device_state(DeviceId(8)).unwrap(),
+        Some(vec![2]),
+        "nothing of the refused commit was written"
+    );
+    assert!(store.triggered(false, None).unwrap().is_empty());
+    let of = |p: i32| -> Vec<i64> {
+        store
+            .device_states(Some(p), &|_| true)
+            .unwrap()
+            .into_iter()
+            .map(|(d, _, _)| d.0)
+            .collect()
+    };
+    assert_eq!((of(0), of(1), of(2)), (vec![7], vec![8], vec![]));
+    assert_eq!(store.device_states(None, &|_| true).unwrap().len(), 2);
+}
+
+/// Two engines (two processes) and one partition: the second claims it and loads the
+/// first's committed state; the first, paused meanwhile, has its next commit refused,
+/// steps back from the partition and forgets its devices; the second fires once, at the
+/// right event time.
+pub fn an_engine_that_lost_its_partition_steps_back<S: Backend>(open: &dyn Fn() -> S) {
+    let store = Arc::new(open());
+    acme(&*store, 10);
+    store
+        .create_config(&load_config(serde_json::json!({})))
+        .unwrap();
+    let on = |t: f64, load: f64| Observation {
+        partition: Some(3),
+        ..observation(1, t, load)
+    };
+    let mut a = Engine::new(store.clone(), store.clone());
+    let epoch = store.claim_partition(3).unwrap();
+    assert_eq!(a.own(3, epoch, |_| true).unwrap(), 0);
+    assert!(a.observe(&on(100.0, 9.0)).unwrap().is_empty(), "pending");
+    a.commit().unwrap();
+
+    // `a` pauses; `b` is assigned the partition and takes it over.
+    let mut b = Engine::new(store.clone(), store.clone());
+    let taken = store.claim_partition(3).unwrap();
+    assert_eq!(
+        b.own(3, taken, |_| true).unwrap(),
+        1,
+        "a's state moved to b"
+    );
+
+    // `a` wakes up and evaluates a payload it had fetched: its commit is refused.
+    let late = a.observe(&on(220.0, 9.0)).unwrap();
+    assert_eq!(late.len(), 1, "a would fire...");
+    let e = a.commit().unwrap_err();
+    assert!(matches!(e, StoreError::Fenced { partition: 3, .. }), "{e}");
+    assert_eq!(a.epoch(3), None, "...but steps back");
+    assert!(a.tick(1e12).unwrap().is_empty(), "and checks nothing of it");
+    assert!(
+        store.triggered(false, None).unwrap().is_empty(),
+        "nothing of a's written"
+    );
+
+    let fired = b.observe(&on(220.0, 9.0)).unwrap();
+    b.commit().unwrap();
+    assert_eq!(fired.len(), 1, "b fires from a's pending clock");
+    assert_eq!(
+        fired[0].id, late[0].id,
+        "the same notification id a would have sent"
+    );
+    assert_eq!(store.triggered(false, None).unwrap().len(), 1);
+}
+
+/// A notification id is claimed by one owner at a time: the holder extends its claim,
+/// another waits until it runs out and then takes it over; a recorded outcome ends it.
+pub fn a_notification_is_claimed_by_one_sender_at_a_time<S: Backend>(open: &dyn Fn() -> S) {
+    let store = open();
+    let id = "a1-d1-fire-1-x-r0";
+    assert_eq!(
+        store.claim_delivery(id, "p1", 1_000, 31_000).unwrap(),
+        Claim::Mine
+    );
+    assert_eq!(
+        store.claim_delivery(id, "p2", 2_000, 32_000).unwrap(),
+        Claim::Held {
+            owner: "p1".into(),
+            until_ms: 31_000
+        }
+    );
+    // The holder renews; the other still waits past the first lease.
+    assert_eq!(
+        store.claim_delivery(id, "p1", 20_000, 50_000).unwrap(),
+        Claim::Mine
+    );
+    assert!(matches!(
+        store.claim_delivery(id, "p2", 40_000, 70_000).unwrap(),
+        Claim::Held {
+            until_ms: 50_000,
+            ..
+        }
+    ));
+    // p1 dies: once its lease ran out, p2 takes over, and p1 (back) waits.
+    assert_eq!(
+        store.claim_delivery(id, "p2", 50_001, 80_000).unwrap(),
+        Claim::Mine
+    );
+    assert!(matches!(
+        store.claim_delivery(id, "p1", 60_000, 90_000).unwrap(),
+        Claim::Held { ref owner, .. } if owner == "p2"
+    ));
+    store
+        .record_delivery(&Delivery {
+            id: id.into(),
+            status: DeliveryStatus::Delivered,
+            attempts: 1,
+            code: Some(200),
+            reason: "ok".into(),
+            at_ms: 61_000,
+        })
+        .unwrap();
+    for owner in ["p1", "p2", "p3"] {
+        assert_eq!(
+            store.claim_delivery(id, owner, 62_000, 92_000).unwrap(),
+            Claim::Done,
+            "delivered: never again"
+        );
+    }
+    assert_eq!(
+        store.claim_delivery("other", "p3", 62_000, 92_000).unwrap(),
+        Claim::Mine
     );
 }
 
@@ -782,6 +991,7 @@ fn observation(device: i64, t: f64, load: f64) -> Observation {
         time: t,
         received_at: t + 0.5,
         payload: Arc::new(payload),
+        partition: None,
     }
 }
 

@@ -10,8 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::{
     aggregate_hour, hour_points, hours_within, latest_key, minute_of, minute_points,
-    minutes_within, series_key, AccountStore, AlertChange, AlertStateStore, Delivery, DeliveryLog,
-    HourRows, MetricStore, MinutePoints, StoreError, StoredPoint, TriggeredAlert,
+    minutes_within, series_key, AccountStore, AlertChange, AlertStateStore, Claim, Delivery,
+    DeliveryLog, Fence, HourRows, MetricStore, MinutePoints, StateRow, StoreError, StoredPoint,
+    TriggeredAlert,
 };
 use crate::accounts::{
     agent_key_to_issue, valid_name, Account, AccountPatch, Device, Registration, Sighting,
@@ -29,10 +30,15 @@ struct Inner {
     configs: BTreeMap<ConfigId, AlertConfig>,
     next_config: i64,
     admin_version: i64,
-    states: BTreeMap<DeviceId, (String, Vec<u8>)>,
+    /// Device -> (account, partition, state).
+    states: BTreeMap<DeviceId, (String, Option<i32>, Vec<u8>)>,
+    /// Partition -> the latest claim's epoch.
+    epochs: BTreeMap<i32, i64>,
     alerts: BTreeMap<i64, TriggeredAlert>,
     next_alert: i64,
     deliveries: HashMap<String, Delivery>,
+    /// Notification id -> (owner, until ms).
+    claims: HashMap<String, (String, i64)>,
     minutes: BTreeMap<(DeviceId, i64), (f64, MinutePoints)>,
     hours: BTreeMap<(DeviceId, i64), HourRows>,
     changed_hours: BTreeSet<(DeviceId, i64)>,
@@ -349,31 +355,50 @@ impl AccountStore for MemoryStore {
 
 impl AlertStateStore for MemoryStore {
     fn device_state(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.lock().states.get(&device).map(|(_, b)| b.clone()))
+        Ok(self.lock().states.get(&device).map(|(_, _, b)| b.clone()))
     }
 
     fn device_states(
         &self,
+        partition: Option<i32>,
         keep: &dyn Fn(DeviceId) -> bool,
     ) -> Result<Vec<(DeviceId, String, Vec<u8>)>, StoreError> {
         Ok(self
             .lock()
             .states
             .iter()
-            .filter(|(d, _)| keep(**d))
-            .map(|(d, (a, b))| (*d, a.clone(), b.clone()))
+            .filter(|(d, (_, p, _))| partition.is_none_or(|want| *p == Some(want)) && keep(**d))
+            .map(|(d, (a, _, b))| (*d, a.clone(), b.clone()))
             .collect())
+    }
+
+    fn claim_partition(&self, partition: i32) -> Result<i64, StoreError> {
+        let mut s = self.lock();
+        let epoch = s.epochs.entry(partition).or_default();
+        *epoch += 1;
+        Ok(*epoch)
     }
 
     fn commit(
         &self,
-        states: &[(DeviceId, &str, Vec<u8>)],
+        fences: &[Fence],
+        states: &[StateRow<'_>],
         changes: &[AlertChange],
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
-        for (device, account, blob) in states {
-            s.states
-                .insert(*device, (account.to_string(), blob.clone()));
+        for f in fences {
+            if s.epochs.get(&f.partition).copied().unwrap_or(0) != f.epoch {
+                return Err(StoreError::Fenced {
+                    partition: f.partition,
+                    epoch: f.epoch,
+                });
+            }
+        }
+        for row in states {
+            s.states.insert(
+                row.device,
+                (row.account.to_string(), row.partition, row.blob.clone()),
+            );
         }
         for change in changes {
             match change {
@@ -452,11 +477,36 @@ impl DeliveryLog for MemoryStore {
     }
 
     fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        self.lock()
-            .deliveries
+        let mut s = self.lock();
+        s.deliveries
             .entry(delivery.id.clone())
             .or_insert_with(|| delivery.clone());
+        s.claims.remove(&delivery.id);
         Ok(())
+    }
+
+    fn claim_delivery(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let mut s = self.lock();
+        if s.deliveries.contains_key(id) {
+            return Ok(Claim::Done);
+        }
+        match s.claims.get(id) {
+            Some((other, until)) if other != owner && *until >= now_ms => Ok(Claim::Held {
+                owner: other.clone(),
+                until_ms: *until,
+            }),
+            _ => {
+                s.claims
+                    .insert(id.to_string(), (owner.to_string(), until_ms));
+                Ok(Claim::Mine)
+            }
+        }
     }
 }
 

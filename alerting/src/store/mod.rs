@@ -97,19 +97,34 @@ pub trait AccountStore: Send + Sync {
 
 /// The durable alert state: what the engine needs to resume after a crash, and the alerts
 /// that fired.
+///
+/// **Ownership** (several processes): a device's state belongs to the input partition its
+/// payloads arrive on. The process that is assigned a partition claims it
+/// ([`AlertStateStore::claim_partition`]: a new epoch, later than every earlier claim)
+/// and writes its devices' states under that epoch; a commit carrying an epoch that is no
+/// longer the partition's latest is refused as a whole ([`StoreError::Fenced`]), so an
+/// owner that lost a partition without knowing it (a long pause, a network cut) never
+/// overwrites what the new owner wrote.
 pub trait AlertStateStore: Send + Sync {
     /// The persisted state blob of `device`.
     fn device_state(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Every persisted (device, account, state blob) for which `keep(device)` holds.
+    /// Every persisted (device, account, state blob) for which `keep(device)` holds; of
+    /// partition `partition` only, if given.
     fn device_states(
         &self,
+        partition: Option<i32>,
         keep: &dyn Fn(DeviceId) -> bool,
     ) -> Result<Vec<(DeviceId, String, Vec<u8>)>, StoreError>;
-    /// Writes device states `(device, account, blob)` and alert changes in one
-    /// transaction: all of them or none.
+    /// Claims `partition` for the caller: returns a new epoch, greater than any earlier
+    /// claim's, after which commits under older epochs of the partition are refused.
+    fn claim_partition(&self, partition: i32) -> Result<i64, StoreError>;
+    /// Writes device states and alert changes in one transaction: all of them or none.
+    /// Every fence must hold (its epoch is still the partition's latest), else nothing is
+    /// written and the error is [`StoreError::Fenced`] naming the first that does not.
     fn commit(
         &self,
-        states: &[(DeviceId, &str, Vec<u8>)],
+        fences: &[Fence],
+        states: &[StateRow<'_>],
         changes: &[AlertChange],
     ) -> Result<(), StoreError>;
     /// Open (`closed = false`) or closed alerts, newest first (at most 1,000), optionally
@@ -121,14 +136,68 @@ pub trait AlertStateStore: Send + Sync {
     ) -> Result<Vec<TriggeredAlert>, StoreError>;
 }
 
-/// The outcome of every notification delivery.
+/// A partition's claim a commit is made under (see [`AlertStateStore`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fence {
+    /// The partition.
+    pub partition: i32,
+    /// The epoch its owner claimed.
+    pub epoch: i64,
+}
+
+/// One device's state as [`AlertStateStore::commit`] writes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateRow<'a> {
+    /// The device.
+    pub device: DeviceId,
+    /// Its account.
+    pub account: &'a str,
+    /// The input partition its payloads arrive on (`None`: not partitioned).
+    pub partition: Option<i32>,
+    /// The engine's encoded state.
+    pub blob: Vec<u8>,
+}
+
+/// The outcome of every notification delivery, and who is delivering what.
+///
+/// Several processes may read the same notification (a rebalance hands it to another
+/// consumer while the first is still sending it): a sender claims the id first
+/// ([`DeliveryLog::claim_delivery`]), for a lease it renews while it works, so two live
+/// processes never both send it; the claim of a dead process runs out and is taken over.
 pub trait DeliveryLog: Send + Sync {
     /// The recorded outcome of notification `id`.
     fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
     /// Every recorded delivery, oldest first.
     fn deliveries(&self) -> Result<Vec<Delivery>, StoreError>;
-    /// Records the final outcome of a delivery (the first one recorded wins).
+    /// Records the final outcome of a delivery (the first one recorded wins) and ends
+    /// its claim.
     fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
+    /// Claims notification `id` for `owner` until `until_ms` (epoch ms), or extends the
+    /// claim `owner` holds: [`Claim::Mine`]. [`Claim::Done`] if an outcome is recorded;
+    /// [`Claim::Held`] while another owner's claim runs (until it is past `now_ms`).
+    fn claim_delivery(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Claim, StoreError>;
+}
+
+/// The answer to [`DeliveryLog::claim_delivery`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the id: send it.
+    Mine,
+    /// Its outcome is recorded: never send it again.
+    Done,
+    /// Another owner holds it until `until_ms`: wait.
+    Held {
+        /// Who.
+        owner: String,
+        /// Until when (epoch ms).
+        until_ms: i64,
+    },
 }
 
 /// Metric storage: minute snapshots (kept for a retention window), hourly aggregates

@@ -76,6 +76,7 @@ pub(crate) fn spawn(
                     .map_err(|e| format!("reading {topic} partition {partition}: {e}"))?;
                 let topic: Arc<str> = Arc::from(topic.as_str());
                 let generation = s.assign(topic.clone(), partition);
+                super::assignments::assignments(&config.group_id).assign(&topic, partition);
                 assigned.push(Assigned {
                     topic,
                     partition,
@@ -91,9 +92,18 @@ pub(crate) fn spawn(
     let handle = std::thread::Builder::new()
         .name(format!("journal-{component}"))
         .spawn(move || {
+            let held: Vec<(Arc<str>, i32)> = assigned
+                .iter()
+                .map(|a| (a.topic.clone(), a.partition))
+                .collect();
             run(
                 &journal, &config, &component, &records, &shared, &stop_flag, assigned,
-            )
+            );
+            // Stopped: this process holds none of them any more.
+            let group = super::assignments::assignments(&config.group_id);
+            for (topic, partition) in held {
+                group.revoke(&topic, partition);
+            }
         })
         .map_err(|e| format!("cannot start the poller thread: {e}"))?;
     Ok(Poller { handle, stop })

@@ -29,12 +29,18 @@
 //!   dropped. Assigned partitions start from their committed offset (or `start` when they
 //!   have none).
 //! - **Lag**: `squall_kafka_consumer_lag{topic,partition}` from librdkafka's statistics.
+//! - **Who holds what**: every assignment and revocation is recorded in the process's
+//!   [`assignments`] of the group, which components downstream follow (the alert state
+//!   moves with its partitions). With several processes in a group, set
+//!   `partition.assignment.strategy = "cooperative-sticky"` in `options` (`squall up`
+//!   does) so a rebalance moves only the partitions that must move.
 
 /// The histogram of how long after its Kafka timestamp a record's whole tuple tree was
 /// acked at the spout (label `component`), in seconds: the end-to-end latency.
 pub const RECORD_LATENCY_METRIC: &str = "squall_kafka_record_latency_seconds";
 
 mod admin;
+pub mod assignments;
 pub mod dead_letters;
 mod journal_poller;
 mod offsets;

@@ -176,10 +176,12 @@ impl ConsumerContext for PollerContext {
             commit_sync(consumer, &self.shared, &tpl, &self.component);
         }
         let mut shared = lock(&self.shared);
+        let held = super::assignments::assignments(&self.group);
         for elem in revoked.elements() {
             shared
                 .partitions
                 .remove(&(Arc::from(elem.topic()), elem.partition()));
+            held.revoke(elem.topic(), elem.partition());
         }
         drop(shared);
         tracing::info!(component = %self.component, partitions = revoked.count(), "partitions revoked");
@@ -204,8 +206,10 @@ impl ConsumerContext for PollerContext {
             return;
         };
         let mut shared = lock(&self.shared);
+        let held = super::assignments::assignments(&self.group);
         for elem in assigned.elements() {
             shared.assign(Arc::from(elem.topic()), elem.partition());
+            held.assign(elem.topic(), elem.partition());
         }
         tracing::info!(component = %self.component, partitions = assigned.count(), "partitions assigned");
     }
@@ -269,7 +273,22 @@ pub(crate) fn spawn(
     let stop_flag = stop.clone();
     let handle = std::thread::Builder::new()
         .name(format!("kafka-{component}"))
-        .spawn(move || run(consumer, config, component, records, shared, stop_flag))
+        .spawn(move || {
+            let group = config.group_id.clone();
+            run(
+                consumer,
+                config,
+                component,
+                records,
+                shared.clone(),
+                stop_flag,
+            );
+            // Stopped: this process holds none of its partitions any more.
+            let held = super::assignments::assignments(&group);
+            for (topic, partition) in lock(&shared).partitions.keys() {
+                held.revoke(topic, *partition);
+            }
+        })
         .map_err(|e| format!("cannot start the poller thread: {e}"))?;
     Ok(Poller { handle, stop })
 }

@@ -140,8 +140,8 @@ pub struct Engine {
     version: Option<i64>,
     /// Set by [`Engine::load`]: the first tick re-emits the open no-data alerts.
     replay_open_no_data: bool,
-    /// Partitions owned: partition -> the epoch claimed.
-    owned: HashMap<i32, i64>,
+    /// Partitions owned: partition -> (the epoch claimed, the server time it was taken).
+    owned: HashMap<i32, (i64, f64)>,
     /// The partition of each held device that has one.
     partition_of: HashMap<DeviceId, i32>,
 }
@@ -171,25 +171,36 @@ impl Engine {
     }
 
     /// Takes `partition` under `epoch` (claimed with
-    /// [`AlertStateStore::claim_partition`]): forgets what it held of the partition, loads
-    /// the persisted state of the partition's devices for which `mine(device)` holds, and
-    /// has the next tick re-emit their open no-data alerts. Returns how many it loaded.
+    /// [`AlertStateStore::claim_partition`]) at server time `now`: forgets what it held of
+    /// the partition, loads the persisted state of the partition's devices for which
+    /// `mine(device)` holds, and has the next tick re-emit their open no-data alerts.
+    /// Returns how many it loaded.
+    ///
+    /// Every device of the partition (loaded now, or later when its payloads reach this
+    /// engine) counts as seen at `now` for its no-data rules: payloads it sent while the
+    /// partition had no owner (a restart, a failover) wait in the partition, and must not
+    /// look like silence to the new owner, which has not read them yet. So a device that
+    /// really went silent is reported at most the handover time late, never falsely.
     pub fn own(
         &mut self,
         partition: i32,
         epoch: i64,
+        now: f64,
         mine: impl Fn(DeviceId) -> bool,
     ) -> Result<usize, StoreError> {
         self.release(partition);
         let rows = self.store.device_states(Some(partition), &mine)?;
         let n = rows.len();
         for (device, _, blob) in rows {
-            if let Some(p) = decode(device, &blob) {
+            if let Some(mut p) = decode(device, &blob) {
+                if let Some(seen) = &mut p.state.last_seen {
+                    *seen = seen.max(now);
+                }
                 self.devices.insert(device, p);
                 self.partition_of.insert(device, partition);
             }
         }
-        self.owned.insert(partition, epoch);
+        self.owned.insert(partition, (epoch, now));
         self.replay_open_no_data = true;
         Ok(n)
     }
@@ -214,12 +225,12 @@ impl Engine {
 
     /// The epoch `partition` is owned under, if it is.
     pub fn epoch(&self, partition: i32) -> Option<i64> {
-        self.owned.get(&partition).copied()
+        self.owned.get(&partition).map(|(e, _)| *e)
     }
 
     /// The partitions owned, with their epochs.
     pub fn owned(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
-        self.owned.iter().map(|(p, e)| (*p, *e))
+        self.owned.iter().map(|(p, (e, _))| (*p, *e))
     }
 
     /// Loads the persisted state of every device for which `mine(device)` holds (no-data
@@ -502,6 +513,18 @@ impl Engine {
                     }
                 }
             }
+            // Seen no earlier than its partition changed hands here: what it sent while
+            // the partition had no owner is still being read (see `own`), even for a
+            // device whose state this engine loads only when that reaches it.
+            if let Some((_, since)) = self
+                .partition_of
+                .get(&device)
+                .and_then(|p| self.owned.get(p))
+            {
+                if let Some(seen) = &mut entry.state.last_seen {
+                    *seen = seen.max(*since);
+                }
+            }
             let candidates: Vec<(ConfigId, f64)> = r
                 .no_data
                 .iter()
@@ -547,7 +570,7 @@ impl Engine {
                 })?;
                 let partition = self.partition_of.get(&device).copied();
                 if let Some(partition) = partition {
-                    let epoch = self.owned.get(&partition).copied().unwrap_or(0);
+                    let epoch = self.epoch(partition).unwrap_or(0);
                     let fence = Fence { partition, epoch };
                     if !fences.contains(&fence) {
                         fences.push(fence);
@@ -567,6 +590,8 @@ impl Engine {
             for device in &self.dirty {
                 self.devices.remove(device);
             }
+            // The open no-data alerts a tick of this batch may have re-emitted went nowhere.
+            self.replay_open_no_data = true;
         }
         self.dirty.clear();
         self.changes.clear();
@@ -887,5 +912,55 @@ mod tests {
             "the same event, the same id"
         );
         assert!(b.tick(1102.0).unwrap().is_empty(), "once");
+    }
+
+    #[test]
+    fn a_partition_taken_over_gives_its_devices_a_wait_before_no_data() {
+        let db = Arc::new(MemoryStore::new());
+        let cfg = configs();
+        add(
+            &cfg,
+            serde_json::json!({"kind": "no_data", "metric": null, "comparison": null,
+                               "value": null, "wait": {"seconds": 60, "enabled": true}}),
+        );
+        let mut a = Engine::new(cfg.clone(), db.clone());
+        a.own(0, db.claim_partition(0).unwrap(), 1000.0, |_| true)
+            .unwrap();
+        let seen = Observation {
+            partition: Some(0),
+            ..obs(4, 1000.0, &[("system.load.1", None, 0.0)])
+        };
+        a.observe(&seen).unwrap(); // received at 1000.5
+        a.commit().unwrap();
+        drop(a); // its process dies; the partition has no owner for 200 s
+
+        // The new owner has not read what the device sent meanwhile: no false alarm.
+        let mut b = Engine::new(cfg, db.clone());
+        b.own(0, db.claim_partition(0).unwrap(), 1200.0, |_| true)
+            .unwrap();
+        assert!(
+            b.tick(1201.0).unwrap().is_empty(),
+            "not silent: not read yet"
+        );
+        // A device the old owner never committed: its first payload, received long before
+        // the takeover, is read only now; a wait after the takeover, it is no more silent
+        // than the others.
+        let late = Observation {
+            partition: Some(0),
+            received_at: 1100.0,
+            ..obs(5, 1100.0, &[("system.load.1", None, 0.0)])
+        };
+        b.observe(&late).unwrap();
+        b.commit().unwrap();
+        assert!(
+            b.tick(1202.0).unwrap().is_empty(),
+            "received at 1100, read at 1202"
+        );
+        assert!(b.tick(1259.0).unwrap().is_empty());
+        // Still nothing a wait after the takeover: both really are silent.
+        assert_eq!(
+            kinds(&b.tick(1260.0).unwrap()),
+            [EventKind::Fire, EventKind::Fire]
+        );
     }
 }

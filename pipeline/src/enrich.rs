@@ -155,7 +155,17 @@ impl Worker for Decider {
                 tracing::warn!(%error, "enrich: last_seen not updated");
             }
         }
-        let mut verdicts = decide(&*self.store, &jobs).into_iter();
+        let mut verdicts = decide(&*self.store, &jobs);
+        for attempt in 0..stage::RETRIES_IN_PLACE {
+            if !verdicts.iter().any(|v| matches!(v, Err(f) if f.transient)) {
+                break;
+            }
+            // A dedicated thread: pausing here holds back only this task's lookups, in
+            // order (registering again is idempotent).
+            std::thread::sleep(stage::retry_pause(attempt));
+            verdicts = decide(&*self.store, &jobs);
+        }
+        let mut verdicts = verdicts.into_iter();
         requests
             .iter()
             .map(|r| match r {

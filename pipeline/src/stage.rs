@@ -109,6 +109,17 @@ pub fn now_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// How many times a bolt's database thread retries a batch in place after a transient
+/// failure (a deadlock victim, a lost connection) before failing its tuples: a retry in
+/// place keeps the partition's order, while a failed tuple comes back after records of
+/// its partition that were already in flight, which the alert engine would take for late.
+pub const RETRIES_IN_PLACE: u32 = 3;
+
+/// The pause before in-place retry `attempt` (0-based): 50 ms, 100 ms, 200 ms.
+pub fn retry_pause(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(50 << attempt.min(6))
+}
+
 /// Why a bolt's database work failed, and whether trying again later can help (a locked or
 /// unavailable database: the tuple is failed as transient and the spout replays it for as
 /// long as it takes; anything else is permanent).

@@ -58,6 +58,7 @@ pub struct ThresholdConfig {
 }
 
 /// What the bolt asks the engine's thread.
+#[derive(Clone)]
 enum Job {
     /// Evaluate a payload.
     Observe(Arc<Observation>),
@@ -103,9 +104,11 @@ impl Evaluator {
                 continue;
             }
             let (task, tasks) = (f.task, f.tasks);
-            let loaded = self.engine.own(o.partition, o.epoch, |device| {
-                squall_topology::fields_task(&[Value::Int(device.0)], tasks) == task
-            })?;
+            let loaded = self
+                .engine
+                .own(o.partition, o.epoch, now_secs(), |device| {
+                    squall_topology::fields_task(&[Value::Int(device.0)], tasks) == task
+                })?;
             tracing::info!(
                 task,
                 partition = o.partition,
@@ -146,12 +149,37 @@ impl Worker for Evaluator {
     type Output = Result<Vec<AlertEvent>, Failure>;
 
     fn run(&mut self, jobs: Vec<Job>) -> Vec<Self::Output> {
+        // A transient failure (a deadlock victim, a lost connection) is retried here, in
+        // order: the engine dropped what the failed commit held and reads it back.
+        let mut done = self.evaluate(jobs.clone());
+        for attempt in 0..stage::RETRIES_IN_PLACE {
+            if !done.iter().any(|d| matches!(d, Err(f) if f.transient)) {
+                break;
+            }
+            std::thread::sleep(stage::retry_pause(attempt));
+            done = self.evaluate(jobs.clone());
+        }
+        done
+    }
+
+    fn idle(&mut self) -> Vec<Self::Output> {
+        self.engine.refresh();
+        if let Err(e) = self.sync() {
+            tracing::warn!(error = %e, "threshold: partitions not synced; trying again");
+        }
+        Vec::new()
+    }
+}
+
+impl Evaluator {
+    /// Evaluates a batch and commits it in one transaction.
+    fn evaluate(&mut self, jobs: Vec<Job>) -> Vec<Result<Vec<AlertEvent>, Failure>> {
         if let Err(e) = self.sync() {
             let error = Failure::store("claiming partitions", &e);
             return jobs.iter().map(|_| Err(error.clone())).collect();
         }
         let following = self.follow.is_some();
-        let mut done: Vec<Self::Output> = jobs
+        let mut done: Vec<Result<Vec<AlertEvent>, Failure>> = jobs
             .into_iter()
             .map(|job| match job {
                 Job::Observe(obs) => match obs.partition {
@@ -174,6 +202,7 @@ impl Worker for Evaluator {
         if let Err(e) = self.engine.commit() {
             let error = match e {
                 StoreError::Fenced { partition, .. } => {
+                    metrics::counter!("squall_alert_state_fenced_total").increment(1);
                     self.fenced(partition);
                     Failure::transient(format!("alert state: {e}"))
                 }
@@ -184,14 +213,6 @@ impl Worker for Evaluator {
             }
         }
         done
-    }
-
-    fn idle(&mut self) -> Vec<Self::Output> {
-        self.engine.refresh();
-        if let Err(e) = self.sync() {
-            tracing::warn!(error = %e, "threshold: partitions not synced; trying again");
-        }
-        Vec::new()
     }
 }
 

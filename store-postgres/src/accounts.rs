@@ -3,11 +3,12 @@
 //!
 //! Every admin change bumps `admin_changes.version` in the same transaction. Registering
 //! devices first finds the known ones; new ones are inserted after locking their
-//! accounts' rows (`FOR UPDATE`, in name order, so two processes never deadlock on them),
-//! so the quota count and the inserts of one account are serialised across processes and
-//! a burst of new devices never exceeds it. Activating a device takes the same lock.
+//! accounts' rows (`FOR UPDATE`, in name order), so the quota count and the inserts of one
+//! account are serialised across processes and a burst of new devices never exceeds it;
+//! device rows are written after the account locks, in id order, so two transactions
+//! never wait on each other in a cycle. Activating a device takes the same lock.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use squall_alerting::accounts::{
@@ -427,13 +428,9 @@ impl AccountStore for PgStore {
                      WHERE account = $1 AND agent_key = $2 AND hostname = $3"
                 ))
                 .await?;
-            let seen = tx
-                .prepare_cached(
-                    "UPDATE devices SET last_seen_ms = GREATEST(last_seen_ms, $2) WHERE id = $1",
-                )
-                .await?;
-            // First the devices already known; then, under their accounts' locks, the new
-            // ones (which another process may have registered meanwhile: found again).
+            // Locks are taken in one order by every transaction: the accounts' rows (by
+            // name) before any device row (by id), so two processes never wait on each
+            // other in a cycle. First the devices already known (read, not locked yet).
             let mut out: Vec<Option<Registration>> = Vec::with_capacity(batch.len());
             let mut new_accounts: BTreeSet<&str> = BTreeSet::new();
             for s in batch {
@@ -441,12 +438,7 @@ impl AccountStore for PgStore {
                     .query_opt(&find, &[&s.account, &s.agent_key, &s.hostname])
                     .await?
                 {
-                    Some(row) => {
-                        let mut device = device_from_row(&row);
-                        tx.execute(&seen, &[&device.id.0, &s.now_ms]).await?;
-                        device.last_seen_ms = device.last_seen_ms.max(s.now_ms);
-                        out.push(Some(Registration::Known(device)));
-                    }
+                    Some(row) => out.push(Some(Registration::Known(device_from_row(&row)))),
                     None => {
                         new_accounts.insert(s.account);
                         out.push(None);
@@ -454,7 +446,6 @@ impl AccountStore for PgStore {
                 }
             }
             if !new_accounts.is_empty() {
-                // Locked in name order: two processes never wait on each other in a cycle.
                 let names: Vec<&str> = new_accounts.iter().copied().collect();
                 let rows = tx
                     .query(
@@ -488,10 +479,7 @@ impl AccountStore for PgStore {
                         .query_opt(&find, &[&s.account, &s.agent_key, &s.hostname])
                         .await?
                     {
-                        let mut device = device_from_row(&row);
-                        tx.execute(&seen, &[&device.id.0, &s.now_ms]).await?;
-                        device.last_seen_ms = device.last_seen_ms.max(s.now_ms);
-                        *slot = Some(Registration::Known(device));
+                        *slot = Some(Registration::Known(device_from_row(&row)));
                         continue;
                     }
                     let Some((quota, in_use)) = used.get_mut(s.account) else {
@@ -508,10 +496,35 @@ impl AccountStore for PgStore {
                     *slot = Some(Registration::Registered(device_from_row(&row)));
                 }
             }
+            // Then `last_seen` of the known devices, in id order, in one statement.
+            let mut seen: BTreeMap<i64, i64> = BTreeMap::new();
+            for (s, r) in batch.iter().zip(&out) {
+                if let Some(Registration::Known(d)) = r {
+                    let at = seen.entry(d.id.0).or_insert(s.now_ms);
+                    *at = (*at).max(s.now_ms);
+                }
+            }
+            if !seen.is_empty() {
+                let ids: Vec<i64> = seen.keys().copied().collect();
+                let times: Vec<i64> = seen.values().copied().collect();
+                tx.execute(
+                    "UPDATE devices d SET last_seen_ms = GREATEST(d.last_seen_ms, u.ms)
+                     FROM unnest($1::bigint[], $2::bigint[]) AS u(id, ms) WHERE d.id = u.id",
+                    &[&ids, &times],
+                )
+                .await?;
+            }
             tx.commit().await?;
             Ok(out
                 .into_iter()
-                .map(|r| r.expect("every sighting answered"))
+                .zip(batch)
+                .map(|(r, s)| match r.expect("every sighting answered") {
+                    Registration::Known(mut d) => {
+                        d.last_seen_ms = d.last_seen_ms.max(s.now_ms);
+                        Registration::Known(d)
+                    }
+                    other => other,
+                })
                 .collect())
         })
     }

@@ -16,7 +16,9 @@
 //!   batched into multi-row statements over arrays (`unnest`), one transaction per call.
 //! - Concurrency between processes: registering devices locks the accounts' rows, so a
 //!   burst of new devices on several processes never exceeds a quota; every other write
-//!   is an idempotent upsert.
+//!   is an idempotent upsert. A session idle inside a transaction for
+//!   [`IDLE_IN_TRANSACTION`] is ended by the server, so a paused process never holds its
+//!   locks for longer.
 //! - Errors: a lost or refused connection, a pool timeout, a serialization failure or
 //!   deadlock, a server shutting down or out of resources are transient
 //!   ([`StoreError::is_transient`]); everything else is permanent.
@@ -46,6 +48,11 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a call waits for a free connection, or for a new one to connect, before it
 /// fails with a transient error.
 pub const POOL_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a session may sit idle inside a transaction before the server ends it (and
+/// its locks): a process paused or cut off mid-transaction blocks the others at most this
+/// long.
+pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
 
 /// Whether `url` names this backend (`postgres://` or `postgresql://`).
 pub fn is_postgres_url(url: &str) -> bool {
@@ -105,6 +112,18 @@ fn parse(url: &str) -> Result<Parsed, StoreError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
+    // A process paused (or cut off) inside a transaction must not hold its row locks for
+    // good: the server ends such a session after IDLE_IN_TRANSACTION (the URL's own
+    // `options` come after, so they win).
+    let ours = format!(
+        "-c idle_in_transaction_session_timeout={}",
+        IDLE_IN_TRANSACTION.as_millis()
+    );
+    let options = match config.get_options() {
+        Some(given) => format!("{ours} {given}"),
+        None => ours,
+    };
+    config.options(&options);
     config.application_name("squall");
     Ok(Parsed { config, pool_size })
 }
@@ -161,7 +180,7 @@ impl From<Error> for StoreError {
     fn from(e: Error) -> Self {
         match e {
             Error::Store(e) => e,
-            Error::Pg(e) => StoreError::backend(is_transient(&e), e),
+            Error::Pg(e) => StoreError::backend(is_transient(&e), describe(&e)),
             Error::Pool(e) => {
                 let transient = match &e {
                     PoolError::Backend(e) => is_transient(e),
@@ -171,6 +190,21 @@ impl From<Error> for StoreError {
                 StoreError::backend(transient, e)
             }
         }
+    }
+}
+
+/// The driver's error with the server's own words (its `Display` says only "db error"):
+/// `SQLSTATE: message (detail)`.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {} ({detail})", db.code().code(), db.message()),
+            None => format!("{}: {}", db.code().code(), db.message()),
+        },
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
     }
 }
 

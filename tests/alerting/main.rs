@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod chaos;
+mod cluster;
 mod enrich;
 mod intake;
 mod pipeline;

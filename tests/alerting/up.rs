@@ -17,22 +17,29 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use md5::{Digest, Md5};
 use serde_json::{json, Value as Json};
 
-const TOKEN: &str = "alerting-test-admin-token";
-const KEY: &str = "f9ce01e1e962b59798d6350eb8cfce4c";
+pub(super) const TOKEN: &str = "alerting-test-admin-token";
+pub(super) const KEY: &str = "f9ce01e1e962b59798d6350eb8cfce4c";
 const HOST: &str = "web-01.example.com";
 
 /// A `squall up` process and where it listens.
-struct Up {
-    child: Child,
-    intake: String,
-    admin: String,
+pub(super) struct Up {
+    pub(super) child: Child,
+    pub(super) intake: String,
+    pub(super) admin: String,
 }
 
 impl Up {
-    fn start(dir: &Path, prefix: &str, env: &[(&str, &str)]) -> Up {
+    pub(super) fn start(dir: &Path, prefix: &str, env: &[(&str, &str)]) -> Up {
+        Up::start_with(dir, prefix, env, &[])
+    }
+
+    /// [`Up::start`] with more arguments of `up` (`--metrics-addr ADDR`, ...); its log
+    /// goes to `DIR/squall.log` when `SQUALL_TEST_KEEP_LOGS` is set.
+    pub(super) fn start_with(dir: &Path, prefix: &str, env: &[(&str, &str)], args: &[&str]) -> Up {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_squall"));
         // `--data-dir` wins over the environment's `data_dir`.
         cmd.arg("up")
+            .args(args)
             .arg("--data-dir")
             .arg(dir.join("data"))
             .current_dir(dir)
@@ -52,6 +59,11 @@ impl Up {
             .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if std::env::var_os("SQUALL_TEST_KEEP_LOGS").is_some() {
+            let log = std::fs::File::create(dir.join("squall.log")).unwrap();
+            eprintln!("squall up logs to {}", dir.join("squall.log").display());
+            cmd.stderr(log);
         }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -88,7 +100,7 @@ impl Up {
     }
 
     /// Ctrl-C, and a clean exit.
-    fn stop(mut self) {
+    pub(super) fn stop(mut self) {
         let status = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status()
@@ -98,7 +110,7 @@ impl Up {
     }
 
     /// SIGKILL: no graceful anything.
-    fn kill(mut self) {
+    pub(super) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -113,18 +125,18 @@ impl Drop for Up {
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    key: String,
-    body: Json,
-    answered: u16,
+pub(super) struct Received {
+    pub(super) path: String,
+    pub(super) key: String,
+    pub(super) body: Json,
+    pub(super) answered: u16,
 }
 
 /// An HTTP receiver: `/flaky` answers 503 three times then 200, `/down` always 503,
 /// `/hang` never answers its first request (later ones 200), anything else 200. `got`
 /// holds the answered requests; `arrived` counts every request on arrival.
 #[derive(Clone, Default)]
-struct Receiver {
+pub(super) struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     arrived: Arc<Mutex<HashMap<String, usize>>>,
     /// `/fanout`: requests open now, and the most ever open at once.
@@ -184,7 +196,7 @@ async fn receive(
 }
 
 impl Receiver {
-    async fn start() -> (Receiver, String) {
+    pub(super) async fn start() -> (Receiver, String) {
         let r = Receiver::default();
         let app = axum::Router::new()
             .fallback(axum::routing::post(receive))
@@ -195,7 +207,7 @@ impl Receiver {
         (r, url)
     }
 
-    fn on(&self, path: &str) -> Vec<Received> {
+    pub(super) fn on(&self, path: &str) -> Vec<Received> {
         self.got
             .lock()
             .unwrap()
@@ -206,7 +218,7 @@ impl Receiver {
     }
 
     /// Waits (bounded) until `path` got `n` requests.
-    async fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+    pub(super) async fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
         wait_until(timeout, || {
             (self.on(path).len() >= n).then(|| self.on(path))
         })
@@ -216,7 +228,10 @@ impl Receiver {
 }
 
 /// Polls `check` every 50 ms until it returns something or `timeout` passes.
-async fn wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub(super) async fn wait_until<T>(
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut every = tokio::time::interval(Duration::from_millis(50));
     loop {
@@ -230,14 +245,14 @@ async fn wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) 
     }
 }
 
-struct Api {
-    client: reqwest::Client,
-    admin: String,
-    intake: String,
+pub(super) struct Api {
+    pub(super) client: reqwest::Client,
+    pub(super) admin: String,
+    pub(super) intake: String,
 }
 
 impl Api {
-    fn new(up: &Up) -> Api {
+    pub(super) fn new(up: &Up) -> Api {
         Api {
             client: reqwest::Client::new(),
             admin: up.admin.clone(),
@@ -245,7 +260,12 @@ impl Api {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> (u16, Json) {
+    pub(super) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Json>,
+    ) -> (u16, Json) {
         let mut req = self
             .client
             .request(method, format!("{}/api/v1{path}", self.admin))
@@ -258,20 +278,25 @@ impl Api {
         (status, resp.json().await.unwrap_or(Json::Null))
     }
 
-    async fn post(&self, path: &str, body: Json) -> Json {
+    pub(super) async fn post(&self, path: &str, body: Json) -> Json {
         let (status, json) = self.call(reqwest::Method::POST, path, Some(body)).await;
         assert!((200..300).contains(&status), "POST {path}: {status} {json}");
         json
     }
 
-    async fn get(&self, path: &str) -> Json {
+    pub(super) async fn get(&self, path: &str) -> Json {
         let (status, json) = self.call(reqwest::Method::GET, path, None).await;
         assert_eq!(status, 200, "GET {path}: {json}");
         json
     }
 
     /// GETs `path` every 50 ms until `done` holds for its body (panics after `timeout`).
-    async fn wait_get(&self, path: &str, timeout: Duration, done: impl Fn(&Json) -> bool) -> Json {
+    pub(super) async fn wait_get(
+        &self,
+        path: &str,
+        timeout: Duration,
+        done: impl Fn(&Json) -> bool,
+    ) -> Json {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut every = tokio::time::interval(Duration::from_millis(50));
         loop {
@@ -288,7 +313,7 @@ impl Api {
     }
 
     /// Account `acme` with the agent key.
-    async fn account(&self) {
+    pub(super) async fn account(&self) {
         self.post(
             "/accounts",
             json!({"name": "acme", "device_quota": 10, "active": true}),
@@ -300,14 +325,14 @@ impl Api {
 
     /// Posts a v2 payload exactly as the agent does: the real fixture with this
     /// collection time and load, zlib-compressed, Content-MD5 of the body as sent.
-    async fn payload(&self, t: f64, load: f64) {
+    pub(super) async fn payload(&self, t: f64, load: f64) {
         let status = self.try_payload(t, load, HOST).await;
         assert_eq!(status, Some(202));
     }
 
     /// [`payload`](Self::payload) from host `host`: the status, or `None` when the
     /// process did not answer (gone, or killed mid-request).
-    async fn try_payload(&self, t: f64, load: f64, host: &str) -> Option<u16> {
+    pub(super) async fn try_payload(&self, t: f64, load: f64, host: &str) -> Option<u16> {
         self.try_payload_with(t, load, host, |_| {}).await
     }
 
@@ -317,6 +342,18 @@ impl Api {
         t: f64,
         load: f64,
         host: &str,
+        edit: impl FnOnce(&mut Json),
+    ) -> Option<u16> {
+        self.try_payload_as(t, load, host, KEY, edit).await
+    }
+
+    /// [`try_payload_with`](Self::try_payload_with) as an agent with agent key `key`.
+    pub(super) async fn try_payload_as(
+        &self,
+        t: f64,
+        load: f64,
+        host: &str,
+        key: &str,
         edit: impl FnOnce(&mut Json),
     ) -> Option<u16> {
         let mut p: Json = serde_json::from_slice(
@@ -329,7 +366,7 @@ impl Api {
         .unwrap();
         p["collection_timestamp"] = json!(t);
         p["system.load.1"] = json!(load);
-        p["agentKey"] = json!(KEY);
+        p["agentKey"] = json!(key);
         p["internalHostname"] = json!(host);
         edit(&mut p);
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -337,7 +374,7 @@ impl Api {
         let body = z.finish().unwrap();
         let r = self
             .client
-            .post(format!("{}/intake/?agent_key={KEY}", self.intake))
+            .post(format!("{}/intake/?agent_key={key}", self.intake))
             .header("Host", "acme.agent.example.com")
             .header("Content-Type", "application/json")
             .header("Content-Encoding", "deflate")
@@ -354,7 +391,7 @@ impl Api {
     }
 }
 
-fn config(receiver: &str, patch: Json) -> Json {
+pub(super) fn config(receiver: &str, patch: Json) -> Json {
     let mut c = json!({
         "account": "acme",
         "name": "High load",
@@ -379,7 +416,7 @@ fn config(receiver: &str, patch: Json) -> Json {
 }
 
 /// A whole-second event time well in the past (event time, not server time, drives rules).
-fn t0() -> f64 {
+pub(super) fn t0() -> f64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1204,7 +1241,7 @@ async fn a_stuck_pipeline_pushes_back_to_the_agents_with_503_and_retry_after() {
 }
 
 /// A fresh database on the real PostgreSQL server of the tests (`scripts/postgres-up.sh`).
-async fn postgres_database() -> String {
+pub(super) async fn postgres_database() -> String {
     tokio::task::spawn_blocking(squall_store_postgres::testing::fresh_database)
         .await
         .unwrap()

@@ -658,7 +658,7 @@ pub fn an_engine_that_lost_its_partition_steps_back<S: Backend>(open: &dyn Fn() 
     };
     let mut a = Engine::new(store.clone(), store.clone());
     let epoch = store.claim_partition(3).unwrap();
-    assert_eq!(a.own(3, epoch, |_| true).unwrap(), 0);
+    assert_eq!(a.own(3, epoch, 100.5, |_| true).unwrap(), 0);
     assert!(a.observe(&on(100.0, 9.0)).unwrap().is_empty(), "pending");
     a.commit().unwrap();
 
@@ -666,7 +666,7 @@ pub fn an_engine_that_lost_its_partition_steps_back<S: Backend>(open: &dyn Fn() 
     let mut b = Engine::new(store.clone(), store.clone());
     let taken = store.claim_partition(3).unwrap();
     assert_eq!(
-        b.own(3, taken, |_| true).unwrap(),
+        b.own(3, taken, 101.0, |_| true).unwrap(),
         1,
         "a's state moved to b"
     );

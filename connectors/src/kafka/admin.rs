@@ -68,6 +68,11 @@ pub async fn ensure_topics(
         }
         return Ok(());
     }
+    if all_exist(brokers, topics).await {
+        // Nothing to create (and a cluster without CreateTopics, such as librdkafka's
+        // mock cluster served by `squall broker`, is never asked to).
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -96,6 +101,35 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// Whether every topic of `topics` exists with partitions on `brokers` (false when the
+/// cluster cannot say within 10 s). The metadata call blocks: it runs on a blocking thread.
+async fn all_exist(brokers: &str, topics: &[&str]) -> bool {
+    let brokers = brokers.to_string();
+    let wanted: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let Ok(producer) = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create::<rdkafka::producer::BaseProducer>()
+        else {
+            return false;
+        };
+        use rdkafka::producer::Producer;
+        match producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(10))
+        {
+            Ok(md) => wanted.iter().all(|t| {
+                md.topics()
+                    .iter()
+                    .any(|m| m.name() == t && m.error().is_none() && !m.partitions().is_empty())
+            }),
+            Err(_) => false,
+        }
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// The embedded broker: the durable journal, or the in-memory mock cluster (see the

@@ -63,6 +63,20 @@ pub struct ChaosOptions {
     /// Where the runs' data directories go (default: a temporary directory, removed).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// `squall up` processes of the chaos run, one cluster (each kill hits one of them,
+    /// chosen with the seed). More than one needs a shared database (`--db`) and broker
+    /// (`--brokers`; default: `squall broker`, started here).
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// The chaos run's database (`db.url`; an empty PostgreSQL database for a cluster).
+    /// Default: each process's own SQLite file. The fault-free run always uses its own.
+    #[arg(long)]
+    pub db: Option<String>,
+}
+
+/// Agent `i`'s key: its own, so the agents' payloads spread over the partitions.
+fn agent_key(i: usize) -> String {
+    format!("{i:04x}{}", &KEY[4..])
 }
 
 /// What a run saw.
@@ -86,6 +100,8 @@ pub struct RunReport {
     pub posts: u64,
     /// Posts of an id the receiver already had (same `Idempotency-Key`).
     pub repeats: u64,
+    /// The ids (their `Idempotency-Key`) posted more than once.
+    pub repeated_ids: Vec<String>,
     /// Delivered ids the receiver never got.
     pub missing_at_receiver: usize,
     /// Seconds the run took.
@@ -170,9 +186,15 @@ struct Up {
 }
 
 impl Up {
-    fn new(exe: &Path, dir: &Path, brokers: Option<&str>, prefix: &str) -> anyhow::Result<Up> {
+    fn new(
+        exe: &Path,
+        dir: &Path,
+        brokers: Option<&str>,
+        db: Option<&str>,
+        prefix: &str,
+    ) -> anyhow::Result<Up> {
         let (intake, admin) = (free_port()?, free_port()?);
-        let env = vec![
+        let mut env = vec![
             (
                 "SQUALL__INTAKE__LISTEN".into(),
                 format!("127.0.0.1:{intake}"),
@@ -188,7 +210,12 @@ impl Up {
             ("SQUALL__NOTIFIER__MAX_BACKOFF_MS".into(), "500".into()),
             ("RUST_LOG".into(), "warn".into()),
             ("NO_COLOR".into(), "1".into()),
+            // A killed member's partitions move after this long.
+            ("SQUALL__KAFKA__SESSION_TIMEOUT_MS".into(), "6000".into()),
         ];
+        if let Some(db) = db {
+            env.push(("SQUALL__DB__URL".into(), db.into()));
+        }
         Ok(Up {
             exe: exe.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -313,7 +340,7 @@ fn body(template: &Json, t0: f64, i: usize, j: u32) -> (Vec<u8>, String) {
     let mut p = template.clone();
     p["collection_timestamp"] = json!(t0 + 60.0 * f64::from(j));
     p["system.load.1"] = json!(load(i, j));
-    p["agentKey"] = json!(KEY);
+    p["agentKey"] = json!(agent_key(i));
     p["internalHostname"] = json!(format!("chaos-{i}.example.com"));
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     let _ = z.write_all(&serde_json::to_vec(&p).unwrap_or_default());
@@ -326,7 +353,7 @@ fn body(template: &Json, t0: f64, i: usize, j: u32) -> (Vec<u8>, String) {
 /// fleet; returns (accepted, resent).
 async fn fleet(
     client: reqwest::Client,
-    intake: String,
+    intakes: Vec<String>,
     (agents, payloads): (usize, u32),
     rate: f64,
     t0: f64,
@@ -338,7 +365,7 @@ async fn fleet(
     let per_agent = Duration::from_secs_f64(agents as f64 / rate.max(0.001));
     let mut tasks = Vec::new();
     for i in 0..agents {
-        let (client, intake, template) = (client.clone(), intake.clone(), template.clone());
+        let (client, intakes, template) = (client.clone(), intakes.clone(), template.clone());
         let (accepted, resent) = (accepted.clone(), resent.clone());
         tasks.push(tokio::spawn(async move {
             // Agents start spread over one period.
@@ -346,12 +373,17 @@ async fn fleet(
                 tokio::time::Instant::now() + per_agent.mul_f64(i as f64 / payloads.max(1) as f64);
             let mut every = tokio::time::interval_at(start, per_agent);
             let mut retry = tokio::time::interval(Duration::from_millis(50));
+            // Each agent posts to an intake of its own, and to the next one while that
+            // one does not answer 202 (its process is down).
+            let mut at = i;
+            let key = agent_key(i);
             for j in 0..payloads {
                 every.tick().await;
                 let (body, md5) = body(&template, t0, i, j);
                 loop {
+                    let intake = &intakes[at % intakes.len().max(1)];
                     let sent = client
-                        .post(format!("{intake}/intake/?agent_key={KEY}"))
+                        .post(format!("{intake}/intake/?agent_key={key}"))
                         .header("Host", format!("{ACCOUNT}.agent.example.com"))
                         .header("Content-Encoding", "deflate")
                         .header("Content-MD5", &md5)
@@ -363,6 +395,7 @@ async fn fleet(
                         break;
                     }
                     resent.fetch_add(1, Ordering::Relaxed);
+                    at += 1;
                     retry.tick().await;
                 }
             }
@@ -403,12 +436,24 @@ struct Outcome {
     delivered: BTreeSet<String>,
 }
 
-/// One run: `squall up` in `dir`, the fleet, `kills` kills (seeded), then the checks.
+/// Where a run's processes keep their data and queue their payloads.
+struct Cluster<'a> {
+    /// `squall up` processes.
+    processes: usize,
+    /// Kafka bootstrap servers (`None`: each process's embedded journal).
+    brokers: Option<&'a str>,
+    /// The database (`None`: each process's SQLite file).
+    db: Option<&'a str>,
+}
+
+/// One run: `squall up` processes in `dir`, the fleet, `kills` kills (seeded, each of one
+/// process, restarted at once), then the checks.
 #[allow(clippy::too_many_arguments)]
 async fn run(
     exe: &Path,
     dir: &Path,
     opts: &ChaosOptions,
+    cluster: Cluster<'_>,
     kills: u32,
     rate: f64,
     prefix: &str,
@@ -420,27 +465,40 @@ async fn run(
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let mut up = Up::new(exe, dir, opts.brokers.as_deref(), prefix)?;
-    up.start(&client).await?;
+    let mut ups = Vec::with_capacity(cluster.processes.max(1));
+    for k in 0..cluster.processes.max(1) {
+        let node = if cluster.processes > 1 {
+            dir.join(format!("node-{k}"))
+        } else {
+            dir.to_path_buf()
+        };
+        let mut up = Up::new(exe, &node, cluster.brokers, cluster.db, prefix)?;
+        up.start(&client).await?;
+        ups.push(up);
+    }
+    let intakes: Vec<String> = ups.iter().map(|u| u.intake.clone()).collect();
+    let up = &ups[0];
     api(
         &client,
-        &up,
+        up,
         reqwest::Method::POST,
         "/accounts",
         Some(json!({"name": ACCOUNT, "device_quota": opts.agents, "active": true})),
     )
     .await?;
+    for i in 0..opts.agents {
+        api(
+            &client,
+            up,
+            reqwest::Method::POST,
+            &format!("/accounts/{ACCOUNT}/agent-keys"),
+            Some(json!({ "agentKey": agent_key(i) })),
+        )
+        .await?;
+    }
     api(
         &client,
-        &up,
-        reqwest::Method::POST,
-        &format!("/accounts/{ACCOUNT}/agent-keys"),
-        Some(json!({"agentKey": KEY})),
-    )
-    .await?;
-    api(
-        &client,
-        &up,
+        up,
         reqwest::Method::POST,
         "/alerts/configs",
         Some(json!({
@@ -456,7 +514,7 @@ async fn run(
     .await?;
     let posting = tokio::spawn(fleet(
         client.clone(),
-        up.intake.clone(),
+        intakes,
         (opts.agents, opts.payloads),
         rate,
         t0,
@@ -470,17 +528,19 @@ async fn run(
         if posting.is_finished() {
             break;
         }
-        up.kill();
+        let victim = rng.gen_range(0..ups.len());
+        ups[victim].kill();
         done_kills += 1;
-        up.start(&client).await?;
+        ups[victim].start(&client).await?;
     }
     let (accepted, resent) = posting.await?;
+    let up = &ups[0];
 
     // Settle: every device's payloads stored, the notifications delivered and quiet.
     let expected = u64::from(opts.payloads);
     let devices_path = format!("/accounts/{ACCOUNT}/devices");
     let devices = match settle(Duration::from_secs(60), || async {
-        let d = api(&client, &up, reqwest::Method::GET, &devices_path, None)
+        let d = api(&client, up, reqwest::Method::GET, &devices_path, None)
             .await
             .ok()?;
         (d.as_array()?.len() == opts.agents).then_some(d)
@@ -489,7 +549,7 @@ async fn run(
     {
         Some(d) => d,
         // A run that lost payloads may miss devices: count what is there.
-        None => api(&client, &up, reqwest::Method::GET, &devices_path, None).await?,
+        None => api(&client, up, reqwest::Method::GET, &devices_path, None).await?,
     };
     // One deadline for all devices: a run that lost payloads waits 120 s once, not per
     // device; then what is stored is counted.
@@ -499,7 +559,7 @@ async fn run(
         let path = format!("/devices/{}/metrics?metric=system.load.1", d["id"]);
         let left = deadline.saturating_duration_since(Instant::now());
         let count = || async {
-            let m = api(&client, &up, reqwest::Method::GET, &path, None)
+            let m = api(&client, up, reqwest::Method::GET, &path, None)
                 .await
                 .ok()?;
             Some(m["points"].as_array()?.len() as u64)
@@ -529,7 +589,7 @@ async fn run(
             "the notifications did not settle within 120 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let Ok(n) = api(&client, &up, reqwest::Method::GET, "/notifications", None).await else {
+        let Ok(n) = api(&client, up, reqwest::Method::GET, "/notifications", None).await else {
             continue;
         };
         let now = (n.as_array().map_or(0, Vec::len), posts_now());
@@ -540,23 +600,18 @@ async fn run(
             break n;
         }
     };
-    let alerts_open = api(
-        &client,
-        &up,
-        reqwest::Method::GET,
-        "/alerts/triggered",
-        None,
-    )
-    .await?;
+    let alerts_open = api(&client, up, reqwest::Method::GET, "/alerts/triggered", None).await?;
     let alerts_closed = api(
         &client,
-        &up,
+        up,
         reqwest::Method::GET,
         "/alerts/triggered?closed=true",
         None,
     )
     .await?;
-    up.stop();
+    for up in &mut ups {
+        up.stop();
+    }
 
     let hostname: BTreeMap<String, String> = devices
         .as_array()
@@ -621,6 +676,16 @@ async fn run(
         delivered: delivered.len(),
         posts: posts.len() as u64,
         repeats: (posts.len().saturating_sub(unique.len())) as u64,
+        repeated_ids: {
+            let mut seen = BTreeSet::new();
+            let mut again = BTreeSet::new();
+            for id in &posts {
+                if !seen.insert(id.as_str()) {
+                    again.insert(id.clone());
+                }
+            }
+            again.into_iter().collect()
+        },
         missing_at_receiver: delivered.iter().filter(|id| !unique.contains(*id)).count(),
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -629,6 +694,26 @@ async fn run(
         alerts,
         delivered,
     })
+}
+
+/// `squall broker` with the topics of `prefix`: the child and its bootstrap servers.
+fn memory_broker(exe: &Path, prefix: &str) -> anyhow::Result<(Child, String)> {
+    use std::io::BufRead;
+    let mut child = Command::new(exe)
+        .args(["broker", "--partitions", "4", "--prefix", prefix])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {} broker", exe.display()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("the broker's stdout")?)
+        .read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("KAFKA_BROKERS=")
+        .with_context(|| format!("squall broker printed {line:?}"))?
+        .to_string();
+    Ok((child, addr))
 }
 
 /// Runs the chaos run and the fault-free run (`exe` is the `squall` binary).
@@ -646,22 +731,56 @@ pub async fn chaos(exe: &Path, opts: ChaosOptions) -> anyhow::Result<ChaosReport
     // for both runs.
     let t0 = ((crate::fleet::epoch_secs() - 86_400.0) / 60.0).floor() * 60.0;
     let tag = crate::fleet::fresh_prefix();
+    let prefix = format!("{tag}chaos.");
+    anyhow::ensure!(
+        opts.processes <= 1 || opts.db.is_some(),
+        "--processes {} needs a database they share: --db postgres://...",
+        opts.processes
+    );
+    // A cluster needs a broker its processes share: the one given, or `squall broker`.
+    let mut broker = None;
+    let brokers = match (&opts.brokers, opts.processes > 1) {
+        (Some(b), _) => Some(b.clone()),
+        (None, true) => {
+            let (child, addr) = memory_broker(exe, &prefix)?;
+            broker = Some(child);
+            Some(addr)
+        }
+        (None, false) => None,
+    };
     let chaos = run(
         exe,
         &base.join("chaos"),
         &opts,
+        Cluster {
+            processes: opts.processes,
+            brokers: brokers.as_deref(),
+            db: opts.db.as_deref(),
+        },
         opts.kills,
         opts.rate,
-        &format!("{tag}chaos."),
+        &prefix,
         &format!("http://{addr}/chaos"),
         &received,
         t0,
     )
-    .await?;
+    .await;
+    if let Some(mut b) = broker {
+        let _ = b.kill();
+        let _ = b.wait();
+    }
+    let chaos = chaos?;
+    // The fault-free run: one process on its own journal and SQLite file, whatever the
+    // chaos run used (the alerts depend on the payloads only).
     let clean = run(
         exe,
         &base.join("fault-free"),
         &opts,
+        Cluster {
+            processes: 1,
+            brokers: None,
+            db: None,
+        },
         0,
         opts.rate * 5.0,
         &format!("{tag}clean."),

@@ -251,6 +251,14 @@ pub enum BenchCommand {
         #[command(flatten)]
         options: squall_bench::chaos::ChaosOptions,
     },
+    /// A cluster of `squall up` processes (one broker, one PostgreSQL database) under a
+    /// steady fleet: one process SIGKILLed at a time, and the time until its partitions
+    /// are processed again, measured from outside. Prints one JSON line.
+    Failover {
+        /// The run.
+        #[command(flatten)]
+        options: squall_bench::chaos::FailoverOptions,
+    },
     /// A simulated fleet of agents posting real-format v2 payloads (zlib, Content-MD5)
     /// over HTTP to an intake, through Kafka and the alert topology, all in this process
     /// and configured as `squall up` is; prints per-stage latency percentiles, writes

@@ -803,3 +803,228 @@ pub async fn chaos(exe: &Path, opts: ChaosOptions) -> anyhow::Result<ChaosReport
         fault_free: clean.report,
     })
 }
+
+/// Options of `bench failover` (also its command-line arguments).
+#[derive(Clone, Debug, clap::Args)]
+pub struct FailoverOptions {
+    /// The cluster's database: an empty PostgreSQL database (`db.url`).
+    #[arg(long)]
+    pub db: String,
+    /// `squall up` processes.
+    #[arg(long, default_value_t = 3)]
+    pub processes: usize,
+    /// Kills measured (each of one process, not restarted until its partitions moved).
+    #[arg(long, default_value_t = 3)]
+    pub kills: u32,
+    /// Agents (devices), each with its own agent key.
+    #[arg(long, default_value_t = 12)]
+    pub agents: usize,
+    /// Payloads per second, the whole fleet.
+    #[arg(long, default_value_t = 24.0)]
+    pub rate: f64,
+    /// The group session timeout of the processes (`kafka.session_timeout_ms`).
+    #[arg(long, default_value_t = 6000)]
+    pub session_timeout_ms: u64,
+    /// Kafka bootstrap servers (default: `squall bench` starts `squall broker`).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Where the processes' data directories go (default: a temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// What `bench failover` measured.
+#[derive(Debug, Serialize)]
+pub struct FailoverReport {
+    /// Processes in the cluster.
+    pub processes: usize,
+    /// The session timeout, ms.
+    pub session_timeout_ms: u64,
+    /// Per kill: seconds from the SIGKILL until every device posting meanwhile had a new
+    /// payload stored (so every partition of the killed process was processed again).
+    pub failover_s: Vec<f64>,
+    /// Their median.
+    pub median_s: f64,
+    /// Devices whose payloads stalled in each kill (those of the killed process's
+    /// partitions).
+    pub stalled_devices: Vec<usize>,
+}
+
+/// `bench failover`: a cluster under a steady fleet; one process SIGKILLed at a time, and
+/// the time until its partitions are processed again measured from outside (each
+/// device's stored minutes, through the query API of a surviving process).
+pub async fn failover(exe: &Path, opts: FailoverOptions) -> anyhow::Result<FailoverReport> {
+    anyhow::ensure!(opts.processes >= 2, "--processes must be at least 2");
+    let temp;
+    let base = match &opts.dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let prefix = format!("{}failover.", crate::fleet::fresh_prefix());
+    let mut broker = None;
+    let brokers = match &opts.brokers {
+        Some(b) => b.clone(),
+        None => {
+            let (child, addr) = memory_broker(exe, &prefix)?;
+            broker = Some(child);
+            addr
+        }
+    };
+    let result = measure_failover(exe, &base, &opts, &brokers, &prefix).await;
+    if let Some(mut b) = broker {
+        let _ = b.kill();
+        let _ = b.wait();
+    }
+    result
+}
+
+async fn measure_failover(
+    exe: &Path,
+    base: &Path,
+    opts: &FailoverOptions,
+    brokers: &str,
+    prefix: &str,
+) -> anyhow::Result<FailoverReport> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut ups = Vec::new();
+    for k in 0..opts.processes {
+        let mut up = Up::new(
+            exe,
+            &base.join(format!("node-{k}")),
+            Some(brokers),
+            Some(&opts.db),
+            prefix,
+        )?;
+        up.env.push((
+            "SQUALL__KAFKA__SESSION_TIMEOUT_MS".into(),
+            opts.session_timeout_ms.to_string(),
+        ));
+        up.start(&client).await?;
+        ups.push(up);
+    }
+    let up = &ups[0];
+    api(
+        &client,
+        up,
+        reqwest::Method::POST,
+        "/accounts",
+        Some(json!({"name": ACCOUNT, "device_quota": opts.agents, "active": true})),
+    )
+    .await?;
+    for i in 0..opts.agents {
+        api(
+            &client,
+            up,
+            reqwest::Method::POST,
+            &format!("/accounts/{ACCOUNT}/agent-keys"),
+            Some(json!({ "agentKey": agent_key(i) })),
+        )
+        .await?;
+    }
+    // Enough payloads for the whole measurement (each kill: settle, failover, restart).
+    let per_kill = 10.0 + 3.0 * opts.session_timeout_ms as f64 / 1000.0 + 20.0;
+    let seconds = 15.0 + per_kill * f64::from(opts.kills);
+    let payloads = (seconds * opts.rate / opts.agents as f64).ceil() as u32;
+    let t0 = ((crate::fleet::epoch_secs() - 86_400.0) / 60.0).floor() * 60.0;
+    let intakes: Vec<String> = ups.iter().map(|u| u.intake.clone()).collect();
+    let posting = tokio::spawn(fleet(
+        client.clone(),
+        intakes,
+        (opts.agents, payloads),
+        opts.rate,
+        t0,
+    ));
+    // Stored minutes per device, through process `via`'s query API.
+    let admins: Vec<String> = ups.iter().map(|u| u.admin.clone()).collect();
+    let counts = |via: usize, ids: Vec<String>| {
+        let client = client.clone();
+        let admin = admins[via].clone();
+        async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let r = client
+                    .get(format!("{admin}/devices/{id}/metrics?metric=system.load.1"))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .ok()?;
+                let j: Json = r.json().await.ok()?;
+                out.push(j["points"].as_array()?.len());
+            }
+            Some(out)
+        }
+    };
+    let ids: Vec<String> = settle(Duration::from_secs(60), || async {
+        let d = api(
+            &client,
+            up,
+            reqwest::Method::GET,
+            &format!("/accounts/{ACCOUNT}/devices"),
+            None,
+        )
+        .await
+        .ok()?;
+        let d = d.as_array()?;
+        (d.len() == opts.agents).then(|| d.iter().map(|x| x["id"].to_string()).collect())
+    })
+    .await
+    .context("the agents' devices did not all register within 60 s")?;
+    let mut failover_s = Vec::new();
+    let mut stalled_devices = Vec::new();
+    for kill in 0..opts.kills {
+        // Steady first: every device advancing.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let victim = 1 + (kill as usize % (opts.processes - 1)); // never the one we query
+        let before = counts(0, ids.clone())
+            .await
+            .context("reading the stored minutes")?;
+        ups[victim].kill();
+        let killed = Instant::now();
+        // A device resumed once two more of its payloads are stored (one may have been in
+        // flight when the kill came); the failover is the last device to resume.
+        let mut resumed: Vec<Option<f64>> = vec![None; ids.len()];
+        let deadline = killed + Duration::from_secs(120);
+        while resumed.iter().any(Option::is_none) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Some(now) = counts(0, ids.clone()).await else {
+                continue;
+            };
+            let at = killed.elapsed().as_secs_f64();
+            for (k, n) in now.iter().enumerate() {
+                if resumed[k].is_none() && *n >= before[k] + 2 {
+                    resumed[k] = Some(at);
+                }
+            }
+        }
+        anyhow::ensure!(
+            resumed.iter().all(Option::is_some),
+            "kill {kill}: some devices were not processed again within 120 s"
+        );
+        let times: Vec<f64> = resumed.into_iter().flatten().collect();
+        let worst = times.iter().copied().fold(0.0, f64::max);
+        // Devices of the killed process's partitions waited for the takeover; the others
+        // only for their next payload.
+        stalled_devices.push(times.iter().filter(|t| **t > worst / 2.0).count());
+        failover_s.push(worst);
+        ups[victim].start(&client).await?;
+    }
+    posting.abort();
+    for up in &mut ups {
+        up.stop();
+    }
+    let mut sorted = failover_s.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_s = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    Ok(FailoverReport {
+        processes: opts.processes,
+        session_timeout_ms: opts.session_timeout_ms,
+        failover_s,
+        median_s,
+        stalled_devices,
+    })
+}

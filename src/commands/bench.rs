@@ -45,6 +45,13 @@ pub(super) fn main(what: BenchCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        BenchCommand::Failover { options } => {
+            let exe = std::env::current_exe().context("finding the squall binary")?;
+            let report =
+                super::runtime(None)?.block_on(squall_bench::chaos::failover(&exe, options))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Pipeline {
             payloads,
             fixtures,

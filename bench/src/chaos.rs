@@ -325,6 +325,29 @@ async fn api(
     Ok(serde_json::from_str(&text).unwrap_or(Json::Null))
 }
 
+/// The benchmark's account, with a quota for `agents` devices and each agent's key.
+async fn account(client: &reqwest::Client, up: &Up, agents: usize) -> anyhow::Result<()> {
+    api(
+        client,
+        up,
+        reqwest::Method::POST,
+        "/accounts",
+        Some(json!({"name": ACCOUNT, "device_quota": agents, "active": true})),
+    )
+    .await?;
+    for i in 0..agents {
+        api(
+            client,
+            up,
+            reqwest::Method::POST,
+            &format!("/accounts/{ACCOUNT}/agent-keys"),
+            Some(json!({ "agentKey": agent_key(i) })),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// The load of payload `j` of agent `i`: above the threshold (4) in stretches of five
 /// payloads, shifted per agent.
 fn load(i: usize, j: u32) -> f64 {
@@ -478,24 +501,7 @@ async fn run(
     }
     let intakes: Vec<String> = ups.iter().map(|u| u.intake.clone()).collect();
     let up = &ups[0];
-    api(
-        &client,
-        up,
-        reqwest::Method::POST,
-        "/accounts",
-        Some(json!({"name": ACCOUNT, "device_quota": opts.agents, "active": true})),
-    )
-    .await?;
-    for i in 0..opts.agents {
-        api(
-            &client,
-            up,
-            reqwest::Method::POST,
-            &format!("/accounts/{ACCOUNT}/agent-keys"),
-            Some(json!({ "agentKey": agent_key(i) })),
-        )
-        .await?;
-    }
+    account(&client, up, opts.agents).await?;
     api(
         &client,
         up,
@@ -908,24 +914,7 @@ async fn measure_failover(
         ups.push(up);
     }
     let up = &ups[0];
-    api(
-        &client,
-        up,
-        reqwest::Method::POST,
-        "/accounts",
-        Some(json!({"name": ACCOUNT, "device_quota": opts.agents, "active": true})),
-    )
-    .await?;
-    for i in 0..opts.agents {
-        api(
-            &client,
-            up,
-            reqwest::Method::POST,
-            &format!("/accounts/{ACCOUNT}/agent-keys"),
-            Some(json!({ "agentKey": agent_key(i) })),
-        )
-        .await?;
-    }
+    account(&client, up, opts.agents).await?;
     // Enough payloads for the whole measurement (each kill: settle, failover, restart).
     let per_kill = 10.0 + 3.0 * opts.session_timeout_ms as f64 / 1000.0 + 20.0;
     let seconds = 15.0 + per_kill * f64::from(opts.kills);

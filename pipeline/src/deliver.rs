@@ -1,6 +1,7 @@
 //! The `deliver` bolt (the notifier's): reads notifications (from the `kafka` spout in
 //! `squall notifier`) and posts each in its receiver's format
-//! ([`squall_alerting::notify::request`]), with `Idempotency-Key: <id>`.
+//! ([`squall_alerting::notify::request`]), with `Idempotency-Key: <id>` and
+//! `X-Squall-Sender: HOST:PID:START` (which process sent it).
 //!
 //! 2xx is delivered; 429, 5xx and connection errors are retried with exponential back-off
 //! and jitter ([`Backoff`], honouring `Retry-After`); another 4xx is final; a
@@ -355,6 +356,8 @@ async fn attempt(shared: &Shared, n: &Notification) -> Attempt {
         .client
         .post(url)
         .header("Idempotency-Key", &n.id)
+        // Which process sent it (HOST:PID:START), for an operator reading a repeat.
+        .header("X-Squall-Sender", crate::ownership::process_owner())
         .json(&body)
         .send()
         .await;

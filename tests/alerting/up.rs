@@ -128,6 +128,8 @@ impl Drop for Up {
 pub(super) struct Received {
     pub(super) path: String,
     pub(super) key: String,
+    /// `X-Squall-Sender`: which process sent it (`HOST:PID:START`).
+    pub(super) sender: String,
     pub(super) body: Json,
     pub(super) answered: u16,
 }
@@ -186,6 +188,11 @@ async fn receive(
         path,
         key: headers
             .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        sender: headers
+            .get("x-squall-sender")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string(),

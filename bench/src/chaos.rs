@@ -585,14 +585,20 @@ async fn run(
             .get(&hook_path)
             .map_or(0, Vec::len)
     };
-    // Quiet for 3 s: the same outcomes and posts.
+    // Quiet for 3 s: the same outcomes and posts. In a cluster, a notification claimed by
+    // a killed process waits for its claim to run out (30 s): quiet for longer than that.
+    let quiet = if cluster.processes > 1 {
+        Duration::from_secs(33)
+    } else {
+        Duration::from_secs(3)
+    };
     let mut last = (usize::MAX, 0usize);
     let mut quiet_since = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(180);
     let notifications = loop {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the notifications did not settle within 120 s"
+            "the notifications did not settle within 180 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
         let Ok(n) = api(&client, up, reqwest::Method::GET, "/notifications", None).await else {
@@ -602,7 +608,7 @@ async fn run(
         if now != last {
             last = now;
             quiet_since = Instant::now();
-        } else if quiet_since.elapsed() >= Duration::from_secs(3) {
+        } else if quiet_since.elapsed() >= quiet {
             break n;
         }
     };

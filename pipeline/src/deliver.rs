@@ -322,8 +322,24 @@ impl Deliver {
         };
         match result {
             Ok(()) => out.ack(&t),
-            // The deliveries table failed (locked, unavailable): try again later.
-            Err(e) => out.fail_transient(&t, e),
+            // Not done (the deliveries table failed, or another process is delivering it):
+            // try again later. What waits behind it for the same alert and recipient
+            // fails too, so the spout sends them again after it, in order: a "resolved"
+            // never overtakes its "firing".
+            Err(e) => {
+                out.fail_transient(&t, e);
+                if let Some(q) = self.queues.remove(&key) {
+                    for (behind, _) in q.into_iter().skip(1) {
+                        if let Some((t, _)) = self.held.remove(&behind) {
+                            out.fail_transient(
+                                &t,
+                                "deliver: waits for an earlier notification of its alert",
+                            );
+                        }
+                    }
+                }
+                return;
+            }
         }
         let next = match self.queues.get_mut(&key) {
             Some(q) => {

@@ -24,7 +24,7 @@ use squall_alerting::ids::DeviceId;
 use squall_alerting::payload::MetricPoint;
 use squall_alerting::store::{
     aggregate_hour, hour_points, hours_within, latest_key, minute_of, minute_points,
-    minutes_within, HourRows, MetricStore, MinutePoints, StoreError, StoredPoint,
+    minutes_within, series_id_key, HourRows, MetricStore, MinutePoints, StoreError, StoredPoint,
 };
 
 use crate::{decode, encode, PgStore, Result};
@@ -43,21 +43,6 @@ pub(crate) struct SeriesIds {
 }
 
 impl SeriesIds {
-    /// Writes `metric\0series` of `p` into `key`.
-    fn key_of(p: &MetricPoint, key: &mut String) {
-        key.clear();
-        key.push_str(&p.name);
-        key.push('\0');
-        for (i, (k, v)) in p.labels.iter().enumerate() {
-            if i > 0 {
-                key.push(',');
-            }
-            key.push_str(k);
-            key.push('=');
-            key.push_str(v);
-        }
-    }
-
     fn learn(&mut self, id: u32, metric: String, series: String) {
         self.ids.insert(format!("{metric}\0{series}"), id);
         self.names.insert(id, (metric, series));
@@ -214,7 +199,7 @@ impl MetricStore for PgStore {
             let cache = self.series();
             for (_, _, points) in batch {
                 for p in points.iter() {
-                    SeriesIds::key_of(p, &mut key);
+                    series_id_key(p, &mut key);
                     if !cache.ids.contains_key(key.as_str()) && !unknown.contains(key.as_str()) {
                         unknown.insert(key.clone());
                     }
@@ -239,7 +224,7 @@ impl MetricStore for PgStore {
                     let mut row = Vec::with_capacity(1 + 12 * points.len());
                     row.push(COMPACT);
                     for p in points.iter() {
-                        SeriesIds::key_of(p, &mut key);
+                        series_id_key(p, &mut key);
                         let id = cache.ids.get(key.as_str()).ok_or_else(|| {
                             StoreError::backend(false, format!("series {key:?} has no id"))
                         })?;

@@ -20,7 +20,7 @@ use squall_alerting::ids::DeviceId;
 use squall_alerting::payload::MetricPoint;
 use squall_alerting::store::{
     aggregate_hour, hour_points, hours_within, latest_key, minute_of, minute_points,
-    minutes_within, HourRows, MetricStore, MinutePoints, StoreError, StoredPoint,
+    minutes_within, series_id_key, HourRows, MetricStore, MinutePoints, StoreError, StoredPoint,
 };
 
 use crate::{decode, encode, run, Inner, Result, SqliteStore};
@@ -40,21 +40,6 @@ pub(crate) struct SeriesIds {
 }
 
 impl SeriesIds {
-    /// Writes `metric\0series` of `p` into `key`.
-    fn key_of(p: &MetricPoint, key: &mut String) {
-        key.clear();
-        key.push_str(&p.name);
-        key.push('\0');
-        for (i, (k, v)) in p.labels.iter().enumerate() {
-            if i > 0 {
-                key.push(',');
-            }
-            key.push_str(k);
-            key.push('=');
-            key.push_str(v);
-        }
-    }
-
     /// Gives every key in `keys` an id, in a transaction of its own (committed before any
     /// row uses the ids, so no connection can see an id that was rolled back).
     fn register(&mut self, conn: &mut Connection, keys: &[String]) -> Result<()> {
@@ -127,7 +112,7 @@ impl MetricStore for SqliteStore {
             let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
             for (_, _, points) in batch {
                 for p in points.iter() {
-                    SeriesIds::key_of(p, &mut key);
+                    series_id_key(p, &mut key);
                     if !series.ids.contains_key(key.as_str()) && !seen.contains(key.as_str()) {
                         seen.insert(key.clone());
                         unknown.push(key.clone());
@@ -154,7 +139,7 @@ impl MetricStore for SqliteStore {
                     row.clear();
                     row.push(COMPACT);
                     for p in points.iter() {
-                        SeriesIds::key_of(p, &mut key);
+                        series_id_key(p, &mut key);
                         let id = series.ids[key.as_str()];
                         row.extend_from_slice(&id.to_le_bytes());
                         row.extend_from_slice(&p.value.to_le_bytes());

@@ -415,6 +415,22 @@ pub fn series_labels(key: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Writes `metric\0series` of `p` into `key` (cleared first): how the backends name a
+/// series when they give it an id.
+pub fn series_id_key(p: &MetricPoint, key: &mut String) {
+    key.clear();
+    key.push_str(&p.name);
+    key.push('\0');
+    for (i, (k, v)) in p.labels.iter().enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        key.push_str(k);
+        key.push('=');
+        key.push_str(v);
+    }
+}
+
 /// `metric` or `metric{series}`: the keys of [`MetricStore::latest`].
 pub fn latest_key(metric: &str, series: &str) -> String {
     if series.is_empty() {

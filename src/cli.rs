@@ -178,6 +178,11 @@ pub enum Command {
         /// Partitions per topic.
         #[arg(long, default_value_t = 4)]
         partitions: i32,
+        /// Session timeout of members of KIP-848 groups (`kafka.group_protocol =
+        /// "consumer"`), which the broker sets; heartbeats come five times within it.
+        /// Classic groups' members send their own (`kafka.session_timeout_ms`).
+        #[arg(long, default_value_t = 10_000)]
+        session_timeout_ms: u64,
     },
     /// Benchmarks of the alert pipeline.
     Bench {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use squall_connectors::kafka::GroupProtocol;
 use squall_pipeline::topologies::{AlertingOptions, Cluster, Names, NotifierOptions};
 use squall_services::intake::IntakeConfig;
 
@@ -158,8 +159,14 @@ pub struct KafkaSection {
     pub partitions: i32,
     /// Prefix of every topic and consumer group name.
     pub prefix: String,
-    /// Consumer group session timeout: how soon the partitions of a member that died
-    /// without leaving are handed to another.
+    /// The consumer group protocol: `classic` (every broker) or `consumer` (KIP-848:
+    /// Kafka 4.0 and later, `squall broker`), with which a dead member's partitions move
+    /// at the survivors' next heartbeat instead of after a group-wide rebalance.
+    pub group_protocol: GroupProtocol,
+    /// Consumer group session timeout (`classic` groups; with `consumer` it is the
+    /// broker's `group.consumer.session.timeout.ms`, and `squall broker` takes it from
+    /// here): how soon the partitions of a member that died without leaving are handed to
+    /// another.
     pub session_timeout_ms: u64,
     /// How long a consumer's fetch may wait at the broker for data. Brokers answer as soon
     /// as data arrives, but some (tansu) only when this runs out: it bounds the pipeline's
@@ -175,6 +182,7 @@ impl Default for KafkaSection {
             journal_max_backlog_mb: 1024,
             partitions: 4,
             prefix: "squall.".into(),
+            group_protocol: GroupProtocol::Classic,
             session_timeout_ms: 10_000,
             fetch_wait_max_ms: 5,
         }
@@ -256,6 +264,7 @@ impl Config {
     /// The consumers' librdkafka options.
     pub fn consumer_options(&self) -> std::collections::BTreeMap<String, String> {
         squall_pipeline::topologies::consumer_options(
+            self.kafka.group_protocol,
             self.kafka.session_timeout_ms,
             self.kafka.fetch_wait_max_ms,
         )

@@ -14,13 +14,11 @@
 //! `t0 + 60 j` and a load that crosses the rule's threshold in stretches, so alerts fire and
 //! clear all along.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -29,7 +27,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-const TOKEN: &str = "chaos-benchmark-admin-token";
+use crate::processes::{api, memory_broker, receiver, Received, Up, TOKEN};
+
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 const ACCOUNT: &str = "chaos";
 
@@ -72,6 +71,10 @@ pub struct ChaosOptions {
     /// Default: each process's own SQLite file. The fault-free run always uses its own.
     #[arg(long)]
     pub db: Option<String>,
+    /// The consumer group protocol of the chaos run's processes (`kafka.group_protocol`):
+    /// `classic` (every broker) or `consumer` (KIP-848, which `squall broker` speaks).
+    #[arg(long, default_value = "classic", value_parser = ["classic", "consumer"])]
+    pub group_protocol: String,
 }
 
 /// Agent `i`'s key: its own, so the agents' payloads spread over the partitions.
@@ -133,196 +136,6 @@ impl ChaosReport {
             && self.chaos.missing_at_receiver == 0
             && self.fault_free.missing_at_receiver == 0
     }
-}
-
-/// Webhook posts per run path: (ids in arrival order).
-type Received = Arc<Mutex<HashMap<String, Vec<String>>>>;
-
-async fn receiver() -> anyhow::Result<(Received, SocketAddr)> {
-    let got: Received = Arc::default();
-    let state = got.clone();
-    let app = axum::Router::new().fallback(axum::routing::post(
-        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
-            let state = state.clone();
-            async move {
-                let key = headers
-                    .get("idempotency-key")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(uri.path().to_string())
-                    .or_default()
-                    .push(key);
-                axum::http::StatusCode::OK
-            }
-        },
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((got, addr))
-}
-
-/// A free port on 127.0.0.1 (bound, then released for `squall up` to take).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// One `squall up` and where it listens.
-struct Up {
-    exe: PathBuf,
-    dir: PathBuf,
-    intake: String,
-    admin: String,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-}
-
-impl Up {
-    fn new(
-        exe: &Path,
-        dir: &Path,
-        brokers: Option<&str>,
-        db: Option<&str>,
-        prefix: &str,
-    ) -> anyhow::Result<Up> {
-        let (intake, admin) = (free_port()?, free_port()?);
-        let mut env = vec![
-            (
-                "SQUALL__INTAKE__LISTEN".into(),
-                format!("127.0.0.1:{intake}"),
-            ),
-            ("SQUALL__ADMIN__LISTEN".into(), format!("127.0.0.1:{admin}")),
-            ("SQUALL__ADMIN__TOKEN".into(), TOKEN.into()),
-            (
-                "SQUALL__KAFKA__BROKERS".into(),
-                brokers.unwrap_or_default().into(),
-            ),
-            ("SQUALL__KAFKA__PREFIX".into(), prefix.into()),
-            ("SQUALL__NOTIFIER__INITIAL_BACKOFF_MS".into(), "50".into()),
-            ("SQUALL__NOTIFIER__MAX_BACKOFF_MS".into(), "500".into()),
-            ("RUST_LOG".into(), "warn".into()),
-            ("NO_COLOR".into(), "1".into()),
-            // A killed member's partitions move after this long.
-            ("SQUALL__KAFKA__SESSION_TIMEOUT_MS".into(), "6000".into()),
-        ];
-        if let Some(db) = db {
-            env.push(("SQUALL__DB__URL".into(), db.into()));
-        }
-        Ok(Up {
-            exe: exe.to_path_buf(),
-            dir: dir.to_path_buf(),
-            intake: format!("http://127.0.0.1:{intake}"),
-            admin: format!("http://127.0.0.1:{admin}/api/v1"),
-            env,
-            child: None,
-        })
-    }
-
-    /// Starts it and waits (bounded) until its admin API answers.
-    async fn start(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("up.log"))?;
-        let child = Command::new(&self.exe)
-            .arg("up")
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {} up", self.exe.display()))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut every = tokio::time::interval(Duration::from_millis(20));
-        loop {
-            every.tick().await;
-            let ok = client
-                .get(format!("{}/alerts/configs", self.admin))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return Ok(());
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                anyhow::bail!(
-                    "squall up exited ({status}); see {}",
-                    self.dir.join("up.log").display()
-                );
-            }
-            if Instant::now() >= deadline {
-                anyhow::bail!("squall up did not answer within 60 s");
-            }
-        }
-    }
-
-    /// SIGKILL: no graceful anything.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGINT and a clean exit (bounded).
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if c.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn api(
-    client: &reqwest::Client,
-    up: &Up,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Json>,
-) -> anyhow::Result<Json> {
-    let mut r = client
-        .request(method, format!("{}{path}", up.admin))
-        .bearer_auth(TOKEN);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.with_context(|| format!("calling {path}"))?;
-    let status = r.status();
-    let text = r.text().await?;
-    anyhow::ensure!(status.is_success(), "{path}: {status}: {text}");
-    Ok(serde_json::from_str(&text).unwrap_or(Json::Null))
 }
 
 /// The benchmark's account, with a quota for `agents` devices and each agent's key.
@@ -467,6 +280,8 @@ struct Cluster<'a> {
     brokers: Option<&'a str>,
     /// The database (`None`: each process's SQLite file).
     db: Option<&'a str>,
+    /// `kafka.group_protocol`.
+    group_protocol: &'a str,
 }
 
 /// One run: `squall up` processes in `dir`, the fleet, `kills` kills (seeded, each of one
@@ -496,6 +311,10 @@ async fn run(
             dir.to_path_buf()
         };
         let mut up = Up::new(exe, &node, cluster.brokers, cluster.db, prefix)?;
+        up.env.push((
+            "SQUALL__KAFKA__GROUP_PROTOCOL".into(),
+            cluster.group_protocol.into(),
+        ));
         up.start(&client).await?;
         ups.push(up);
     }
@@ -708,26 +527,6 @@ async fn run(
     })
 }
 
-/// `squall broker` with the topics of `prefix`: the child and its bootstrap servers.
-fn memory_broker(exe: &Path, prefix: &str) -> anyhow::Result<(Child, String)> {
-    use std::io::BufRead;
-    let mut child = Command::new(exe)
-        .args(["broker", "--partitions", "4", "--prefix", prefix])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {} broker", exe.display()))?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().context("the broker's stdout")?)
-        .read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("KAFKA_BROKERS=")
-        .with_context(|| format!("squall broker printed {line:?}"))?
-        .to_string();
-    Ok((child, addr))
-}
-
 /// Runs the chaos run and the fault-free run (`exe` is the `squall` binary).
 pub async fn chaos(exe: &Path, opts: ChaosOptions) -> anyhow::Result<ChaosReport> {
     let temp;
@@ -754,7 +553,7 @@ pub async fn chaos(exe: &Path, opts: ChaosOptions) -> anyhow::Result<ChaosReport
     let brokers = match (&opts.brokers, opts.processes > 1) {
         (Some(b), _) => Some(b.clone()),
         (None, true) => {
-            let (child, addr) = memory_broker(exe, &prefix)?;
+            let (child, addr) = memory_broker(exe, &prefix, 6_000, 4)?;
             broker = Some(child);
             Some(addr)
         }
@@ -768,6 +567,7 @@ pub async fn chaos(exe: &Path, opts: ChaosOptions) -> anyhow::Result<ChaosReport
             processes: opts.processes,
             brokers: brokers.as_deref(),
             db: opts.db.as_deref(),
+            group_protocol: &opts.group_protocol,
         },
         opts.kills,
         opts.rate,
@@ -792,6 +592,7 @@ pub async fn chaos(exe: &Path, opts: ChaosOptions) -> anyhow::Result<ChaosReport
             processes: 1,
             brokers: None,
             db: None,
+            group_protocol: "classic",
         },
         0,
         opts.rate * 5.0,
@@ -834,9 +635,14 @@ pub struct FailoverOptions {
     /// Payloads per second, the whole fleet.
     #[arg(long, default_value_t = 24.0)]
     pub rate: f64,
-    /// The group session timeout of the processes (`kafka.session_timeout_ms`).
+    /// The group session timeout (`kafka.session_timeout_ms` of the processes, and of
+    /// `squall broker` for KIP-848 groups).
     #[arg(long, default_value_t = 6000)]
     pub session_timeout_ms: u64,
+    /// The consumer group protocol of the processes (`kafka.group_protocol`): `consumer`
+    /// (KIP-848, which `squall broker` speaks) or `classic` (every broker).
+    #[arg(long, default_value = "consumer", value_parser = ["classic", "consumer"])]
+    pub group_protocol: String,
     /// Kafka bootstrap servers (default: `squall bench` starts `squall broker`).
     #[arg(long)]
     pub brokers: Option<String>,
@@ -850,6 +656,8 @@ pub struct FailoverOptions {
 pub struct FailoverReport {
     /// Processes in the cluster.
     pub processes: usize,
+    /// The consumer group protocol.
+    pub group_protocol: String,
     /// The session timeout, ms.
     pub session_timeout_ms: u64,
     /// Per kill: seconds from the SIGKILL until every device posting meanwhile had a new
@@ -881,7 +689,7 @@ pub async fn failover(exe: &Path, opts: FailoverOptions) -> anyhow::Result<Failo
     let brokers = match &opts.brokers {
         Some(b) => b.clone(),
         None => {
-            let (child, addr) = memory_broker(exe, &prefix)?;
+            let (child, addr) = memory_broker(exe, &prefix, opts.session_timeout_ms, 4)?;
             broker = Some(child);
             addr
         }
@@ -916,6 +724,10 @@ async fn measure_failover(
         up.env.push((
             "SQUALL__KAFKA__SESSION_TIMEOUT_MS".into(),
             opts.session_timeout_ms.to_string(),
+        ));
+        up.env.push((
+            "SQUALL__KAFKA__GROUP_PROTOCOL".into(),
+            opts.group_protocol.clone(),
         ));
         up.start(&client).await?;
         ups.push(up);
@@ -1020,6 +832,7 @@ async fn measure_failover(
     let median_s = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
     Ok(FailoverReport {
         processes: opts.processes,
+        group_protocol: opts.group_protocol.clone(),
         session_timeout_ms: opts.session_timeout_ms,
         failover_s,
         median_s,

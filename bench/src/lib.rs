@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod generate;
 pub mod multilang;
 pub mod pipeline;
+mod processes;
 
 /// The registry of every component type squall ships (connectors and pipeline).
 pub fn registry() -> squall_topology::Registry {

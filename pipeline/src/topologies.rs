@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use squall_connectors::kafka::{KafkaBolt, KafkaBoltConfig, KafkaSpout, KafkaSpoutConfig};
+use squall_connectors::kafka::{
+    GroupProtocol, KafkaBolt, KafkaBoltConfig, KafkaSpout, KafkaSpoutConfig,
+};
 use squall_topology::{ComponentKind, Topology, TopologyBuilder, ValidationErrors};
 
 use crate::deliver::{Deliver, DeliverConfig};
@@ -79,33 +81,42 @@ pub struct Cluster {
     pub consumer: BTreeMap<String, String>,
 }
 
-/// librdkafka options of the consumers: the group session timeout, heartbeats well
-/// inside it, the longest fetch wait (brokers that answer a fetch only when it runs out,
-/// tansu among them, add it to every payload's latency), and cooperative (incremental)
+/// librdkafka options of the consumers: the group protocol and, for the classic one, the
+/// group session timeout, heartbeats well inside it and cooperative (incremental)
 /// rebalancing, so when a process joins or leaves the others keep their partitions, and
-/// the alert state of those partitions stays where it is.
+/// the alert state of those partitions stays where it is (the consumer protocol of KIP-848
+/// is incremental by design, and its timeouts are the broker's); and the longest fetch
+/// wait (brokers that answer a fetch only when it runs out, tansu among them, add it to
+/// every payload's latency).
 pub fn consumer_options(
+    protocol: GroupProtocol,
     session_timeout_ms: u64,
     fetch_wait_max_ms: u64,
 ) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            "session.timeout.ms".to_string(),
-            session_timeout_ms.to_string(),
-        ),
-        (
-            "heartbeat.interval.ms".to_string(),
-            (session_timeout_ms / 5).max(100).to_string(),
-        ),
-        (
-            "fetch.wait.max.ms".to_string(),
-            fetch_wait_max_ms.to_string(),
-        ),
-        (
-            "partition.assignment.strategy".to_string(),
-            "cooperative-sticky".to_string(),
-        ),
-    ])
+    let mut options = BTreeMap::from([(
+        "fetch.wait.max.ms".to_string(),
+        fetch_wait_max_ms.to_string(),
+    )]);
+    match protocol {
+        GroupProtocol::Classic => options.extend([
+            (
+                "session.timeout.ms".to_string(),
+                session_timeout_ms.to_string(),
+            ),
+            (
+                "heartbeat.interval.ms".to_string(),
+                (session_timeout_ms / 5).max(100).to_string(),
+            ),
+            (
+                "partition.assignment.strategy".to_string(),
+                "cooperative-sticky".to_string(),
+            ),
+        ]),
+        GroupProtocol::Consumer => {
+            options.insert("group.protocol".to_string(), "consumer".to_string());
+        }
+    }
+    options
 }
 
 /// Tasks per component of the alert topology, and its timers (the `[alerting]` section of

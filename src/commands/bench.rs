@@ -109,6 +109,26 @@ pub(super) fn main(what: BenchCommand) -> anyhow::Result<ExitCode> {
             brokers,
             options,
             workers,
+        } if options.processes > 0 => {
+            let exe = std::env::current_exe().context("finding the squall binary")?;
+            let dir = tempfile::tempdir().context("creating the benchmark's directory")?;
+            let out = options.out.clone();
+            let report = super::runtime(workers)?.block_on(squall_bench::fleet::fleet_cluster(
+                &exe,
+                options,
+                brokers,
+                dir.path(),
+            ))?;
+            if let Some(max) = report.max_sustained_rate {
+                println!("max sustained rate: {max:.0} payloads/s");
+            }
+            println!("report: {}", out.join("report.json").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Fleet {
+            brokers,
+            options,
+            workers,
         } => {
             // The system under test is configured as `squall up` is by default.
             let defaults = Config::default();

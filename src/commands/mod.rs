@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use squall_connectors::kafka::EmbeddedBroker;
+use squall_connectors::kafka::{EmbeddedBroker, GroupTimeouts};
 use squall_runtime::RunningTopology;
 use squall_topology::Topology;
 
@@ -124,7 +124,11 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Bench { what } => bench::main(what),
-        Command::Broker { prefix, partitions } => memory_broker(&prefix, partitions),
+        Command::Broker {
+            prefix,
+            partitions,
+            session_timeout_ms,
+        } => memory_broker(&prefix, partitions, session_timeout_ms),
         Command::DeadLetters {
             action,
             service,
@@ -210,9 +214,23 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
     })
 }
 
+/// Bucket bounds (seconds) of every latency histogram (`*_seconds`): served as
+/// Prometheus histograms, not summaries, so a cluster's processes can be added up
+/// (`histogram_quantile(0.99, sum by (le) (rate(..._bucket[1m])))`); fine around the
+/// 150 ms SLA.
+pub(crate) const LATENCY_BUCKETS: [f64; 20] = [
+    0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.15, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
 fn install_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
     if let Some(addr) = addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                &LATENCY_BUCKETS,
+            )
+            .context("latency buckets")?
             .with_http_listener(addr)
             .install()
             .with_context(|| format!("serving metrics on {addr}"))?;
@@ -250,12 +268,23 @@ fn broker(
 }
 
 /// `squall broker`: the in-memory cluster with the topics of `prefix`, until a signal.
-fn memory_broker(prefix: &str, partitions: i32) -> anyhow::Result<ExitCode> {
+fn memory_broker(
+    prefix: &str,
+    partitions: i32,
+    session_timeout_ms: u64,
+) -> anyhow::Result<ExitCode> {
     if partitions < 1 {
         anyhow::bail!("--partitions must be at least 1");
     }
+    if !(1_000..=3_600_000).contains(&session_timeout_ms) {
+        anyhow::bail!("--session-timeout-ms must be between 1000 and 3600000");
+    }
     let names = squall_pipeline::topologies::Names::new(prefix);
-    let broker = EmbeddedBroker::memory(&names.topics(), partitions)?;
+    let broker = EmbeddedBroker::memory_with(
+        &names.topics(),
+        partitions,
+        Some(GroupTimeouts::with_session_timeout(session_timeout_ms)),
+    )?;
     println!("KAFKA_BROKERS={}", broker.bootstrap_servers());
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -52,7 +52,8 @@ fn three_kills_lose_nothing_and_change_no_alert_or_notification() {
 
 /// The Scale-out issue's cluster test, short: three `squall up` processes on one broker
 /// (`squall broker`, librdkafka's mock cluster in a process of its own, which the bench
-/// starts) and one PostgreSQL database, agents posting to all intakes (each moving on to
+/// starts; the consumer group protocol of KIP-848, `kafka.group_protocol = "consumer"`:
+/// the fencing test in `cluster.rs` covers the classic one) and one PostgreSQL database, agents posting to all intakes (each moving on to
 /// the next while its own is down); SIGKILL and restart a random one of them, four times;
 /// then every payload answered 202 is stored once, and the alerts and delivered
 /// notification ids equal a fault-free single-process run's; repeats are reported (with
@@ -68,6 +69,8 @@ fn a_cluster_of_three_killed_at_random_loses_nothing_and_changes_no_alert() {
             "chaos",
             "--processes",
             "3",
+            "--group-protocol",
+            "consumer",
             "--db",
             &db,
             "--kills",

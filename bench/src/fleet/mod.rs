@@ -42,10 +42,12 @@ pub struct System {
 }
 
 mod agents;
+mod cluster;
 mod recorder;
 mod report;
 
 use agents::{agent_key, fixtures, hostname, Agents, Counts, Template};
+pub use cluster::{ClusterFigures, PostgresFigures, ProcessFigures};
 use recorder::{StageRecorder, Stages};
 use report::{plot, stage_report};
 pub use report::{FleetReport, RunReport, StageReport};
@@ -118,6 +120,15 @@ pub struct FleetOptions {
     /// Where `report.json` and `latency.svg` go.
     #[arg(long, default_value = "fleet-report")]
     pub out: PathBuf,
+    /// Post to this many `squall up` processes (children of the bench, one cluster on
+    /// `--brokers`, else on a `squall broker` started here, and `--db`), measured from
+    /// outside; 0: the pipeline runs in the bench's own process.
+    #[arg(long, default_value_t = 0)]
+    pub processes: usize,
+    /// The database (`db.url`); default: a SQLite file in a temporary directory. A
+    /// cluster (`--processes`) needs PostgreSQL (an empty database).
+    #[arg(long)]
+    pub db: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -139,56 +150,18 @@ pub async fn fleet(
     dir: &Path,
     system: &System,
 ) -> anyhow::Result<FleetReport> {
-    anyhow::ensure!(opts.agents > 0, "--agents: at least 1");
-    anyhow::ensure!(opts.max_in_flight > 0, "--max-in-flight: at least 1");
-    for (name, rate) in [
-        ("--rate", opts.rate),
-        ("--start-rate", Some(opts.start_rate)),
-    ] {
-        if let Some(r) = rate {
-            anyhow::ensure!(
-                r.is_finite() && r > 0.0,
-                "{name}: a positive number of payloads per second, got {r}"
-            );
-        }
-    }
+    validate(&opts)?;
     let stages = Stages::new();
     metrics::set_global_recorder(StageRecorder(stages.clone()))
         .map_err(|_| anyhow::anyhow!("a metrics recorder is already installed"))?;
     std::fs::create_dir_all(dir)?;
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("creating {}", opts.out.display()))?;
-    let template: Json = serde_json::from_slice(&crate::generate::template_payload(
-        opts.template.as_deref(),
-    )?)?;
-    let template = Template::from_payload(template)?;
+    let template = template(&opts)?;
 
-    // The account, its keys and rules, and the fleet's devices already registered (a
-    // fleet that has been posting for a while; first sightings are not what is measured).
-    let db = format!("sqlite://{}", dir.join("fleet.db").display());
-    let agents = opts.agents;
-    {
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let store = squall_pipeline::stores::open(&db)?.accounts;
-            let fx = Fixtures::from_json(&serde_json::to_vec(&fixtures(agents))?)
-                .map_err(|e| anyhow::anyhow!("fleet fixtures: {e}"))?;
-            store.import(&fx)?;
-            let keys: Vec<String> = (0..agents).map(agent_key).collect();
-            let hosts: Vec<String> = (0..agents).map(hostname).collect();
-            let sightings: Vec<Sighting<'_>> = (0..agents)
-                .map(|i| Sighting {
-                    account: "fleet",
-                    agent_key: &keys[i],
-                    hostname: &hosts[i],
-                    now_ms: 0,
-                })
-                .collect();
-            store.register_devices(&sightings)?;
-            Ok(())
-        })
-        .await??;
-    }
+    let db = opts
+        .db
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("fleet.db").display()));
+    prepare(&db, opts.agents, "http://127.0.0.1:9/hook").await?;
 
     let names = Names::new(prefix);
     let broker_label = if create_topics {
@@ -216,7 +189,7 @@ pub async fn fleet(
             let _ = rx.wait_for(|s| *s).await;
         },
     ));
-    let consumer = consumer_options(6_000, opts.fetch_wait_max_ms);
+    let consumer = consumer_options(Default::default(), 6_000, opts.fetch_wait_max_ms);
     let cluster = Cluster {
         brokers: brokers.clone(),
         names: names.clone(),
@@ -225,22 +198,168 @@ pub async fn fleet(
     };
     let topology = RunningTopology::start(topologies::alerting(&cluster, &system.alerting)?)?;
 
+    let fleet = agents(&opts, vec![url], template, stages)?;
+    let ramped = ramp(&opts, &fleet, &mut Under::Here, &broker_label).await;
+    let _ = stop_tx.send(true);
+    let _ = intake.await;
+    let report = topology.shutdown_and_join().await;
+    tracing::info!("bench fleet topology:\n{report}");
+    let (runs, best) = ramped?;
+    write_report(&opts, broker_label, &db, runs, best)
+}
+
+/// Runs `bench fleet` against `--processes` `squall up` processes (the binary `exe`) in
+/// `dir`, on `brokers` (default: a `squall broker` started here) and the PostgreSQL
+/// database `--db`, measured from outside (see `cluster.rs`).
+pub async fn fleet_cluster(
+    exe: &Path,
+    opts: FleetOptions,
+    brokers: Option<String>,
+    dir: &Path,
+) -> anyhow::Result<FleetReport> {
+    validate(&opts)?;
+    anyhow::ensure!(opts.processes >= 1, "--processes: at least 1");
+    let db = opts
+        .db
+        .clone()
+        .filter(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
+        .context("--processes needs a database the processes share: --db postgres://...")?;
+    let template = template(&opts)?;
+    let hook = cluster::hook().await?;
+    prepare(&db, opts.agents, &hook).await?;
+    let prefix = fresh_prefix();
+    let broker_label = match &brokers {
+        Some(b) => format!("broker {b}"),
+        None => "squall broker".to_string(),
+    };
+    let started = cluster::Cluster::start(
+        exe,
+        dir,
+        opts.processes,
+        brokers.as_deref(),
+        &db,
+        &prefix,
+        opts.partitions,
+    )
+    .await?;
+    let fleet = agents(&opts, started.intakes(), template, Stages::new())?;
+    let mut under = Under::Cluster(Box::new(started));
+    let ramped = ramp(&opts, &fleet, &mut under, &broker_label).await;
+    if let Under::Cluster(c) = &mut under {
+        c.stop();
+    }
+    let (runs, best) = ramped?;
+    write_report(&opts, broker_label, &db, runs, best)
+}
+
+/// Where the pipeline under test runs.
+enum Under {
+    /// In this process: its stages are recorded here.
+    Here,
+    /// In child processes, read from outside.
+    Cluster(Box<cluster::Cluster>),
+}
+
+impl Under {
+    async fn begin(&mut self) -> anyhow::Result<()> {
+        match self {
+            Under::Here => Ok(()),
+            Under::Cluster(c) => c.begin().await,
+        }
+    }
+
+    async fn completed(&self, fleet: &Agents) -> u64 {
+        match self {
+            Under::Here => fleet.stages.count("complete"),
+            Under::Cluster(c) => c.completed().await,
+        }
+    }
+}
+
+fn validate(opts: &FleetOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(opts.agents > 0, "--agents: at least 1");
+    anyhow::ensure!(opts.max_in_flight > 0, "--max-in-flight: at least 1");
+    for (name, rate) in [
+        ("--rate", opts.rate),
+        ("--start-rate", Some(opts.start_rate)),
+    ] {
+        if let Some(r) = rate {
+            anyhow::ensure!(
+                r.is_finite() && r > 0.0,
+                "{name}: a positive number of payloads per second, got {r}"
+            );
+        }
+    }
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    Ok(())
+}
+
+fn template(opts: &FleetOptions) -> anyhow::Result<Template> {
+    let template: Json = serde_json::from_slice(&crate::generate::template_payload(
+        opts.template.as_deref(),
+    )?)?;
+    Template::from_payload(template)
+}
+
+/// The account, its keys and rules (notifying `hook`), and the fleet's devices already
+/// registered (a fleet that has been posting for a while; first sightings are not what is
+/// measured), in the database `db`.
+async fn prepare(db: &str, agents: usize, hook: &str) -> anyhow::Result<()> {
+    let (db, hook) = (db.to_string(), hook.to_string());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let store = squall_pipeline::stores::open(&db)?.accounts;
+        let fx = Fixtures::from_json(&serde_json::to_vec(&fixtures(agents, &hook))?)
+            .map_err(|e| anyhow::anyhow!("fleet fixtures: {e}"))?;
+        store.import(&fx)?;
+        let keys: Vec<String> = (0..agents).map(agent_key).collect();
+        let hosts: Vec<String> = (0..agents).map(hostname).collect();
+        let sightings: Vec<Sighting<'_>> = (0..agents)
+            .map(|i| Sighting {
+                account: "fleet",
+                agent_key: &keys[i],
+                hostname: &hosts[i],
+                now_ms: 0,
+            })
+            .collect();
+        store.register_devices(&sightings)?;
+        Ok(())
+    })
+    .await?
+}
+
+fn agents(
+    opts: &FleetOptions,
+    urls: Vec<String>,
+    template: Template,
+    stages: Arc<Stages>,
+) -> anyhow::Result<Arc<Agents>> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.max_in_flight)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let fleet = Arc::new(Agents {
+    Ok(Arc::new(Agents {
         client,
-        url,
+        urls,
         template,
-        agents,
+        agents: opts.agents,
         // A day back: agents posting faster than once a minute (`--rate`, `--find-max`)
         // stay behind the receive time, which the pipeline bounds (`intake.max_future_skew_s`).
         t0: (epoch_secs() / 60.0).floor() * 60.0 - 86_400.0,
         counts: Counts::default(),
-        stages: stages.clone(),
-    });
+        stages,
+    }))
+}
 
+/// The warm-up, then the run at the asked rate, or the `--find-max` ramp: the runs and
+/// the highest rate sustained.
+async fn ramp(
+    opts: &FleetOptions,
+    fleet: &Arc<Agents>,
+    under: &mut Under,
+    broker_label: &str,
+) -> anyhow::Result<(Vec<RunReport>, Option<f64>)> {
+    let agents = opts.agents;
     let default_rate = agents as f64 / 60.0;
     let mut next = 0u64;
     if !opts.warmup.is_zero() {
@@ -250,10 +369,14 @@ pub async fn fleet(
             opts.rate.unwrap_or(default_rate)
         };
         eprintln!("warming up: {rate:.0} payloads/s for {:?}", opts.warmup);
+        under.begin().await?;
         next = fleet
             .run(next, rate, opts.warmup, opts.max_in_flight, false)
             .await;
-        drain(&fleet, Duration::from_secs(30)).await;
+        drain(fleet, under, Duration::from_secs(30)).await;
+        if let Under::Cluster(c) = under {
+            c.finish(0).await?;
+        }
     }
 
     let mut runs = Vec::new();
@@ -268,15 +391,30 @@ pub async fn fleet(
             "posting {rate:.0} payloads/s for {:?} ({agents} agents)",
             opts.duration
         );
-        reset(&fleet);
+        reset(fleet);
+        under.begin().await?;
         let started = Instant::now();
         next = fleet
             .run(next, rate, opts.duration, opts.max_in_flight, true)
             .await;
-        let drained = drain(&fleet, Duration::from_secs(30)).await;
+        let drained = drain(fleet, under, Duration::from_secs(30)).await;
         let seconds = started.elapsed().as_secs_f64();
-        let snapshot = stages.snapshot(false);
+        let snapshot = fleet.stages.snapshot(false);
         let accepted = fleet.counts.accepted.load(Ordering::Relaxed);
+        let (stages, cluster) = match under {
+            Under::Here => (
+                snapshot
+                    .iter()
+                    .map(|(k, h)| (k.to_string(), stage_report(h)))
+                    .collect(),
+                None,
+            ),
+            Under::Cluster(c) => {
+                let (mut stages, figures) = c.finish(accepted).await?;
+                stages.insert("http".to_string(), stage_report(&snapshot["http"]));
+                (stages, Some(figures))
+            }
+        };
         let run = RunReport {
             target_rate: rate,
             achieved_rate: accepted as f64 / seconds,
@@ -291,10 +429,8 @@ pub async fn fleet(
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             drained,
-            stages: snapshot
-                .iter()
-                .map(|(k, h)| (k.to_string(), stage_report(h)))
-                .collect(),
+            stages,
+            cluster,
         };
         eprintln!("{}", summary(&run));
         let sustained = run.errors == 0
@@ -305,28 +441,32 @@ pub async fn fleet(
             cores(),
             broker_label
         );
-        if !opts.find_max || sustained {
+        if matches!(under, Under::Here) && (!opts.find_max || sustained) {
             plot(&opts.out.join("latency.svg"), &title, &snapshot)?;
         }
         runs.push(run);
-        if !opts.find_max {
-            break;
-        }
-        if !sustained {
+        if !opts.find_max || !sustained {
             break;
         }
         best = Some(rate);
         rate = (rate * 1.25 / 500.0).round() * 500.0;
     }
+    Ok((runs, best))
+}
 
-    let _ = stop_tx.send(true);
-    let _ = intake.await;
-    let report = topology.shutdown_and_join().await;
-    tracing::info!("bench fleet topology:\n{report}");
+fn write_report(
+    opts: &FleetOptions,
+    broker: String,
+    db: &str,
+    runs: Vec<RunReport>,
+    best: Option<f64>,
+) -> anyhow::Result<FleetReport> {
     let report = FleetReport {
-        agents,
+        agents: opts.agents,
         cores: cores(),
-        broker: broker_label,
+        broker,
+        processes: opts.processes,
+        database: squall_pipeline::stores::redact(db),
         runs,
         max_sustained_rate: best,
     };
@@ -354,16 +494,16 @@ fn reset(fleet: &Agents) {
 }
 
 /// Waits (at most `limit`) until every accepted payload's tree has completed.
-async fn drain(fleet: &Agents, limit: Duration) -> bool {
+async fn drain(fleet: &Agents, under: &Under, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        if fleet.stages.count("complete") >= fleet.counts.accepted.load(Ordering::Relaxed) {
+        if under.completed(fleet).await >= fleet.counts.accepted.load(Ordering::Relaxed) {
             return true;
         }
         if Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -385,6 +525,25 @@ pub fn summary(run: &RunReport) -> String {
                 r.count, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
             ));
         }
+    }
+    if let Some(c) = &run.cluster {
+        let cpus: Vec<String> = c
+            .processes
+            .iter()
+            .map(|p| format!("{:.2}", p.cpu_cores))
+            .collect();
+        s.push_str(&format!(
+            "\n  cpu (cores): processes [{}], bench {:.2}, postgres {}\n  postgres: {:.0} commits/s, {:.0} rows/s ({:.1}/payload), WAL {:.2} MB/s ({:.0} B/payload), +{:.0} B/payload",
+            cpus.join(", "),
+            c.bench_cpu_cores,
+            c.postgres.cpu_cores.map_or("?".to_string(), |x| format!("{x:.2}")),
+            c.postgres.commits_per_s,
+            c.postgres.rows_per_s,
+            c.postgres.rows_per_payload,
+            c.postgres.wal_mb_per_s,
+            c.postgres.wal_bytes_per_payload,
+            c.postgres.growth_bytes_per_payload,
+        ));
     }
     s
 }

@@ -59,6 +59,9 @@ pub struct RunReport {
     pub drained: bool,
     /// Per stage (see the module docs).
     pub stages: BTreeMap<String, StageReport>,
+    /// A cluster run's CPU and database figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::ClusterFigures>,
 }
 
 impl RunReport {
@@ -78,6 +81,10 @@ pub struct FleetReport {
     pub cores: usize,
     /// Broker used.
     pub broker: String,
+    /// `squall up` processes posted to (0: the pipeline ran in the bench's process).
+    pub processes: usize,
+    /// The database (password redacted).
+    pub database: String,
     /// The run at the asked rate (without `--find-max`), or each step of the ramp.
     pub runs: Vec<RunReport>,
     /// With `--find-max`: the highest rate sustained with p99 end to end within the SLA,

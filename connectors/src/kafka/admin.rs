@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::ClientConfig;
 
 use crate::journal::{journal_dir, Journal, JournalOptions, JOURNAL_SCHEME};
@@ -140,7 +139,35 @@ pub struct EmbeddedBroker {
 
 enum Embedded {
     Durable(std::sync::Arc<Journal>),
-    Memory(MockCluster<'static, DefaultProducerContext>),
+    /// The client that owns the mock cluster (created with `test.mock.num.brokers`): the
+    /// cluster lives as long as it does.
+    Memory(BaseProducer),
+}
+
+/// How the in-memory cluster times out members of consumer groups that use the consumer
+/// group protocol of KIP-848 (`group.protocol=consumer`, [`GroupProtocol::Consumer`](super::GroupProtocol::Consumer)),
+/// where the session timeout and heartbeat interval are the broker's settings
+/// (`group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms` on Kafka).
+/// Members of classic groups bring their own (`session.timeout.ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupTimeouts {
+    /// A member that has not sent a heartbeat for this long is removed and its
+    /// partitions are assigned to the others at their next heartbeat.
+    pub session_timeout_ms: i32,
+    /// How often members send heartbeats (and so learn of new assignments).
+    pub heartbeat_interval_ms: i32,
+}
+
+impl GroupTimeouts {
+    /// `session_timeout_ms` with heartbeats five times within it (as squall's classic
+    /// consumers send them).
+    pub fn with_session_timeout(session_timeout_ms: u64) -> Self {
+        let session = i32::try_from(session_timeout_ms).unwrap_or(i32::MAX);
+        GroupTimeouts {
+            session_timeout_ms: session,
+            heartbeat_interval_ms: (session / 5).max(100),
+        }
+    }
 }
 
 impl std::fmt::Debug for EmbeddedBroker {
@@ -181,20 +208,64 @@ impl EmbeddedBroker {
     /// librdkafka's mock cluster (one broker, in memory, real TCP on 127.0.0.1) with
     /// `topics` of `partitions` partitions each.
     pub fn memory(topics: &[&str], partitions: i32) -> Result<Self, AdminError> {
-        let cluster = MockCluster::new(1).map_err(|source| AdminError::Kafka {
-            what: "starting the embedded Kafka broker".into(),
-            source,
-        })?;
+        Self::memory_with(topics, partitions, None)
+    }
+
+    /// [`EmbeddedBroker::memory`], with the group timeouts of KIP-848 consumer groups
+    /// (`None`: librdkafka's, a 30 s session and 3 s heartbeats).
+    pub fn memory_with(
+        topics: &[&str],
+        partitions: i32,
+        groups: Option<GroupTimeouts>,
+    ) -> Result<Self, AdminError> {
+        let kafka = |what: &str| {
+            let what = what.to_string();
+            move |source| AdminError::Kafka { what, source }
+        };
+        let client: BaseProducer = ClientConfig::new()
+            .set("test.mock.num.brokers", "1")
+            .create()
+            .map_err(kafka("starting the embedded Kafka broker"))?;
+        if let Some(g) = groups {
+            // SAFETY: the client was created with `test.mock.num.brokers`, so it owns a
+            // mock cluster, which lives as long as the client (kept in the returned value);
+            // both setters only store an integer in the cluster's defaults under its lock.
+            unsafe {
+                let cluster =
+                    rdkafka::bindings::rd_kafka_handle_mock_cluster(client.client().native_ptr());
+                if cluster.is_null() {
+                    return Err(AdminError::Kafka {
+                        what: "starting the embedded Kafka broker".into(),
+                        source: rdkafka::error::KafkaError::MockCluster(
+                            rdkafka::types::RDKafkaErrorCode::Fail,
+                        ),
+                    });
+                }
+                rdkafka::bindings::rd_kafka_mock_set_group_consumer_session_timeout_ms(
+                    cluster,
+                    g.session_timeout_ms,
+                );
+                rdkafka::bindings::rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(
+                    cluster,
+                    g.heartbeat_interval_ms,
+                );
+            }
+        }
+        let cluster = client
+            .client()
+            .mock_cluster()
+            .ok_or(rdkafka::error::KafkaError::MockCluster(
+                rdkafka::types::RDKafkaErrorCode::Fail,
+            ))
+            .map_err(kafka("starting the embedded Kafka broker"))?;
         for t in topics {
             cluster
                 .create_topic(t, partitions, 1)
-                .map_err(|source| AdminError::Kafka {
-                    what: format!("creating topic {t}"),
-                    source,
-                })?;
+                .map_err(kafka(&format!("creating topic {t}")))?;
         }
+        drop(cluster);
         Ok(EmbeddedBroker {
-            kind: Embedded::Memory(cluster),
+            kind: Embedded::Memory(client),
         })
     }
 
@@ -203,7 +274,11 @@ impl EmbeddedBroker {
     pub fn bootstrap_servers(&self) -> String {
         match &self.kind {
             Embedded::Durable(j) => format!("{JOURNAL_SCHEME}{}", j.dir().display()),
-            Embedded::Memory(c) => c.bootstrap_servers(),
+            Embedded::Memory(c) => c
+                .client()
+                .mock_cluster()
+                .map(|m| m.bootstrap_servers())
+                .unwrap_or_default(),
         }
     }
 

@@ -33,7 +33,10 @@
 //!   [`assignments`] of the group, which components downstream follow (the alert state
 //!   moves with its partitions). With several processes in a group, set
 //!   `partition.assignment.strategy = "cooperative-sticky"` in `options` (`squall up`
-//!   does) so a rebalance moves only the partitions that must move.
+//!   does) so a rebalance moves only the partitions that must move; or use the consumer
+//!   group protocol of KIP-848 ([`GroupProtocol::Consumer`]), where the broker assigns
+//!   partitions incrementally and a dead member's partitions move at the survivors' next
+//!   heartbeat instead of after a group-wide rebalance.
 
 /// The histogram of how long after its Kafka timestamp a record's whole tuple tree was
 /// acked at the spout (label `component`), in seconds: the end-to-end latency.
@@ -49,7 +52,23 @@ mod producer;
 mod sink;
 mod source;
 
-pub use admin::{ensure_topics, AdminError, EmbeddedBroker};
+pub use admin::{ensure_topics, AdminError, EmbeddedBroker, GroupTimeouts};
+
+/// Which consumer group protocol the consumers speak (librdkafka's `group.protocol`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// The classic protocol every broker speaks: members send their own session timeout;
+    /// a member joining or dying starts a rebalance of the whole group (cooperative-sticky
+    /// keeps the survivors' partitions, but the group waits for its members to rejoin).
+    #[default]
+    Classic,
+    /// The consumer group protocol of KIP-848 (Kafka 4.0 and later, `squall broker`):
+    /// the broker computes assignments and hands them out with heartbeats, so a dead
+    /// member's partitions move at the survivors' next heartbeat. The session timeout and
+    /// heartbeat interval are the broker's settings.
+    Consumer,
+}
 pub use offsets::PartitionOffsets;
 pub use producer::{LogProducer, OutRecord};
 pub use sink::{KafkaBolt, KafkaBoltConfig};

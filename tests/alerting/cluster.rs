@@ -27,9 +27,12 @@ struct Broker {
 }
 
 impl Broker {
+    /// With `partitions` per topic; KIP-848 groups time out members after 6 s, as the
+    /// processes' classic session does (`SQUALL__KAFKA__SESSION_TIMEOUT_MS` of `Up`).
     fn start(partitions: u32) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_squall"))
             .args(["broker", "--partitions", &partitions.to_string()])
+            .arg("--session-timeout-ms=6000")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -197,9 +200,21 @@ async fn stored(
 /// checks (its devices look silent to it) try to write under its old epoch: refused by
 /// the database, it steps back. Nothing moves backwards: no false no-data notification,
 /// every payload answered 202 stored once, each device's alert notifications in order,
-/// each once.
+/// each once. The consumer groups use the classic protocol (`squall up`'s default).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_paused_past_its_session_has_its_late_writes_refused_and_steps_back() {
+    paused_past_its_session("classic").await;
+}
+
+/// The same with the consumer group protocol of KIP-848 (`kafka.group_protocol =
+/// "consumer"`): the broker fences the paused member and hands its partitions to the other
+/// at its next heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_consumer_protocol_a_paused_process_has_its_late_writes_refused_too() {
+    paused_past_its_session("consumer").await;
+}
+
+async fn paused_past_its_session(group_protocol: &str) {
     let broker = Broker::start(2);
     let db = postgres_database().await;
     let (receiver, url) = Receiver::start().await;
@@ -218,6 +233,7 @@ async fn a_process_paused_past_its_session_has_its_late_writes_refused_and_steps
         ("SQUALL__KAFKA__BROKERS", broker.brokers.as_str()),
         ("SQUALL__DB__URL", db.as_str()),
         ("SQUALL__ALERTING__TICK_INTERVAL_MS", "200"),
+        ("SQUALL__KAFKA__GROUP_PROTOCOL", group_protocol),
         ("RUST_LOG", "warn,squall_connectors=info,squall_pipeline::threshold=info,squall_pipeline::ownership=info"),
     ];
     let a = Up::start_with(

@@ -3,8 +3,11 @@
 //! Each tuple is held until the batch holding it is committed by the bolt's database
 //! thread ([`Offload`]), then acked, so the Kafka offset of a payload is committed only
 //! after its points are durable. The thread batches whatever arrived while it was writing,
-//! rolls up hourly aggregates every minute and deletes minute snapshots past
-//! `snapshot_retention_days` every hour, busy or idle.
+//! rolls up hourly aggregates every minute, in chunks of at most 500 device-hours between
+//! which it writes again (so the top of an hour, when every device's last hour is due,
+//! never stalls the minute writes; processes sharing a PostgreSQL database split the
+//! chunks), and deletes minute snapshots past `snapshot_retention_days` every hour, busy
+//! or idle.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +46,12 @@ struct Writer {
     retention_days: u32,
     last_retention: Option<Instant>,
     last_roll_up: Instant,
+    /// The last roll-up left hours to do.
+    rolling: bool,
 }
+
+/// Device-hours rolled up per chunk (a chunk reads up to 60 minute rows of each).
+const ROLL_UP_CHUNK: usize = 500;
 
 impl Worker for Writer {
     type Job = Arc<Observation>;
@@ -72,10 +80,17 @@ impl Worker for Writer {
             }
             self.last_retention = Some(Instant::now());
             self.last_roll_up = Instant::now();
-        } else if self.last_roll_up.elapsed() >= Duration::from_secs(60) {
-            if let Err(e) = self.db.roll_up(now_secs()) {
-                tracing::error!(error = %e, "hourly roll-up failed");
-            }
+        } else if self.rolling || self.last_roll_up.elapsed() >= Duration::from_secs(60) {
+            // A bounded chunk, then writes again: more chunks follow at the next idle
+            // calls (every 500 ms) while hours are left, so the top of an hour (every
+            // device's last hour changed) never stalls the minute writes.
+            self.rolling = match self.db.roll_up(now_secs(), ROLL_UP_CHUNK) {
+                Ok(n) => n >= ROLL_UP_CHUNK,
+                Err(e) => {
+                    tracing::error!(error = %e, "hourly roll-up failed");
+                    false
+                }
+            };
             self.last_roll_up = Instant::now();
         }
         Vec::new()
@@ -119,6 +134,7 @@ impl Bolt for Store {
             retention_days: self.config.snapshot_retention_days,
             last_retention: None,
             last_roll_up: Instant::now(),
+            rolling: false,
         };
         let config = OffloadConfig::new(format!("store-db-{}", ctx.task_index()));
         self.offload = Some(Offload::start(config, ctx.waker(), writer)?);

@@ -111,13 +111,9 @@ pub(super) fn main(what: BenchCommand) -> anyhow::Result<ExitCode> {
             workers,
         } if options.processes > 0 => {
             let exe = std::env::current_exe().context("finding the squall binary")?;
-            let dir = tempfile::tempdir().context("creating the benchmark's directory")?;
             let out = options.out.clone();
             let report = super::runtime(workers)?.block_on(squall_bench::fleet::fleet_cluster(
-                &exe,
-                options,
-                brokers,
-                dir.path(),
+                &exe, options, brokers, &out,
             ))?;
             if let Some(max) = report.max_sustained_rate {
                 println!("max sustained rate: {max:.0} payloads/s");

@@ -268,15 +268,19 @@ impl MetricStore for PgStore {
         })
     }
 
-    fn roll_up(&self, now: f64) -> Result<usize, StoreError> {
+    fn roll_up(&self, now: f64, limit: usize) -> Result<usize, StoreError> {
         let current_hour = (now / 3600.0).floor() as i64;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.block_on(async {
             let mut c = self.client().await?;
-            let marks: Vec<(i64, i64, i64)> = c
+            let tx = c.transaction().await?;
+            // Marks another process is rolling up are skipped, not waited for: processes
+            // share the work. A write to a held mark waits for this transaction.
+            let marks: Vec<(i64, i64, i64)> = tx
                 .query(
                     "SELECT device, hour, changes FROM metric_hours_changed WHERE hour < $1
-                     ORDER BY device, hour",
-                    &[&current_hour],
+                     ORDER BY hour, device LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    &[&current_hour, &limit],
                 )
                 .await?
                 .into_iter()
@@ -286,7 +290,7 @@ impl MetricStore for PgStore {
                 return Ok(0);
             }
             let hours: Vec<(i64, i64)> = marks.iter().map(|(d, h, _)| (*d, *h)).collect();
-            let aggregates = self.aggregate(&c, &hours).await?;
+            let aggregates = self.aggregate(&tx, &hours).await?;
             let (mut devices, mut numbers, mut blobs) = (Vec::new(), Vec::new(), Vec::new());
             for ((device, hour), rows) in &aggregates {
                 devices.push(*device);
@@ -295,7 +299,6 @@ impl MetricStore for PgStore {
             }
             let changes: Vec<i64> = marks.iter().map(|(_, _, n)| *n).collect();
             let (mark_devices, mark_hours): (Vec<i64>, Vec<i64>) = hours.iter().copied().unzip();
-            let tx = c.transaction().await?;
             tx.execute(
                 "INSERT INTO metric_hours (device, hour, aggregates)
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])
@@ -401,7 +404,8 @@ impl MetricStore for PgStore {
     }
 
     fn retain(&self, now: f64, days: u32) -> Result<usize, StoreError> {
-        self.roll_up(now)?;
+        // Every hour holding a minute about to go is rolled up first.
+        self.roll_up(now - f64::from(days) * 86_400.0 + 3600.0, usize::MAX)?;
         let cutoff_minute = ((now - f64::from(days) * 86_400.0) / 60.0).floor() as i64;
         self.block_on(async {
             let c = self.client().await?;

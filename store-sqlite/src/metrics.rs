@@ -153,16 +153,20 @@ impl MetricStore for SqliteStore {
         })
     }
 
-    fn roll_up(&self, now: f64) -> Result<usize, StoreError> {
+    fn roll_up(&self, now: f64, limit: usize) -> Result<usize, StoreError> {
         run(|| {
             let current_hour = (now / 3600.0).floor() as i64;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut guard = self.lock();
             let Inner { conn, series } = &mut *guard;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let hours: Vec<(i64, i64)> = {
-                let mut stmt =
-                    tx.prepare("SELECT device, hour FROM metric_hours_changed WHERE hour < ?1")?;
-                let rows = stmt.query_map(params![current_hour], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let mut stmt = tx.prepare(
+                    "SELECT device, hour FROM metric_hours_changed WHERE hour < ?1
+                     ORDER BY hour, device LIMIT ?2",
+                )?;
+                let rows =
+                    stmt.query_map(params![current_hour, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
             for (device, hour) in &hours {
@@ -257,7 +261,8 @@ impl MetricStore for SqliteStore {
 
     fn retain(&self, now: f64, days: u32) -> Result<usize, StoreError> {
         run(|| {
-            self.roll_up(now)?;
+            // Every hour holding a minute about to go is rolled up first.
+            self.roll_up(now - f64::from(days) * 86_400.0 + 3600.0, usize::MAX)?;
             let cutoff_minute = ((now - f64::from(days) * 86_400.0) / 60.0).floor() as i64;
             Ok(self.lock().conn.execute(
                 "DELETE FROM metric_minutes WHERE minute < ?1

@@ -49,6 +49,7 @@ macro_rules! store_conformance_tests {
             a_notification_is_claimed_by_one_sender_at_a_time,
             minutes_hours_and_latest_are_idempotent_under_replay,
             retention_deletes_old_minutes_and_keeps_hours,
+            a_roll_up_takes_at_most_its_limit_and_the_rest_later,
             the_engine_resumes_from_committed_state,
         );
     };
@@ -865,7 +866,7 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
         })
     );
     assert_eq!(
-        s.roll_up(t0 + 7200.0).unwrap(),
+        s.roll_up(t0 + 7200.0, usize::MAX).unwrap(),
         1,
         "one device-hour changed"
     );
@@ -874,7 +875,11 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
         hours,
         "the rolled-up hour equals the computed one"
     );
-    assert_eq!(s.roll_up(t0 + 7200.0).unwrap(), 0, "nothing changed since");
+    assert_eq!(
+        s.roll_up(t0 + 7200.0, usize::MAX).unwrap(),
+        0,
+        "nothing changed since"
+    );
     s.write(&[(DeviceId(7), t0 + 100.0, sample_points(0.5).as_slice())])
         .unwrap(); // late, after the roll-up
     let late = hourly(&s)[0].hour.clone().unwrap();
@@ -883,7 +888,7 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
         (3, 11.5, 0.5, 2.0),
         "the late minute replaced the second; the aggregate follows"
     );
-    assert_eq!(s.roll_up(t0 + 7200.0).unwrap(), 1);
+    assert_eq!(s.roll_up(t0 + 7200.0, usize::MAX).unwrap(), 1);
     assert_eq!(hourly(&s)[0].hour, Some(late));
     let disk = s
         .query(
@@ -931,6 +936,32 @@ pub fn minutes_hours_and_latest_are_idempotent_under_replay<S: Backend>(open: &d
     assert_eq!(latest["system.load.1"], 2.0);
     assert_eq!(latest["system.disk.in_use{device_name=/dev/sda1}"], 0.5);
     assert_eq!(s.latest(DeviceId(8)).unwrap(), None);
+}
+
+/// A roll-up takes only hours that ended, at most `limit` of them; the next takes the rest.
+pub fn a_roll_up_takes_at_most_its_limit_and_the_rest_later<S: Backend>(open: &dyn Fn() -> S) {
+    let s = open();
+    let t0 = 1_700_000_000.0_f64.div_euclid(3600.0) * 3600.0;
+    // Three changed device-hours: device 1 in hours 0 and 1, device 2 in hour 1.
+    s.write(&[
+        (DeviceId(1), t0 + 60.0, sample_points(1.0).as_slice()),
+        (DeviceId(1), t0 + 3660.0, sample_points(2.0).as_slice()),
+        (DeviceId(2), t0 + 3660.0, sample_points(3.0).as_slice()),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.roll_up(t0 + 3600.0, 5).unwrap(),
+        1,
+        "only hours that ended: device 1's first"
+    );
+    let now = t0 + 3.0 * 3600.0;
+    assert_eq!(s.roll_up(now, 1).unwrap(), 1, "one at most");
+    assert_eq!(
+        s.roll_up(now, 5).unwrap(),
+        1,
+        "fewer than the limit: the rest"
+    );
+    assert_eq!(s.roll_up(now, 5).unwrap(), 0, "none left");
 }
 
 /// Retention deletes old minutes but each device's latest, and keeps hours.

@@ -98,14 +98,16 @@ impl Inner {
         )
     }
 
-    fn roll_up(&mut self, now: f64) -> usize {
+    fn roll_up(&mut self, now: f64, limit: usize) -> usize {
         let current = (now / 3600.0).floor() as i64;
-        let due: Vec<(DeviceId, i64)> = self
+        let mut due: Vec<(DeviceId, i64)> = self
             .changed_hours
             .iter()
             .filter(|(_, hour)| *hour < current)
             .copied()
             .collect();
+        due.sort_by_key(|(device, hour)| (*hour, *device));
+        due.truncate(limit);
         for (device, hour) in &due {
             let rows = self.hour_from_minutes(*device, *hour);
             self.hours.insert((*device, *hour), rows);
@@ -530,8 +532,8 @@ impl MetricStore for MemoryStore {
         Ok(())
     }
 
-    fn roll_up(&self, now: f64) -> Result<usize, StoreError> {
-        Ok(self.lock().roll_up(now))
+    fn roll_up(&self, now: f64, limit: usize) -> Result<usize, StoreError> {
+        Ok(self.lock().roll_up(now, limit))
     }
 
     fn latest(&self, device: DeviceId) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
@@ -590,7 +592,8 @@ impl MetricStore for MemoryStore {
 
     fn retain(&self, now: f64, days: u32) -> Result<usize, StoreError> {
         let mut s = self.lock();
-        s.roll_up(now);
+        // Every hour holding a minute about to go is rolled up first.
+        s.roll_up(now - f64::from(days) * 86_400.0 + 3600.0, usize::MAX);
         let cutoff = ((now - f64::from(days) * 86_400.0) / 60.0).floor() as i64;
         let mut newest: HashMap<DeviceId, i64> = HashMap::new();
         for (device, minute) in s.minutes.keys() {

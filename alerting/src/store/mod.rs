@@ -210,9 +210,12 @@ pub trait MetricStore: Send + Sync {
     /// Writes the points of several payloads `(device, event time, points)` in one
     /// transaction.
     fn write(&self, batch: &[(DeviceId, f64, &[MetricPoint])]) -> Result<(), StoreError>;
-    /// Rolls up every changed hour that ended before `now` (epoch seconds) into its
-    /// aggregate. Returns how many hours were rolled up.
-    fn roll_up(&self, now: f64) -> Result<usize, StoreError>;
+    /// Rolls up at most `limit` changed hours that ended before `now` (epoch seconds) into
+    /// their aggregates, the oldest hours first. Returns how many were rolled up: fewer
+    /// than `limit` means none is left. Bounded so the caller interleaves it with writes
+    /// (at the top of an hour every device's last hour changed); processes sharing a
+    /// database may roll up at the same time, each taking hours the others do not hold.
+    fn roll_up(&self, now: f64, limit: usize) -> Result<usize, StoreError>;
     /// The latest values of `device`: (event time, `{metric{series}: value}`).
     fn latest(&self, device: DeviceId) -> Result<Option<(f64, serde_json::Value)>, StoreError>;
     /// Minute snapshots or hourly aggregates of `metric` (optionally one series) of

@@ -88,6 +88,40 @@ pub(crate) fn parse_buckets(text: &str) -> Buckets {
     out
 }
 
+/// The counters `bench fleet` reports from a Prometheus text exposition: the payloads
+/// spout's replays (`squall_kafka_retries_total`) and the failed tuples by reason
+/// (`squall_failed_total`), all components.
+pub(crate) fn parse_counters(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let name = if series.starts_with("squall_kafka_retries_total{")
+            && series.contains("component=\"payloads#")
+        {
+            "replayed".to_string()
+        } else if let Some(labels) = series.strip_prefix("squall_failed_total{") {
+            match labels
+                .split(',')
+                .find_map(|kv| kv.trim().strip_prefix("reason="))
+            {
+                Some(reason) => {
+                    format!("failed_{}", reason.trim_end_matches('}').trim_matches('"'))
+                }
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        *out.entry(name).or_insert(0.0) += value;
+    }
+    out
+}
+
 /// `after - before`, summed over processes: the run's samples of every series.
 pub(crate) fn increase(before: &[Buckets], after: &[Buckets]) -> Buckets {
     let mut out: Buckets = HashMap::new();
@@ -305,8 +339,13 @@ pub struct PostgresFigures {
 pub struct ClusterFigures {
     /// Each `squall up`.
     pub processes: Vec<ProcessFigures>,
+    /// Payloads the spouts replayed (`replayed`) and tuples failed by reason
+    /// (`failed_timeout`, `failed_failed`, ...), all processes: 0 in a healthy run.
+    pub tuples: BTreeMap<String, u64>,
     /// The bench itself (the agents), in cores.
     pub bench_cpu_cores: f64,
+    /// The `squall broker` the bench started, in cores (`None` with `--brokers`).
+    pub broker_cpu_cores: Option<f64>,
     /// The database.
     pub postgres: PostgresFigures,
 }
@@ -314,8 +353,10 @@ pub struct ClusterFigures {
 /// What a run is measured against: the counters when it began.
 struct Baseline {
     buckets: Vec<Buckets>,
+    counters: Vec<BTreeMap<String, f64>>,
     cpus: Vec<f64>,
     own_cpu: f64,
+    broker_cpu: Option<f64>,
     pg: PgCounters,
     pg_cpu: Option<f64>,
     at: Instant,
@@ -388,7 +429,7 @@ impl Cluster {
             .collect()
     }
 
-    async fn scrape(&self) -> Vec<Buckets> {
+    async fn scrape(&self) -> Vec<(Buckets, BTreeMap<String, f64>)> {
         let mut out = Vec::with_capacity(self.ups.len());
         for up in &self.ups {
             let text = match self
@@ -400,7 +441,7 @@ impl Cluster {
                 Ok(r) => r.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            out.push(parse_buckets(&text));
+            out.push((parse_buckets(&text), parse_counters(&text)));
         }
         out
     }
@@ -412,17 +453,24 @@ impl Cluster {
             .collect()
     }
 
+    fn broker_cpu(&self) -> Option<f64> {
+        self.broker.as_ref().and_then(|b| cpu_seconds(b.id()))
+    }
+
     /// Snapshots everything a run is measured against.
     pub(crate) async fn begin(&mut self) -> anyhow::Result<()> {
-        let buckets = self.scrape().await;
+        let (buckets, counters) = self.scrape().await.into_iter().unzip();
         let cpus = self.cpus();
         let own = cpu_seconds(std::process::id()).unwrap_or(0.0);
+        let broker_cpu = self.broker_cpu();
         let pg = self.pg.counters().await?;
         let pg_cpu = self.pg.postmaster.and_then(tree_cpu_seconds);
         self.base = Some(Baseline {
             buckets,
+            counters,
             cpus,
             own_cpu: own,
+            broker_cpu,
             pg,
             pg_cpu,
             at: Instant::now(),
@@ -435,7 +483,7 @@ impl Cluster {
         let Some(base) = &self.base else {
             return 0;
         };
-        let now = self.scrape().await;
+        let now: Vec<Buckets> = self.scrape().await.into_iter().map(|(b, _)| b).collect();
         let inc = increase(&base.buckets, &now);
         complete_series(&inc).map_or(0, |b| b.last().map_or(0, |(_, c)| *c as u64))
     }
@@ -447,16 +495,32 @@ impl Cluster {
     ) -> anyhow::Result<(BTreeMap<String, StageReport>, ClusterFigures)> {
         let Baseline {
             buckets: base,
+            counters: counters0,
             cpus: cpus0,
             own_cpu: own0,
+            broker_cpu: broker0,
             pg: pg0,
             pg_cpu: pgcpu0,
             at,
         } = self.base.take().context("a run finished before it began")?;
         let wall = at.elapsed().as_secs_f64().max(1e-9);
-        let now = self.scrape().await;
+        let (now, counters): (Vec<Buckets>, Vec<BTreeMap<String, f64>>) =
+            self.scrape().await.into_iter().unzip();
+        let mut tuples = BTreeMap::new();
+        for (k, c) in counters.iter().enumerate() {
+            for (name, v) in c {
+                let was = counters0
+                    .get(k)
+                    .and_then(|b| b.get(name))
+                    .copied()
+                    .unwrap_or(0.0);
+                let add = if *v >= was { v - was } else { *v };
+                *tuples.entry(name.clone()).or_insert(0u64) += add as u64;
+            }
+        }
         let cpus = self.cpus();
         let own = cpu_seconds(std::process::id()).unwrap_or(0.0);
+        let broker_cpu = self.broker_cpu();
         let pg_cpu = self.pg.postmaster.and_then(tree_cpu_seconds);
         let wal = self.pg.counters().await?.wal_bytes;
         // Backends report their row and commit counts when they go idle, up to 10 s
@@ -511,7 +575,11 @@ impl Cluster {
             stages,
             ClusterFigures {
                 processes,
+                tuples,
                 bench_cpu_cores: round3((own - own0).max(0.0) / wall),
+                broker_cpu_cores: broker_cpu
+                    .zip(broker0)
+                    .map(|(now, was)| round3((now - was).max(0.0) / wall)),
                 postgres,
             },
         ))

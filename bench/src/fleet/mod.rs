@@ -208,8 +208,8 @@ pub async fn fleet(
     write_report(&opts, broker_label, &db, runs, best)
 }
 
-/// Runs `bench fleet` against `--processes` `squall up` processes (the binary `exe`) in
-/// `dir`, on `brokers` (default: a `squall broker` started here) and the PostgreSQL
+/// Runs `bench fleet` against `--processes` `squall up` processes (the binary `exe`),
+/// their data directories and logs in `dir/processes/node-K`, on `brokers` (default: a `squall broker` started here) and the PostgreSQL
 /// database `--db`, measured from outside (see `cluster.rs`).
 pub async fn fleet_cluster(
     exe: &Path,
@@ -234,7 +234,7 @@ pub async fn fleet_cluster(
     };
     let started = cluster::Cluster::start(
         exe,
-        dir,
+        &dir.join("processes"),
         opts.processes,
         brokers.as_deref(),
         &db,
@@ -533,9 +533,10 @@ pub fn summary(run: &RunReport) -> String {
             .map(|p| format!("{:.2}", p.cpu_cores))
             .collect();
         s.push_str(&format!(
-            "\n  cpu (cores): processes [{}], bench {:.2}, postgres {}\n  postgres: {:.0} commits/s, {:.0} rows/s ({:.1}/payload), WAL {:.2} MB/s ({:.0} B/payload), +{:.0} B/payload",
+            "\n  cpu (cores): processes [{}], bench {:.2}, broker {}, postgres {}\n  postgres: {:.0} commits/s, {:.0} rows/s ({:.1}/payload), WAL {:.2} MB/s ({:.0} B/payload), +{:.0} B/payload",
             cpus.join(", "),
             c.bench_cpu_cores,
+            c.broker_cpu_cores.map_or("?".to_string(), |x| format!("{x:.2}")),
             c.postgres.cpu_cores.map_or("?".to_string(), |x| format!("{x:.2}")),
             c.postgres.commits_per_s,
             c.postgres.rows_per_s,
@@ -544,6 +545,15 @@ pub fn summary(run: &RunReport) -> String {
             c.postgres.wal_bytes_per_payload,
             c.postgres.growth_bytes_per_payload,
         ));
+        let tuples: Vec<String> = c
+            .tuples
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if !tuples.is_empty() {
+            s.push_str(&format!("\n  replays and failures: {}", tuples.join(", ")));
+        }
     }
     s
 }

@@ -54,6 +54,7 @@ impl Default for Config {
                 notify_parallelism: 1,
                 tick_interval_ms: 1_000,
                 snapshot_retention_days: 5,
+                enrich_cache_max_mb: 64,
                 max_future_skew_s: 300,
             },
             notifier: NotifierOptions {

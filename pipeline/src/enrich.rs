@@ -15,14 +15,19 @@
 //! thread wakes it. The thread decides whatever queued up while it worked as one batch, new
 //! devices registered in one transaction. Decisions are cached for `cache_ttl_ms` (ten
 //! minutes by default: agents post every minute, so a shorter cache would send nearly every
-//! payload to the database); admin changes (any account, key or device change through the
+//! payload to the database), in caches bounded by `cache_max_bytes` (the least used go
+//! first): an authenticated agent's verdict per (account, agent key, hostname), a rejection
+//! of the account or agent key per (account, agent key) only, so junk with unique
+//! hostnames sent without a valid key adds nothing to memory; admin changes (any account, key or device change through the
 //! admin API) empty the cache within about a second, because the database thread watches
 //! the store's admin version. A payload answered from the cache still moves its device's
 //! `last_seen`, batched on the same thread.
 
 use std::collections::HashMap;
+
+use moka::sync::Cache;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use squall_alerting::accounts::{Account, Registration, Sighting};
@@ -51,6 +56,48 @@ fn default_skew() -> u64 {
     DEFAULT_MAX_FUTURE_SKEW_S
 }
 
+/// The default of [`EnrichConfig::cache_max_bytes`].
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 << 20;
+
+fn default_cache_bytes() -> u64 {
+    DEFAULT_CACHE_MAX_BYTES
+}
+
+/// What a cached entry costs besides its strings (the entry, the verdict, the map's slot).
+const ENTRY_OVERHEAD: u32 = 96;
+
+/// Verdicts per (account, agent key, hostname).
+type DeviceCache = Cache<(String, String, String), Verdict>;
+/// Rejections per (account, agent key).
+type RejectionCache = Cache<(String, String), Verdict>;
+
+/// The two verdict caches, `max_bytes` and a sixteenth of it (at least 1 MiB).
+fn caches(ttl_ms: u64, max_bytes: u64) -> (DeviceCache, RejectionCache) {
+    let ttl = Duration::from_millis(ttl_ms.max(1));
+    let weight = |n: usize, v: &Verdict| {
+        let reason = match v {
+            Verdict::Reject(_, m) => m.len(),
+            Verdict::Device(_) => 0,
+        };
+        u32::try_from(n + reason)
+            .unwrap_or(u32::MAX)
+            .saturating_add(ENTRY_OVERHEAD)
+    };
+    let devices = Cache::builder()
+        .max_capacity(max_bytes)
+        .time_to_live(ttl)
+        .weigher(move |k: &(String, String, String), v: &Verdict| {
+            weight(k.0.len() + k.1.len() + k.2.len(), v)
+        })
+        .build();
+    let rejections = Cache::builder()
+        .max_capacity((max_bytes / 16).max(1 << 20))
+        .time_to_live(ttl)
+        .weigher(move |k: &(String, String), v: &Verdict| weight(k.0.len() + k.1.len(), v))
+        .build();
+    (devices, rejections)
+}
+
 fn default_field() -> String {
     "value".into()
 }
@@ -64,6 +111,10 @@ pub struct EnrichConfig {
     /// How long lookups are cached.
     #[serde(default = "default_ttl")]
     pub cache_ttl_ms: u64,
+    /// Most bytes of keys the verdict caches hold (default 64 MiB: ~300,000 devices'
+    /// verdicts); the least used go first past it.
+    #[serde(default = "default_cache_bytes")]
+    pub cache_max_bytes: u64,
     /// The input field holding the envelope (default `value`, as the kafka spout emits).
     #[serde(default = "default_field")]
     pub field: String,
@@ -80,6 +131,9 @@ enum Verdict {
     Device(DeviceId),
     Reject(&'static str, String),
 }
+
+/// Rejections that depend on the account and agent key only (see `check`).
+const ACCOUNT_LEVEL: [&str; 3] = ["unknown_account", "account_inactive", "invalid_agent_key"];
 
 /// A device lookup (or registration).
 #[derive(Debug)]
@@ -190,7 +244,14 @@ pub struct Enrich {
     config: EnrichConfig,
     store: Option<Arc<dyn AccountStore>>,
     offload: Option<Offload<Decider, Pending>>,
-    cache: HashMap<(String, String, String), (Verdict, Instant)>,
+    /// Verdicts of authenticated agents (the account and agent key were valid) per
+    /// (account, agent key, hostname): the device, or its own rejection (inactive, over
+    /// quota). Bounded by [`EnrichConfig::cache_max_bytes`] and the TTL.
+    cache: DeviceCache,
+    /// Rejections of the account or agent key, per (account, agent key): never per
+    /// hostname, so a flood of junk with unique hostnames adds nothing; bounded by a
+    /// sixteenth of [`EnrichConfig::cache_max_bytes`] and the TTL.
+    rejections: RejectionCache,
     /// Lookups in flight per key: while any is, a cached verdict must not let a later
     /// payload of the same device overtake the earlier ones (rules depend on order).
     inflight: HashMap<(String, String, String), usize>,
@@ -211,11 +272,13 @@ impl Enrich {
     /// An enrich bolt with `config` (the database opens in `prepare`).
     pub fn new(config: EnrichConfig) -> Result<Self, String> {
         stores::check_url(&config.db_url)?;
+        let (cache, rejections) = caches(config.cache_ttl_ms, config.cache_max_bytes);
         Ok(Enrich {
             config,
             store: None,
             offload: None,
-            cache: HashMap::new(),
+            cache,
+            rejections,
             inflight: HashMap::new(),
             seen: HashMap::new(),
             seen_in_flight: false,
@@ -224,16 +287,19 @@ impl Enrich {
 
     /// An enrich bolt on an already open store (tests, benches).
     pub fn with_store(store: Arc<dyn AccountStore>, cache_ttl_ms: u64) -> Self {
+        let (cache, rejections) = caches(cache_ttl_ms, DEFAULT_CACHE_MAX_BYTES);
         Enrich {
             config: EnrichConfig {
                 db_url: String::new(),
                 cache_ttl_ms,
+                cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
                 field: default_field(),
                 max_future_skew_s: DEFAULT_MAX_FUTURE_SKEW_S,
             },
             store: Some(store),
             offload: None,
-            cache: HashMap::new(),
+            cache,
+            rejections,
             inflight: HashMap::new(),
             seen: HashMap::new(),
             seen_in_flight: false,
@@ -505,20 +571,23 @@ impl Bolt for Enrich {
         let Some(offload) = &mut self.offload else {
             return Err(BoltError::msg("enrich used before prepare"));
         };
-        let ttl = Duration::from_millis(self.config.cache_ttl_ms);
         let queued_behind = self.inflight.get(&key).is_some_and(|n| *n > 0);
-        if let Some((verdict, at)) = self.cache.get(&key).filter(|_| !queued_behind) {
-            if at.elapsed() < ttl {
-                let verdict = verdict.clone();
-                if let Verdict::Device(id) = &verdict {
-                    let at = self.seen.entry(*id).or_insert(now_ms);
-                    *at = (*at).max(now_ms);
-                }
-                out.hold();
-                Self::finish(pending, &verdict, out);
-                self.flush_seen();
-                return Ok(());
+        let cached = if queued_behind {
+            None
+        } else {
+            self.rejections
+                .get(&(key.0.clone(), key.1.clone()))
+                .or_else(|| self.cache.get(&key))
+        };
+        if let Some(verdict) = cached {
+            if let Verdict::Device(id) = &verdict {
+                let at = self.seen.entry(*id).or_insert(now_ms);
+                *at = (*at).max(now_ms);
             }
+            out.hold();
+            Self::finish(pending, &verdict, out);
+            self.flush_seen();
+            return Ok(());
         }
         let job = Job {
             account: pending.account.clone(),
@@ -541,7 +610,8 @@ impl Bolt for Enrich {
         for (pending, answer) in offload.drain(out) {
             let verdict = match answer {
                 Answer::Invalidate => {
-                    self.cache.clear();
+                    self.cache.invalidate_all();
+                    self.rejections.invalidate_all();
                     continue;
                 }
                 Answer::Seen => {
@@ -561,8 +631,13 @@ impl Bolt for Enrich {
             }
             match verdict {
                 Ok(verdict) => {
-                    self.cache
-                        .insert(p.key.clone(), (verdict.clone(), Instant::now()));
+                    match &verdict {
+                        // The account or its key: the same for every hostname.
+                        Verdict::Reject(reason, _) if ACCOUNT_LEVEL.contains(reason) => self
+                            .rejections
+                            .insert((p.key.0.clone(), p.key.1.clone()), verdict.clone()),
+                        _ => self.cache.insert(p.key.clone(), verdict.clone()),
+                    }
                     Self::finish(p, &verdict, out);
                 }
                 Err(error) => {
@@ -586,5 +661,50 @@ impl Bolt for Enrich {
             }
         }
         self.flush_seen();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memory ceiling under a flood: unique hostnames (authenticated agents) and
+    /// unique accounts (junk) each fill their cache to its bound and no further.
+    #[test]
+    fn a_flood_of_unique_keys_stays_within_the_caches_bounds() {
+        let bound = 1 << 20;
+        let (devices, rejections) = caches(600_000, bound);
+        for i in 0..20_000 {
+            devices.insert(
+                (
+                    "acme".into(),
+                    "key".into(),
+                    format!("{i}-{}", "h".repeat(250)),
+                ),
+                Verdict::Device(DeviceId(i)),
+            );
+            rejections.insert(
+                (format!("junk-{i}-{}", "a".repeat(250)), "key".into()),
+                Verdict::Reject("unknown_account", "no account".into()),
+            );
+        }
+        devices.run_pending_tasks();
+        rejections.run_pending_tasks();
+        // 20,000 entries of ~350 bytes each were offered: 7 MB.
+        assert!(
+            devices.weighted_size() <= bound,
+            "{}",
+            devices.weighted_size()
+        );
+        assert!(
+            rejections.weighted_size() <= bound,
+            "{}",
+            rejections.weighted_size()
+        );
+        assert!(
+            devices.entry_count() > 1_000,
+            "it still caches: {}",
+            devices.entry_count()
+        );
     }
 }

@@ -140,6 +140,8 @@ pub struct AlertingOptions {
     pub tick_interval_ms: u64,
     /// Days minute snapshots are kept.
     pub snapshot_retention_days: u32,
+    /// Megabytes of verdicts each `enrich` task caches at most.
+    pub enrich_cache_max_mb: u64,
     /// How far ahead of its receive time a payload's time may be (`enrich` rejects it
     /// beyond); not part of the `[alerting]` section: the binary sets it from
     /// `intake.max_future_skew_s`.
@@ -167,6 +169,7 @@ pub fn alerting(cluster: &Cluster, o: &AlertingOptions) -> Result<Topology, Vali
     let enrich = EnrichConfig {
         db_url: db.clone(),
         cache_ttl_ms: 600_000,
+        cache_max_bytes: o.enrich_cache_max_mb.max(1) << 20,
         field: "value".into(),
         max_future_skew_s: o.max_future_skew_s,
     };

@@ -233,7 +233,19 @@ impl Intake {
                 ),
             ));
         }
-        self.account(headers, query_account)
+        let account = self.account(headers, query_account)?;
+        if account.len() > self.config.max_name_bytes {
+            return Err(refuse(
+                Reason::NameTooLong,
+                format!(
+                    "the account \"{}\" is {} bytes; the limit is {} (intake.max_name_bytes)",
+                    prefix(&account, 40),
+                    account.len(),
+                    self.config.max_name_bytes
+                ),
+            ));
+        }
+        Ok(account)
     }
 
     fn account(&self, headers: &HeaderMap, query: Option<&str>) -> Result<String, Refusal> {
@@ -486,6 +498,26 @@ fn check_payload(
                     .map(|(k, v)| (*k, v.as_str()))
             });
         if let Some((what, text)) = long {
+            return Err(refuse(
+                Reason::NameTooLong,
+                format!(
+                    "{what} \"{}\" is {} bytes; the limit is {} (intake.max_name_bytes)",
+                    prefix(text, 40),
+                    text.len(),
+                    limits.name_bytes
+                ),
+            ));
+        }
+    }
+    // What names the device and its agent: hostnames are at most 253 bytes in DNS, and
+    // none of these may carry an unbounded string into the pipeline's state and caches.
+    for (what, text) in [
+        ("internalHostname", parsed.hostname.as_deref()),
+        ("uuid", parsed.uuid.as_deref()),
+        ("agentKey", parsed.agent_key.as_deref()),
+        ("the agent_key parameter", query_key.as_deref()),
+    ] {
+        if let Some(text) = text.filter(|t| t.len() > limits.name_bytes) {
             return Err(refuse(
                 Reason::NameTooLong,
                 format!(

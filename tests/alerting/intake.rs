@@ -359,6 +359,34 @@ async fn every_bad_request_gets_its_status_and_reason_and_the_service_keeps_serv
         error.starts_with("metric name \"xxxxxxxx") && error.contains("300 bytes"),
         "{error}"
     );
+    // A 200 KB hostname (which enrich would otherwise carry into its caches and the
+    // devices table), and an account name of 300 bytes: refused, naming the field.
+    let mut host_bomb: serde_json::Value = serde_json::from_slice(&v2).unwrap();
+    host_bomb["internalHostname"] = "h".repeat(200_000).into();
+    let (s, reason, error) = refused(
+        post(zlib(&serde_json::to_vec(&host_bomb).unwrap()), "deflate")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "name_too_long"), "{error}");
+    assert!(
+        error.starts_with("internalHostname \"hhhh") && error.contains("200000 bytes"),
+        "{error}"
+    );
+    let (s, reason, error) = refused(
+        client
+            .post(format!("{}/intake/?agent_key={KEY}", intake.url))
+            .header("X-Squall-Account", "a".repeat(300))
+            .body(v2.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (400, "name_too_long"), "{error}");
+    assert!(error.starts_with("the account \"aaaa"), "{error}");
 
     // After all that, a good payload still goes through.
     let r = v2_request(&client, &intake, host, &v2)

@@ -93,6 +93,9 @@ pub struct IntakeSection {
     /// seconds; beyond (or not a finite number) it is rejected as
     /// `timestamp_out_of_range` and never reaches the device's state.
     pub max_future_skew_s: u64,
+    /// How long a client may take to send its body once its headers arrived (408
+    /// `body_timeout` beyond).
+    pub body_timeout_ms: u64,
 }
 
 impl Default for IntakeSection {
@@ -107,6 +110,7 @@ impl Default for IntakeSection {
             max_future_skew_s: 300,
             max_points: 10_000,
             max_name_bytes: 255,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -293,6 +297,7 @@ impl Config {
             produce_timeout_ms: i.produce_timeout_ms,
             max_points: i.max_points,
             max_name_bytes: i.max_name_bytes,
+            body_timeout_ms: i.body_timeout_ms,
             kafka_options: Vec::new(),
         }
     }

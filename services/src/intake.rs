@@ -22,12 +22,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -55,6 +56,9 @@ pub struct IntakeConfig {
     pub max_points: usize,
     /// Longest metric name or label value, in bytes (400 `name_too_long` beyond).
     pub max_name_bytes: usize,
+    /// How long a client may take to send its whole body once its headers arrived
+    /// (408 `body_timeout` beyond): a half-sent request does not hold a connection.
+    pub body_timeout_ms: u64,
     /// librdkafka settings passed through to the producer.
     pub kafka_options: Vec<(String, String)>,
 }
@@ -84,6 +88,8 @@ pub enum Reason {
     NameTooLong,
     /// 503: the broker did not acknowledge the write in time.
     BrokerUnavailable,
+    /// 408: the body did not arrive within `body_timeout_ms`.
+    BodyTimeout,
 }
 
 impl Reason {
@@ -101,6 +107,7 @@ impl Reason {
             Reason::TooManyPoints => "too_many_points",
             Reason::NameTooLong => "name_too_long",
             Reason::BrokerUnavailable => "broker_unavailable",
+            Reason::BodyTimeout => "body_timeout",
         }
     }
 
@@ -111,6 +118,7 @@ impl Reason {
             }
             Reason::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reason::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -147,6 +155,14 @@ impl IntoResponse for Refusal {
 
 type Delivered = oneshot::Sender<Result<(), String>>;
 
+/// What an envelope adds to its payload, at most (account, key, times, format).
+const ENVELOPE_OVERHEAD: usize = 64 * 1024;
+
+/// Whether a producer error says the record is larger than the client or broker takes.
+fn too_large(error: &str) -> bool {
+    error.to_ascii_lowercase().contains("size too large")
+}
+
 struct Intake {
     config: IntakeConfig,
     producer: LogProducer<Delivered>,
@@ -156,14 +172,24 @@ struct Intake {
 /// Builds the intake's router (producer created here; it connects lazily).
 pub fn router(config: IntakeConfig) -> anyhow::Result<Router> {
     let timeout = config.produce_timeout_ms.max(1).to_string();
-    let options = [("message.timeout.ms", timeout.as_str()), ("linger.ms", "1")]
-        .into_iter()
-        .chain(
-            config
-                .kafka_options
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
+    // An envelope is the payload and a few hundred bytes: the producer takes the largest
+    // payload accepted (librdkafka's own limit is 1 MB). A broker that takes less answers
+    // `too_large` (413), never 503 for ever.
+    let max_message = (config.max_payload_bytes + ENVELOPE_OVERHEAD)
+        .clamp(1_000_000, 1_000_000_000)
+        .to_string();
+    let options = [
+        ("message.timeout.ms", timeout.as_str()),
+        ("linger.ms", "1"),
+        ("message.max.bytes", max_message.as_str()),
+    ]
+    .into_iter()
+    .chain(
+        config
+            .kafka_options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     let producer = LogProducer::new(&config.brokers, options, |done: Delivered, r| {
         let _ = done.send(r);
     })
@@ -216,6 +242,43 @@ fn hex_md5(bytes: &[u8]) -> String {
 }
 
 impl Intake {
+    /// Reads the body: at most `max_body_bytes` (413 `too_large` past it, whatever the
+    /// HTTP framework's own default) within `body_timeout_ms` (408 `body_timeout`).
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, Refusal> {
+        let max = self.config.max_body_bytes;
+        let too_large = |size: String| {
+            refuse(
+                Reason::TooLarge,
+                format!("the body is {size} bytes; the limit is {max} (intake.max_body_bytes)"),
+            )
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = declared.filter(|n| *n > max as u64) {
+            return Err(too_large(n.to_string()));
+        }
+        let wait = Duration::from_millis(self.config.body_timeout_ms.max(1));
+        match tokio::time::timeout(wait, Limited::new(body, max).collect()).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                Err(too_large(format!("more than {max}")))
+            }
+            Ok(Err(e)) => Err(refuse(
+                Reason::Malformed,
+                format!("the body could not be read: {e}"),
+            )),
+            Err(_) => Err(refuse(
+                Reason::BodyTimeout,
+                format!(
+                    "the body did not arrive within {} ms (intake.body_timeout_ms)",
+                    wait.as_millis()
+                ),
+            )),
+        }
+    }
+
     /// The checks both formats share: the body size, then the account.
     fn admit(
         &self,
@@ -291,6 +354,15 @@ impl Intake {
             headers: &[],
         };
         if let Err((e, _)) = self.producer.send(record, tx) {
+            if too_large(&e) {
+                return Err(refuse(
+                    Reason::TooLarge,
+                    format!(
+                        "the envelope ({} bytes) is larger than the queue takes: {e}",
+                        envelope.len()
+                    ),
+                ));
+            }
             return Err(refuse(
                 Reason::BrokerUnavailable,
                 format!("the queue cannot take the payload: {e}"),
@@ -301,6 +373,13 @@ impl Intake {
         let wait = Duration::from_millis(self.config.produce_timeout_ms + 1_000);
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) if too_large(&e) => Err(refuse(
+                Reason::TooLarge,
+                format!(
+                    "the envelope ({} bytes) is larger than the broker takes (its message.max.bytes): {e}",
+                    envelope.len()
+                ),
+            )),
             Ok(Ok(Err(e))) => Err(refuse(
                 Reason::BrokerUnavailable,
                 format!("the broker did not take the payload: {e}"),
@@ -544,9 +623,13 @@ async fn intake_v2(
     State(intake): State<Arc<Intake>>,
     Query(query): Query<IntakeQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
+    let body = match intake.read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(refusal) => return intake.accept(started, 0, Err(refusal)).await,
+    };
     let body_len = body.len();
     let result = async {
         let account = intake.admit(&body, &headers, query.account.as_deref())?;
@@ -590,9 +673,13 @@ async fn postback_v1(
     State(intake): State<Arc<Intake>>,
     Query(query): Query<IntakeQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
+    let body = match intake.read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(refusal) => return intake.accept(started, 0, Err(refusal)).await,
+    };
     let body_len = body.len();
     let result = async {
         let account = intake.admit(&body, &headers, query.account.as_deref())?;

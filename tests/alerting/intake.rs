@@ -483,3 +483,95 @@ async fn the_squall_intake_command_serves_and_stops_on_ctrl_c() {
     assert!(status.success());
     assert!(child.wait().unwrap().success());
 }
+
+/// Limits hold exactly as configured, past the HTTP framework's own 2 MiB default and the
+/// producer's 1 MB default: with both limits at 3 MiB, a valid 2.5 MB payload is queued
+/// (it was answered 413 by the framework, or 503 for ever by the producer), and a body one
+/// byte over the limit gets the JSON refusal with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_above_the_framework_defaults_are_honoured_exactly() {
+    let topic = unique("payloads");
+    create_topic(&topic, 1).await;
+    let limit = 3 << 20;
+    let intake = start(IntakeConfig {
+        brokers: brokers(),
+        topic,
+        max_body_bytes: limit,
+        max_payload_bytes: limit,
+        ..squall::config::Config::default().intake("")
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let mut big: serde_json::Value = serde_json::from_slice(&std::fs::read(V2).unwrap()).unwrap();
+    big["padding"] = "p".repeat(2_500_000).into();
+    let body = serde_json::to_vec(&big).unwrap();
+    let r = client
+        .post(format!("{}/intake/?agent_key={KEY}", intake.url))
+        .header("Host", "acme.agent.example.com")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    assert_eq!(envelopes(&intake.topic, 1).await.len(), 1);
+
+    let (s, reason, error) = refused(
+        client
+            .post(format!("{}/intake/?agent_key={KEY}", intake.url))
+            .header("Host", "acme.agent.example.com")
+            .body(vec![b' '; limit + 1])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, reason.as_str()), (413, "too_large"), "{error}");
+    assert!(error.contains("intake.max_body_bytes"), "{error}");
+}
+
+/// A client that sends its headers and part of its body, then nothing, gets 408
+/// `body_timeout` after `intake.body_timeout_ms` instead of holding the connection (and
+/// the server's shutdown) for as long as it likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_body_times_out_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let intake = start(IntakeConfig {
+        brokers: "127.0.0.1:1".into(),
+        topic: "squall.payloads".into(),
+        body_timeout_ms: 300,
+        ..squall::config::Config::default().intake("")
+    })
+    .await;
+    let addr = intake.url.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(
+        format!(
+            "POST /intake/?agent_key={KEY} HTTP/1.1\r\nHost: acme.agent.example.com\r\n\
+             Content-Length: 1000\r\n\r\n{{\"os\": \"lin"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The answer comes by itself (bounded here, far above the timeout).
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(14).any(|w| w == b"\"body_timeout\"") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "no answer: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("intake.body_timeout_ms"), "{text}");
+}

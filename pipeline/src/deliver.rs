@@ -4,7 +4,10 @@
 //! `X-Squall-Sender: HOST:PID:START` (which process sent it).
 //!
 //! 2xx is delivered; 429, 5xx and connection errors are retried with exponential back-off
-//! and jitter ([`Backoff`], honouring `Retry-After`); another 4xx is final; a
+//! and jitter ([`Backoff`], honouring `Retry-After`); another 4xx, and a 3xx (redirects
+//! are never followed), is final, with at most 1 KiB of the answer read; reasons and logs
+//! name a receiver by `scheme://host/…` only ([`redact_url`]: webhook secrets live in
+//! paths and queries); a
 //! notification older than `max_age_s` is archived instead of sent. The outcome is
 //! recorded in the [`DeliveryLog`] (on the bolt's database thread, an [`Offload`])
 //! *before* the tuple is acked (so before its offset is
@@ -83,6 +86,23 @@ fn host_of(url: &str) -> String {
         Err(_) => url.to_string(),
     }
 }
+
+/// `url` as it may be logged or stored: `scheme://host[:port]/…`, without the path and
+/// query, where webhook secrets live (Slack's `/services/T/B/SECRET`, `?token=`).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}/…", u.scheme()),
+            (Some(h), None) => format!("{}://{h}/…", u.scheme()),
+            _ => format!("{}:…", u.scheme()),
+        },
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
+/// Most bytes of a receiver's error body read (into the stored reason, 200 characters of
+/// it): a receiver answering a huge body costs no more.
+const MAX_ERROR_BODY: usize = 1024;
 
 /// Options of `deliver`.
 #[derive(Clone, Debug, Deserialize)]
@@ -378,8 +398,13 @@ async fn attempt(shared: &Shared, n: &Notification) -> Attempt {
         .send()
         .await;
     match sent {
-        Err(e) => Attempt::Retry(None, format!("request failed: {e}"), None),
-        Ok(resp) => {
+        // reqwest's message names the URL: only its scheme and host go into the reason.
+        Err(e) => Attempt::Retry(
+            None,
+            format!("request to {} failed: {}", redact_url(url), e.without_url()),
+            None,
+        ),
+        Ok(mut resp) => {
             let code = resp.status();
             let retry_after = resp
                 .headers()
@@ -391,9 +416,30 @@ async fn attempt(shared: &Shared, n: &Notification) -> Attempt {
                 Attempt::Done(DeliveryStatus::Delivered, Some(code.as_u16()), "ok".into())
             } else if code.as_u16() == 429 || code.is_server_error() {
                 Attempt::Retry(Some(code.as_u16()), format!("HTTP {code}"), retry_after)
+            } else if code.is_redirection() {
+                let to = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map_or("nowhere".to_string(), redact_url);
+                Attempt::Done(
+                    DeliveryStatus::Failed,
+                    Some(code.as_u16()),
+                    format!("HTTP {code} to {to}: redirects are not followed"),
+                )
             } else {
-                let text = resp.text().await.unwrap_or_default();
-                let text: String = text.chars().take(200).collect();
+                let mut bytes = Vec::new();
+                while bytes.len() < MAX_ERROR_BODY {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => {
+                            let room = MAX_ERROR_BODY - bytes.len();
+                            bytes.extend_from_slice(&c[..c.len().min(room)]);
+                        }
+                        _ => break,
+                    }
+                }
+                drop(resp);
+                let text: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
                 Attempt::Done(
                     DeliveryStatus::Failed,
                     Some(code.as_u16()),
@@ -471,6 +517,9 @@ impl Bolt for Deliver {
         self.ledger = Some(Offload::start(config, ctx.waker(), Ledger { log, owner })?);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(self.config.request_timeout_ms))
+            // A redirect is an answer (failed, with its status), never followed: a
+            // receiver must not steer squall's requests elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("squall-notifier/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ComponentError::msg(format!("cannot build the HTTP client: {e}")))?;

@@ -151,7 +151,8 @@ async fn receive(
     uri: Uri,
     headers: HeaderMap,
     body: String,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let path = uri.path().to_string();
     let seen = r
         .got
@@ -175,17 +176,19 @@ async fn receive(
         tokio::time::sleep(Duration::from_millis(5)).await;
         r.open.fetch_sub(1, SeqCst);
         if arrival <= 150 {
-            return StatusCode::SERVICE_UNAVAILABLE;
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     }
     let status = match path.as_str() {
         "/flaky" if seen < 3 => StatusCode::SERVICE_UNAVAILABLE,
         "/down" => StatusCode::SERVICE_UNAVAILABLE,
         "/hang" if arrival == 1 => std::future::pending().await,
+        "/redirect" => StatusCode::FOUND,
+        p if p.starts_with("/huge") => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     };
     r.got.lock().unwrap().push(Received {
-        path,
+        path: path.clone(),
         key: headers
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok())
@@ -199,7 +202,20 @@ async fn receive(
         body: serde_json::from_str(&body).unwrap_or(Json::Null),
         answered: status.as_u16(),
     });
-    status
+    match path.as_str() {
+        // Elsewhere, with a secret in the query: squall must neither go there nor say it.
+        "/redirect" => {
+            let host = headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let to = format!("http://{host}/stolen?token=REDIRECT-SECRET");
+            (status, [(axum::http::header::LOCATION, to)]).into_response()
+        }
+        // An 8 MiB error body: squall reads 1 KiB of it.
+        p if p.starts_with("/huge") => (status, "e".repeat(8 << 20)).into_response(),
+        _ => status.into_response(),
+    }
 }
 
 impl Receiver {
@@ -652,6 +668,89 @@ async fn a_flaky_receiver_gets_it_once_and_one_down_past_max_age_gets_it_archive
     assert!(receiver.on("/down").iter().all(|r| r.answered == 503));
     // After the final outcome nothing is sent again.
     assert_eq!(receiver.on("/flaky").len(), 4);
+    up.stop();
+}
+
+/// What a receiver answers cannot steer the notifier: a redirect is a final failure (not
+/// followed), an 8 MiB error body is read 1 KiB deep, and the stored reasons never hold a
+/// webhook's path or query, where its secret lives (a receiver that is down, archived
+/// after `max_age_s`, included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_cannot_redirect_flood_or_leak_the_notifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = Receiver::start().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let up = Up::start(
+        dir.path(),
+        &format!("{}.", unique("e2e")),
+        &[("SQUALL__NOTIFIER__MAX_AGE_S", "3")],
+    );
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"wait": {"seconds": 0, "enabled": false},
+                   "recipients": [
+                       {"type": "webhook", "url": format!("{url}/redirect")},
+                       {"type": "webhook", "url": format!("{url}/huge/T000/B000/PATH-SECRET")},
+                       {"type": "webhook", "url": format!("http://127.0.0.1:{closed}/services/DOWN-SECRET?token=QUERY-SECRET")}
+                   ]}),
+        ),
+    )
+    .await;
+    api.payload(t0(), 5.0).await;
+    let outcomes = api
+        .wait_get("/notifications", Duration::from_secs(60), |d| {
+            d.as_array().unwrap().len() == 3
+        })
+        .await;
+    let text = outcomes.to_string();
+    for secret in [
+        "REDIRECT-SECRET",
+        "PATH-SECRET",
+        "DOWN-SECRET",
+        "QUERY-SECRET",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    let reasons: Vec<(String, String)> = outcomes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["status"].as_str().unwrap().to_string(),
+                d["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        reasons.iter().any(|(s, r)| s == "failed"
+            && r.contains("302")
+            && r.contains("redirects are not followed")),
+        "{reasons:?}"
+    );
+    assert!(
+        receiver.on("/stolen").is_empty(),
+        "the redirect was followed"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(s, r)| s == "failed" && r.starts_with("HTTP 400") && r.len() < 300),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(s, r)| s == "archived" && r.contains(&format!("http://127.0.0.1:{closed}/…"))),
+        "{reasons:?}"
+    );
     up.stop();
 }
 

@@ -96,6 +96,10 @@ pub struct IntakeSection {
     /// How long a client may take to send its body once its headers arrived (408
     /// `body_timeout` beyond).
     pub body_timeout_ms: u64,
+    /// Payloads per second one agent key may send (bursts of twice that; 0: no limit).
+    pub rate_limit_per_key: u32,
+    /// Payloads per second one account may send (bursts of twice that; 0: no limit).
+    pub rate_limit_per_account: u32,
 }
 
 impl Default for IntakeSection {
@@ -111,6 +115,8 @@ impl Default for IntakeSection {
             max_points: 10_000,
             max_name_bytes: 255,
             body_timeout_ms: 30_000,
+            rate_limit_per_key: 50,
+            rate_limit_per_account: 0,
         }
     }
 }
@@ -298,6 +304,8 @@ impl Config {
             max_points: i.max_points,
             max_name_bytes: i.max_name_bytes,
             body_timeout_ms: i.body_timeout_ms,
+            rate_limit_per_key: i.rate_limit_per_key,
+            rate_limit_per_account: i.rate_limit_per_account,
             kafka_options: Vec::new(),
         }
     }

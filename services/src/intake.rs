@@ -59,6 +59,12 @@ pub struct IntakeConfig {
     /// How long a client may take to send its whole body once its headers arrived
     /// (408 `body_timeout` beyond): a half-sent request does not hold a connection.
     pub body_timeout_ms: u64,
+    /// Payloads per second one agent key may send (bursts of twice that); 0: no limit.
+    /// Beyond, 429 `rate_limited` with `Retry-After`.
+    pub rate_limit_per_key: u32,
+    /// Payloads per second one account may send, all its keys (bursts of twice that);
+    /// 0: no limit.
+    pub rate_limit_per_account: u32,
     /// librdkafka settings passed through to the producer.
     pub kafka_options: Vec<(String, String)>,
 }
@@ -90,6 +96,8 @@ pub enum Reason {
     BrokerUnavailable,
     /// 408: the body did not arrive within `body_timeout_ms`.
     BodyTimeout,
+    /// 429: the agent key or the account sent more than its rate limit.
+    RateLimited,
 }
 
 impl Reason {
@@ -108,6 +116,7 @@ impl Reason {
             Reason::NameTooLong => "name_too_long",
             Reason::BrokerUnavailable => "broker_unavailable",
             Reason::BodyTimeout => "body_timeout",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -119,6 +128,7 @@ impl Reason {
             Reason::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reason::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -131,12 +141,15 @@ pub struct Refusal {
     pub reason: Reason,
     /// A precise message naming what is wrong.
     pub message: String,
+    /// Seconds the client should wait (`Retry-After`), when it should retry.
+    pub retry_after_s: Option<u64>,
 }
 
 fn refuse(reason: Reason, message: impl Into<String>) -> Refusal {
     Refusal {
         reason,
         message: message.into(),
+        retry_after_s: (reason == Reason::BrokerUnavailable).then_some(5),
     }
 }
 
@@ -144,10 +157,10 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message, "reason": self.reason.code() }));
         let mut response = (self.reason.status(), body).into_response();
-        if self.reason == Reason::BrokerUnavailable {
+        if let Some(s) = self.retry_after_s {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(s.max(1)));
         }
         response
     }
@@ -167,6 +180,38 @@ struct Intake {
     config: IntakeConfig,
     producer: LogProducer<Delivered>,
     host_suffix: String,
+    per_key: Option<Limiter>,
+    per_account: Option<Limiter>,
+}
+
+/// A rate limiter per key (agent key or account).
+type Limiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// Keys a limiter tracks before it forgets those back at full allowance: the keys come
+/// from unauthenticated requests, so their number is bounded.
+const MAX_TRACKED_KEYS: usize = 100_000;
+
+fn limiter(per_second: u32) -> Option<Limiter> {
+    let rate = std::num::NonZeroU32::new(per_second)?;
+    let burst = std::num::NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
+    Some(governor::RateLimiter::keyed(
+        governor::Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
+/// Checks `key` against `limiter`: the seconds to wait when it is over its rate.
+fn over_limit(limiter: &Limiter, key: &str) -> Option<u64> {
+    use governor::clock::{Clock, DefaultClock};
+    if limiter.len() > MAX_TRACKED_KEYS {
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+    }
+    limiter.check_key(&key.to_string()).err().map(|not_until| {
+        not_until
+            .wait_time_from(DefaultClock::default().now())
+            .as_secs_f64()
+            .ceil() as u64
+    })
 }
 
 /// Builds the intake's router (producer created here; it connects lazily).
@@ -196,6 +241,8 @@ pub fn router(config: IntakeConfig) -> anyhow::Result<Router> {
     .map_err(anyhow::Error::msg)?;
     let host_suffix = format!(".agent.{}", config.domain.trim_start_matches('.'));
     let state = Arc::new(Intake {
+        per_key: limiter(config.rate_limit_per_key),
+        per_account: limiter(config.rate_limit_per_account),
         config,
         producer,
         host_suffix,
@@ -399,6 +446,20 @@ impl Intake {
     ) -> Response {
         let outcome = async {
             let (account, agent_key, format, payload) = result?;
+            for (limiter, what, key, setting) in [
+                (&self.per_key, "agent key", &agent_key, "intake.rate_limit_per_key"),
+                (&self.per_account, "account", &account, "intake.rate_limit_per_account"),
+            ] {
+                if let Some(wait) = limiter.as_ref().and_then(|l| over_limit(l, key)) {
+                    return Err(Refusal {
+                        retry_after_s: Some(wait.max(1)),
+                        ..refuse(
+                            Reason::RateLimited,
+                            format!("the {what} sent more than its rate limit ({setting}); retry in {} s", wait.max(1)),
+                        )
+                    });
+                }
+            }
             let payload = std::str::from_utf8(&payload)
                 .ok()
                 .and_then(|s| serde_json::from_str::<&RawValue>(s).ok())

@@ -575,3 +575,77 @@ async fn a_half_sent_body_times_out_with_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("intake.body_timeout_ms"), "{text}");
 }
+
+/// Rate limits per agent key and per account: past its allowance (bursts of twice the
+/// rate) a key gets 429 `rate_limited` with `Retry-After`, counted like every refusal,
+/// while another key keeps posting; the account's limit covers all its keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_or_an_account_over_its_rate_gets_429_with_retry_after() {
+    let topic = unique("payloads");
+    create_topic(&topic, 1).await;
+    let intake = start(IntakeConfig {
+        brokers: brokers(),
+        topic,
+        rate_limit_per_key: 1,
+        rate_limit_per_account: 3,
+        ..squall::config::Config::default().intake("")
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let v2 = std::fs::read(V2).unwrap();
+    let post = |key: &str, host: &str| {
+        client
+            .post(format!("{}/intake/?agent_key={key}", intake.url))
+            .header("Host", host.to_string())
+            .body(v2.clone())
+    };
+    // One key: 2 at once (the burst), then one a second.
+    let started = std::time::Instant::now();
+    let mut accepted = 0;
+    let mut limited = None;
+    for _ in 0..20 {
+        let r = post("key-one", "acme.agent.example.com")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 202 {
+            accepted += 1;
+            continue;
+        }
+        let retry = r.headers()["retry-after"].to_str().unwrap().to_string();
+        limited = Some((refused(r).await, retry));
+        break;
+    }
+    let ((s, reason, error), retry) = limited.expect("the key was never limited");
+    assert_eq!((s, reason.as_str()), (429, "rate_limited"), "{error}");
+    assert!(error.contains("intake.rate_limit_per_key"), "{error}");
+    assert!(retry.parse::<u64>().unwrap() >= 1, "{retry}");
+    let allowed = 2 + started.elapsed().as_secs() as usize;
+    assert!(
+        accepted <= allowed,
+        "{accepted} accepted, {allowed} allowed"
+    );
+
+    // Another key of another account is not held back by the first.
+    let r = post("key-two", "globex.agent.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    // The account's limit (3/s, bursts of 6) across its keys: acme's keys run out.
+    let mut account_limited = None;
+    for i in 0..30 {
+        let r = post(&format!("acme-key-{i}"), "acme.agent.example.com")
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 202 {
+            account_limited = Some(refused(r).await);
+            break;
+        }
+    }
+    let (s, reason, error) = account_limited.expect("the account was never limited");
+    assert_eq!((s, reason.as_str()), (429, "rate_limited"), "{error}");
+    assert!(error.contains("intake.rate_limit_per_account"), "{error}");
+}

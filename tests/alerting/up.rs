@@ -1280,6 +1280,8 @@ async fn a_stuck_pipeline_pushes_back_to_the_agents_with_503_and_retry_after() {
             ("SQUALL__KAFKA__BROKERS", ""),
             ("SQUALL__DB__URL", &db_url),
             ("SQUALL__KAFKA__JOURNAL_MAX_BACKLOG_MB", "1"),
+            // One agent posting as fast as it can: not what the rate limit is about.
+            ("SQUALL__INTAKE__RATE_LIMIT_PER_KEY", "0"),
         ],
     );
     let api = Api::new(&up);

@@ -391,8 +391,14 @@ async fn paused_past_its_session(group_protocol: &str) {
             "{key}: the paused process sent it after another had: {senders:?}"
         );
     }
+    // Each id once (its first arrival): a repeat above is the same notification again.
+    let mut seen_ids = std::collections::HashSet::new();
+    let firsts: Vec<_> = hook
+        .iter()
+        .filter(|r| seen_ids.insert(r.key.as_str()))
+        .collect();
     for (host, _) in &hosts {
-        let statuses: Vec<&str> = hook
+        let statuses: Vec<&str> = firsts
             .iter()
             .filter(|r| {
                 r.body["alerts"][0]["labels"]["device"]

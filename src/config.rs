@@ -69,6 +69,47 @@ impl Default for Config {
     }
 }
 
+/// `[intake.tls]` / `[admin.tls]`: PEM files; both empty: plain HTTP.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// The certificate chain (PEM).
+    pub cert: String,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+impl TlsSection {
+    /// The files, when TLS is on; an error when only one is set (`what`: `intake.tls`).
+    pub fn files(&self, what: &str) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+        match (self.cert.trim(), self.key.trim()) {
+            ("", "") => Ok(None),
+            (c, k) if !c.is_empty() && !k.is_empty() => Ok(Some((c.into(), k.into()))),
+            _ => anyhow::bail!("{what}: set both cert and key (PEM files), or neither"),
+        }
+    }
+
+    /// How a listener with these settings serves (`what`: `admin.tls`, for errors).
+    pub fn serve_options(
+        &self,
+        what: &str,
+        header_timeout_ms: u64,
+    ) -> anyhow::Result<squall_services::serve::ServeOptions> {
+        let tls = match self.files(what)? {
+            Some((cert, key)) => Some(
+                squall_services::serve::tls_acceptor(&cert, &key)
+                    .with_context(|| what.to_string())?,
+            ),
+            None => None,
+        };
+        Ok(squall_services::serve::ServeOptions {
+            tls,
+            header_timeout: std::time::Duration::from_millis(header_timeout_ms.max(1)),
+            ..Default::default()
+        })
+    }
+}
+
 /// `[intake]`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -100,6 +141,10 @@ pub struct IntakeSection {
     pub rate_limit_per_key: u32,
     /// Payloads per second one account may send (bursts of twice that; 0: no limit).
     pub rate_limit_per_account: u32,
+    /// How long a client may take to send its request headers (and TLS handshake).
+    pub header_timeout_ms: u64,
+    /// HTTPS: `intake.tls.cert` and `intake.tls.key`.
+    pub tls: TlsSection,
 }
 
 impl Default for IntakeSection {
@@ -117,6 +162,8 @@ impl Default for IntakeSection {
             body_timeout_ms: 30_000,
             rate_limit_per_key: 50,
             rate_limit_per_account: 0,
+            header_timeout_ms: 10_000,
+            tls: TlsSection::default(),
         }
     }
 }
@@ -130,6 +177,8 @@ pub struct AdminSection {
     /// The bearer token (at least 16 characters). Empty: `squall up` generates one and
     /// keeps it in `DATA_DIR/admin-token` for the next start.
     pub token: String,
+    /// HTTPS: `admin.tls.cert` and `admin.tls.key`.
+    pub tls: TlsSection,
 }
 
 impl Default for AdminSection {
@@ -137,6 +186,7 @@ impl Default for AdminSection {
         AdminSection {
             listen: ([127, 0, 0, 1], 8081).into(),
             token: String::new(),
+            tls: TlsSection::default(),
         }
     }
 }

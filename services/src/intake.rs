@@ -36,6 +36,8 @@ pub use squall_alerting::envelope::{AgentFormat, Envelope};
 use squall_connectors::kafka::{LogProducer, OutRecord};
 use tokio::sync::oneshot;
 
+use crate::serve::ServeOptions;
+
 /// Intake settings (their defaults and the `[intake]` section of `squall.toml` are the
 /// binary's config module's).
 #[derive(Clone, Debug)]
@@ -256,19 +258,28 @@ pub fn router(config: IntakeConfig) -> anyhow::Result<Router> {
         .with_state(state))
 }
 
-/// Serves the intake on `listener` until `shutdown` completes.
+/// Serves the intake on `listener` (plain HTTP, default timeouts) until `shutdown`
+/// completes.
 pub async fn serve(
     config: IntakeConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(config, listener, ServeOptions::default(), shutdown).await
+}
+
+/// Serves the intake on `listener` as `options` say (TLS, timeouts; see
+/// [`crate::serve`]) until `shutdown` completes.
+pub async fn serve_with(
+    config: IntakeConfig,
+    listener: tokio::net::TcpListener,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = router(config)?;
     let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, "intake listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    tracing::info!(%addr, tls = options.tls.is_some(), "intake listening");
+    crate::serve::serve(listener, app, options, shutdown).await
 }
 
 #[derive(Deserialize)]

@@ -8,3 +8,4 @@
 
 pub mod admin;
 pub mod intake;
+pub mod serve;

@@ -38,11 +38,12 @@ pub(super) fn main(
         squall_pipeline::stores::open(&db).with_context(|| format!("opening the database {db}"))?;
     let state = AdminState::new(stores, &token);
     let listen = config.admin.listen;
+    let options = config
+        .admin
+        .tls
+        .serve_options("admin.tls", config.intake.header_timeout_ms)?;
     super::serve_until_signal(listen, metrics_addr, |listener, stop| async move {
-        tracing::info!(addr = %listen, %db, "admin API listening");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(stop)
-            .await?;
-        Ok(())
+        tracing::info!(addr = %listen, %db, tls = options.tls.is_some(), "admin API listening");
+        squall_services::serve::serve(listener, router(state), options, stop).await
     })
 }

@@ -14,8 +14,12 @@ pub(super) fn main(config: Config, metrics_addr: Option<SocketAddr>) -> anyhow::
     );
     let listen = config.intake.listen;
     let intake = config.intake(&brokers);
+    let options = config
+        .intake
+        .tls
+        .serve_options("intake.tls", config.intake.header_timeout_ms)?;
     super::serve_until_signal(listen, metrics_addr, |listener, stop| async move {
-        squall_services::intake::serve(intake, listener, async move {
+        squall_services::intake::serve_with(intake, listener, options, async move {
             stop.await;
             tracing::info!("signal: intake stopping");
         })

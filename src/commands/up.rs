@@ -163,14 +163,20 @@ pub async fn run(
                 .with_dead_letters(&brokers, &names.dead_letter),
         );
         let admin_stopped = stopped();
+        let options = config
+            .admin
+            .tls
+            .serve_options("admin.tls", config.intake.header_timeout_ms)?;
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         servers.push(tokio::spawn(async move {
-            axum::serve(admin_listener, admin)
-                .with_graceful_shutdown(admin_stopped)
-                .await
-                .map_err(anyhow::Error::from)
+            squall_services::serve::serve(admin_listener, admin, options, admin_stopped).await
         }));
         lines.push(format!(
-            "  admin API  http://{admin_addr}/api/v1/   (Authorization: Bearer {token})"
+            "  admin API  {scheme}://{admin_addr}/api/v1/   (Authorization: Bearer {token})"
         ));
     }
     if services.intake {
@@ -180,13 +186,28 @@ pub async fn run(
         let intake_addr = intake_listener.local_addr()?;
         let intake_config = config.intake(&brokers);
         let intake_stopped = stopped();
+        let options = config
+            .intake
+            .tls
+            .serve_options("intake.tls", config.intake.header_timeout_ms)?;
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         servers.push(tokio::spawn(async move {
-            squall_services::intake::serve(intake_config, intake_listener, intake_stopped).await
+            squall_services::intake::serve_with(
+                intake_config,
+                intake_listener,
+                options,
+                intake_stopped,
+            )
+            .await
         }));
         // The intake first: tests and tools read the lines in this order.
         lines.insert(
             1,
-            format!("  intake     http://{intake_addr}/intake/   (agents post here)"),
+            format!("  intake     {scheme}://{intake_addr}/intake/   (agents post here)"),
         );
     }
 

@@ -649,3 +649,156 @@ async fn a_key_or_an_account_over_its_rate_gets_429_with_retry_after() {
     assert_eq!((s, reason.as_str()), (429, "rate_limited"), "{error}");
     assert!(error.contains("intake.rate_limit_per_account"), "{error}");
 }
+
+fn tls_options(header_timeout_ms: u64) -> squall_services::serve::ServeOptions {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    squall::config::TlsSection {
+        cert: format!("{dir}/cert.pem"),
+        key: format!("{dir}/key.pem"),
+    }
+    .serve_options("intake.tls", header_timeout_ms)
+    .unwrap()
+}
+
+/// HTTPS on the intake (`intake.tls.cert` / `intake.tls.key`): a real agent request over
+/// TLS is accepted and queued; plain HTTP to the TLS port gets nothing; a TLS setting with
+/// one file only is refused naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_serves_https_with_the_configured_certificate() {
+    let topic = unique("payloads");
+    create_topic(&topic, 1).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = IntakeConfig {
+        brokers: brokers(),
+        topic: topic.clone(),
+        ..squall::config::Config::default().intake("")
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(squall_services::intake::serve_with(
+        config,
+        listener,
+        tls_options(10_000),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let cert = reqwest::Certificate::from_pem(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tls/cert.pem"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .build()
+        .unwrap();
+    let v2 = std::fs::read(V2).unwrap();
+    let body = zlib(&v2);
+    let r = client
+        .post(format!("https://127.0.0.1:{port}/intake/?agent_key={KEY}"))
+        .header("Host", "acme.agent.example.com")
+        .header("Content-Encoding", "deflate")
+        .header("Content-MD5", md5_hex(&body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(envelopes(&topic, 1).await.len(), 1);
+
+    let plain = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/intake/?agent_key={KEY}"))
+        .body(v2.clone())
+        .send()
+        .await;
+    assert!(
+        plain.as_ref().map_or(true, |r| r.status() != 202),
+        "plain HTTP on the TLS port: {plain:?}"
+    );
+
+    let half = squall::config::TlsSection {
+        cert: "cert.pem".into(),
+        key: String::new(),
+    }
+    .serve_options("intake.tls", 10_000)
+    .unwrap_err()
+    .to_string();
+    assert!(half.contains("intake.tls: set both cert and key"), "{half}");
+    let _ = stop.send(());
+}
+
+/// A client that never finishes its request headers is disconnected after
+/// `intake.header_timeout_ms`; and a shutdown does not wait for a client that is slow to
+/// send its body for longer than the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_hold_neither_a_connection_nor_the_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = IntakeConfig {
+        brokers: "127.0.0.1:1".into(),
+        topic: "squall.payloads".into(),
+        // Longer than the test: only the grace period can end this one's request.
+        body_timeout_ms: 600_000,
+        ..squall::config::Config::default().intake("")
+    };
+    let options = squall_services::serve::ServeOptions {
+        header_timeout: Duration::from_millis(300),
+        grace: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(squall_services::intake::serve_with(
+        config,
+        listener,
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // Headers begun, never finished: the server hangs up by itself.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /intake/ HTTP/1.1\r\nHost: acme.agent.example.com\r\n")
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the half-sent headers held the connection");
+
+    // A body that trickles: the shutdown waits the grace period for it, no longer.
+    let mut trickle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    trickle
+        .write_all(
+            format!(
+                "POST /intake/?agent_key={KEY} HTTP/1.1\r\nHost: acme.agent.example.com\r\n\
+                 Content-Length: 1000\r\n\r\n{{\"os\""
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The server has the request (its headers are read within the header timeout):
+    // `healthz` on another connection answers, so the accept loop is past it.
+    let ok = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let _ = stop.send(());
+    let ended = tokio::time::timeout(Duration::from_secs(20), server).await;
+    assert!(
+        matches!(ended, Ok(Ok(Ok(())))),
+        "the shutdown waited on the slow client: {ended:?}"
+    );
+}

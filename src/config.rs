@@ -64,6 +64,7 @@ impl Default for Config {
                 request_timeout_ms: 10_000,
                 parallelism: 2,
                 max_in_flight_per_host: 8,
+                allowed_networks: String::new(),
             },
         }
     }

@@ -92,6 +92,11 @@ impl Up {
             ("SQUALL__KAFKA__PREFIX".into(), prefix.into()),
             ("SQUALL__NOTIFIER__INITIAL_BACKOFF_MS".into(), "50".into()),
             ("SQUALL__NOTIFIER__MAX_BACKOFF_MS".into(), "500".into()),
+            // The bench's receiver listens on 127.0.0.1.
+            (
+                "SQUALL__NOTIFIER__ALLOWED_NETWORKS".into(),
+                "127.0.0.0/8".into(),
+            ),
             ("RUST_LOG".into(), "warn".into()),
             ("NO_COLOR".into(), "1".into()),
             // A killed member's partitions move after this long.

@@ -128,12 +128,20 @@ pub struct DeliverConfig {
     /// Most requests open to one receiver host at once (across the process's tasks).
     #[serde(default = "default_per_host")]
     pub max_in_flight_per_host: usize,
+    /// Networks the receivers may be in besides public addresses (comma-separated CIDRs
+    /// or addresses; see [`guard`]): loopback, private, link-local and the like are
+    /// refused unless listed.
+    #[serde(default)]
+    pub allowed_networks: String,
 }
+
+pub mod guard;
 
 struct Shared {
     config: DeliverConfig,
     retry: Backoff,
     client: reqwest::Client,
+    allowed: guard::Allowed,
 }
 
 /// How long this process's claim on a notification id lasts unless renewed; a delivery
@@ -245,6 +253,7 @@ impl Deliver {
         if config.max_in_flight_per_host == 0 {
             return Err("`max_in_flight_per_host` must be at least 1".into());
         }
+        guard::parse_allowed(&config.allowed_networks)?;
         let (done_tx, done) = crossbeam_channel::unbounded();
         Ok(Deliver {
             config,
@@ -384,6 +393,12 @@ enum Attempt {
 
 async fn attempt(shared: &Shared, n: &Notification) -> Attempt {
     let (url, body) = request(n);
+    if let Some(why) = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| guard::check_literal(&u, &shared.allowed).err())
+    {
+        return Attempt::Done(DeliveryStatus::Failed, None, format!("refused: {why}"));
+    }
     let permits = host_permits(&host_of(url), shared.config.max_in_flight_per_host);
     let Ok(_permit) = permits.acquire().await else {
         return Attempt::Retry(None, "the host's request limit is closed".into(), None);
@@ -398,12 +413,32 @@ async fn attempt(shared: &Shared, n: &Notification) -> Attempt {
         .send()
         .await;
     match sent {
-        // reqwest's message names the URL: only its scheme and host go into the reason.
-        Err(e) => Attempt::Retry(
+        // A name that resolved to addresses the notifier may not call: final.
+        Err(e) if guard::refused(&e).is_some() => Attempt::Done(
+            DeliveryStatus::Failed,
             None,
-            format!("request to {} failed: {}", redact_url(url), e.without_url()),
-            None,
+            format!("refused: {}", guard::refused(&e).unwrap_or_default()),
         ),
+        // reqwest's message names the URL: only its scheme and host go into the reason.
+        Err(e) => {
+            // The deepest cause says what happened (connection refused, timed out, ...).
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            let cause = cause.to_string();
+            let e = e.without_url();
+            let why = if cause == e.to_string() {
+                cause
+            } else {
+                format!("{e}: {cause}")
+            };
+            Attempt::Retry(
+                None,
+                format!("request to {} failed: {why}", redact_url(url)),
+                None,
+            )
+        }
         Ok(mut resp) => {
             let code = resp.status();
             let retry_after = resp
@@ -515,11 +550,16 @@ impl Bolt for Deliver {
         let config = OffloadConfig::new(format!("deliver-db-{}", ctx.task_index()));
         let owner = crate::ownership::process_owner().to_string();
         self.ledger = Some(Offload::start(config, ctx.waker(), Ledger { log, owner })?);
+        let allowed: guard::Allowed = Arc::new(
+            guard::parse_allowed(&self.config.allowed_networks).map_err(ComponentError::msg)?,
+        );
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(self.config.request_timeout_ms))
             // A redirect is an answer (failed, with its status), never followed: a
             // receiver must not steer squall's requests elsewhere.
             .redirect(reqwest::redirect::Policy::none())
+            // Only the addresses the guard allows, checked when a name resolves.
+            .dns_resolver(Arc::new(guard::GuardedResolver(allowed.clone())))
             .user_agent(concat!("squall-notifier/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ComponentError::msg(format!("cannot build the HTTP client: {e}")))?;
@@ -535,6 +575,7 @@ impl Bolt for Deliver {
             .with_jitter(),
             config: self.config.clone(),
             client,
+            allowed,
         }));
         self.waker = ctx.waker();
         Ok(())

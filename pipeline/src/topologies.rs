@@ -233,6 +233,8 @@ pub struct NotifierOptions {
     pub request_timeout_ms: u64,
     /// Most requests open to one receiver host at once.
     pub max_in_flight_per_host: usize,
+    /// Networks receivers may be in besides public addresses (comma-separated CIDRs).
+    pub allowed_networks: String,
 }
 
 /// The notifier: the `kafka` spout on the notifications topic (its own group),
@@ -268,6 +270,7 @@ pub fn notifier(cluster: &Cluster, o: &NotifierOptions) -> Result<Topology, Vali
         max_backoff_ms: o.max_backoff_ms,
         field: "value".into(),
         max_in_flight_per_host: o.max_in_flight_per_host,
+        allowed_networks: o.allowed_networks.clone(),
     };
     Deliver::new(deliver.clone()).map_err(|e| invalid(ComponentKind::Bolt, "deliver", e))?;
     b.set_bolt("deliver", o.parallelism, move || {

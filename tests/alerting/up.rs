@@ -53,6 +53,9 @@ impl Up {
             .env("SQUALL__ADMIN__TOKEN", TOKEN)
             .env("SQUALL__NOTIFIER__INITIAL_BACKOFF_MS", "50")
             .env("SQUALL__NOTIFIER__MAX_BACKOFF_MS", "200")
+            // The tests' receivers listen on 127.0.0.1, which the notifier refuses unless
+            // it is allowed.
+            .env("SQUALL__NOTIFIER__ALLOWED_NETWORKS", "127.0.0.0/8")
             .env("RUST_LOG", "info,squall_connectors=warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -668,6 +671,63 @@ async fn a_flaky_receiver_gets_it_once_and_one_down_past_max_age_gets_it_archive
     assert!(receiver.on("/down").iter().all(|r| r.answered == 503));
     // After the final outcome nothing is sent again.
     assert_eq!(receiver.on("/flaky").len(), 4);
+    up.stop();
+}
+
+/// The notifier calls public addresses only, unless `notifier.allowed_networks` lists a
+/// network: with nothing allowed, a receiver on 127.0.0.1 (an IP literal), on `localhost`
+/// (a name, refused on the addresses it resolves to) and the cloud metadata address are
+/// each a final failure naming why, and nothing reaches the receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notifier_refuses_internal_addresses_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = Receiver::start().await;
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let up = Up::start(
+        dir.path(),
+        &format!("{}.", unique("e2e")),
+        &[("SQUALL__NOTIFIER__ALLOWED_NETWORKS", "")],
+    );
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"wait": {"seconds": 0, "enabled": false},
+            "recipients": [
+                {"type": "webhook", "url": format!("{url}/literal")},
+                {"type": "webhook", "url": format!("http://localhost:{port}/named")},
+                {"type": "webhook", "url": "http://169.254.169.254/latest/meta-data"}
+            ]}),
+        ),
+    )
+    .await;
+    api.payload(t0(), 5.0).await;
+    let outcomes = api
+        .wait_get("/notifications", Duration::from_secs(60), |d| {
+            d.as_array().unwrap().len() == 3
+        })
+        .await;
+    for d in outcomes.as_array().unwrap() {
+        let reason = d["reason"].as_str().unwrap();
+        assert_eq!(d["status"], "failed", "{d}");
+        assert!(
+            reason.starts_with("refused: ") && reason.contains("notifier.allowed_networks"),
+            "{d}"
+        );
+    }
+    let reasons = outcomes.to_string();
+    assert!(
+        reasons.contains("127.0.0.1 is a loopback address"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("localhost: "), "{reasons}");
+    assert!(
+        reasons.contains("169.254.169.254 is a link-local"),
+        "{reasons}"
+    );
+    assert!(receiver.on("/literal").is_empty() && receiver.on("/named").is_empty());
     up.stop();
 }
 

@@ -356,14 +356,10 @@ impl Intake {
         }
         let account = self.account(headers, query_account)?;
         if account.len() > self.config.max_name_bytes {
-            return Err(refuse(
-                Reason::NameTooLong,
-                format!(
-                    "the account \"{}\" is {} bytes; the limit is {} (intake.max_name_bytes)",
-                    prefix(&account, 40),
-                    account.len(),
-                    self.config.max_name_bytes
-                ),
+            return Err(name_too_long(
+                "the account",
+                &account,
+                self.config.max_name_bytes,
             ));
         }
         Ok(account)
@@ -599,6 +595,18 @@ impl IntakeConfig {
     }
 }
 
+/// 400 `name_too_long` for `what` (`text`, over `limit` bytes).
+fn name_too_long(what: &str, text: &str, limit: usize) -> Refusal {
+    refuse(
+        Reason::NameTooLong,
+        format!(
+            "{what} \"{}\" is {} bytes; the limit is {limit} (intake.max_name_bytes)",
+            prefix(text, 40),
+            text.len(),
+        ),
+    )
+}
+
 /// The first `n` characters of `s` (at most), for messages.
 fn prefix(s: &str, n: usize) -> String {
     let cut: String = s.chars().take(n).collect();
@@ -649,15 +657,7 @@ fn check_payload(
                     .map(|(k, v)| (*k, v.as_str()))
             });
         if let Some((what, text)) = long {
-            return Err(refuse(
-                Reason::NameTooLong,
-                format!(
-                    "{what} \"{}\" is {} bytes; the limit is {} (intake.max_name_bytes)",
-                    prefix(text, 40),
-                    text.len(),
-                    limits.name_bytes
-                ),
-            ));
+            return Err(name_too_long(what, text, limits.name_bytes));
         }
     }
     // What names the device and its agent: hostnames are at most 253 bytes in DNS, and
@@ -669,15 +669,7 @@ fn check_payload(
         ("the agent_key parameter", query_key.as_deref()),
     ] {
         if let Some(text) = text.filter(|t| t.len() > limits.name_bytes) {
-            return Err(refuse(
-                Reason::NameTooLong,
-                format!(
-                    "{what} \"{}\" is {} bytes; the limit is {} (intake.max_name_bytes)",
-                    prefix(text, 40),
-                    text.len(),
-                    limits.name_bytes
-                ),
-            ));
+            return Err(name_too_long(what, text, limits.name_bytes));
         }
     }
     query_key

@@ -12,6 +12,8 @@
 //! - [`events`]: alert events, their ids, labels, fingerprint and summary.
 //! - [`notify`]: notifications, the bodies of each receiver type, the retry policy.
 //! - [`fixtures`]: accounts, keys and configs in one file, for import.
+//! - [`wire`]: agent request bodies (v1 form, v2 zlib/gzip JSON) decoded and checked
+//!   against the intake's limits, free of HTTP.
 //! - [`store`]: the storage traits, [`store::StoreError`] (transient or permanent), an
 //!   in-memory implementation and the conformance suite every backend passes.
 #![warn(missing_docs)]
@@ -28,3 +30,4 @@ pub mod notify;
 pub mod payload;
 pub mod rules;
 pub mod store;
+pub mod wire;

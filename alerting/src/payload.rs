@@ -245,9 +245,12 @@ impl<'de> Visitor<'de> for PayloadVisitor {
                     p.points.push(MetricPoint::new("processes.count", n as f64));
                 }
                 "service_checks" => map.next_value_seed(ServiceChecks(&mut p))?,
+                // A metric needs a name: `"": 1` is skipped like a value that is no number.
                 _ => match map.next_value::<Num>()? {
-                    Num::Value(v) => p.points.push(MetricPoint::new(key.into_owned(), v)),
-                    Num::Skip => p.skipped += 1,
+                    Num::Value(v) if !key.trim().is_empty() => {
+                        p.points.push(MetricPoint::new(key.into_owned(), v))
+                    }
+                    _ => p.skipped += 1,
                 },
             }
         }
@@ -283,14 +286,14 @@ impl<'de> Visitor<'de> for Rows<'_> {
         while let Some(row) = seq.next_element::<(String, IgnoredAny, Num, Option<RowMeta>)>()? {
             let (name, _, value, meta) = row;
             match value {
-                Num::Value(v) => {
+                Num::Value(v) if !name.trim().is_empty() => {
                     let device = meta.and_then(|m| m.device_name);
                     self.0.points.push(match device {
                         Some(d) => MetricPoint::on_device(name, &d, v),
                         None => MetricPoint::new(name, v),
                     });
                 }
-                Num::Skip => self.0.skipped += 1,
+                _ => self.0.skipped += 1,
             }
         }
         Ok(())

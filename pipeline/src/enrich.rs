@@ -260,7 +260,14 @@ pub struct Enrich {
     /// Whether a [`Request::Seen`] is in flight (never more than one: the queue stays
     /// free for lookups however long the database stalls).
     seen_in_flight: bool,
+    /// This task's index (the `task` label of the cache gauges).
+    task: String,
+    /// Tuples executed, for publishing the cache gauges every [`GAUGE_EVERY`].
+    executed: u64,
 }
+
+/// How often (in tuples, and on every tick) the cache gauges are published.
+const GAUGE_EVERY: u64 = 1_024;
 
 impl std::fmt::Debug for Enrich {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -282,6 +289,8 @@ impl Enrich {
             inflight: HashMap::new(),
             seen: HashMap::new(),
             seen_in_flight: false,
+            task: String::new(),
+            executed: 0,
         })
     }
 
@@ -303,6 +312,30 @@ impl Enrich {
             inflight: HashMap::new(),
             seen: HashMap::new(),
             seen_in_flight: false,
+            task: String::new(),
+            executed: 0,
+        }
+    }
+
+    /// Publishes what the verdict caches hold: `squall_enrich_cache_bytes{task, cache}`
+    /// (their weighed size, the figure their bound applies to) and
+    /// `squall_enrich_cache_entries{task, cache}`.
+    fn publish_cache_gauges(&self) {
+        for (cache, bytes, entries) in [
+            (
+                "devices",
+                self.cache.weighted_size(),
+                self.cache.entry_count(),
+            ),
+            (
+                "rejections",
+                self.rejections.weighted_size(),
+                self.rejections.entry_count(),
+            ),
+        ] {
+            let labels = [("task", self.task.clone()), ("cache", cache.to_string())];
+            metrics::gauge!("squall_enrich_cache_bytes", &labels).set(bytes as f64);
+            metrics::gauge!("squall_enrich_cache_entries", &labels).set(entries as f64);
         }
     }
 
@@ -462,6 +495,7 @@ impl Bolt for Enrich {
     }
 
     fn prepare(&mut self, ctx: &TopologyContext) -> Result<(), ComponentError> {
+        self.task = ctx.task_index().to_string();
         let store: Arc<dyn AccountStore> = match self.store.take() {
             Some(s) => s,
             None => {
@@ -487,6 +521,10 @@ impl Bolt for Enrich {
 
     fn execute(&mut self, input: Tuple, out: &mut OutputCollector) -> Result<(), BoltError> {
         self.wake(out);
+        self.executed += 1;
+        if input.is_tick() || self.executed.is_multiple_of(GAUGE_EVERY) {
+            self.publish_cache_gauges();
+        }
         if input.is_tick() {
             return Ok(());
         }

@@ -177,7 +177,9 @@ pub fn alerting(cluster: &Cluster, o: &AlertingOptions) -> Result<Topology, Vali
     b.set_bolt("enrich", o.enrich_parallelism, move || {
         Enrich::new(enrich.clone()).expect("checked above")
     })
-    .fields_grouping("payloads", ["key"]);
+    .fields_grouping("payloads", ["key"])
+    // Ticks publish the verdict caches' gauges when payloads are few.
+    .tick_interval_ms(1_000);
     b.set_bolt("split", o.split_parallelism, || Split)
         .shuffle_grouping("enrich");
     let store = StoreConfig {

@@ -16,8 +16,9 @@
 //! - Errors are JSON `{"error": "...", "reason": "<code>"}` (see [`Reason`]); every outcome is
 //!   counted (`squall_intake_requests_total{outcome}`), with body size and latency
 //!   histograms.
+//! - Decoding and checking a body is [`squall_alerting::wire`]'s (no HTTP there, so it is
+//!   fuzzed on its own: `fuzz/`).
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,10 +30,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 pub use squall_alerting::envelope::{AgentFormat, Envelope};
+use squall_alerting::wire;
 use squall_connectors::kafka::{LogProducer, OutRecord};
 use tokio::sync::oneshot;
 
@@ -295,10 +296,6 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-fn hex_md5(bytes: &[u8]) -> String {
-    format!("{:x}", Md5::digest(bytes))
-}
-
 impl Intake {
     /// Reads the body: at most `max_body_bytes` (413 `too_large` past it, whatever the
     /// HTTP framework's own default) within `body_timeout_ms` (408 `body_timeout`).
@@ -356,11 +353,9 @@ impl Intake {
         }
         let account = self.account(headers, query_account)?;
         if account.len() > self.config.max_name_bytes {
-            return Err(name_too_long(
-                "the account",
-                &account,
-                self.config.max_name_bytes,
-            ));
+            return Err(
+                wire::name_too_long("the account", &account, self.config.max_name_bytes).into(),
+            );
         }
         Ok(account)
     }
@@ -507,180 +502,39 @@ impl Intake {
     }
 }
 
-/// Reads at most `limit` bytes from `reader`; `None` if there is more.
-fn read_limited(reader: impl Read, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
-    let mut out = Vec::new();
-    reader.take(limit as u64 + 1).read_to_end(&mut out)?;
-    Ok((out.len() <= limit).then_some(out))
-}
-
 /// Bodies up to this size are decoded on the async worker that received them; larger ones
 /// on the blocking pool (inflating up to `max_payload_bytes` may take milliseconds).
 const INLINE_DECODE_BYTES: usize = 32 * 1024;
 
-/// Decodes and checks a v2 body (CPU work: see [`INLINE_DECODE_BYTES`]).
-fn decode_v2(
-    body: Bytes,
-    encoding: Option<String>,
-    md5: Option<String>,
-    query_key: Option<String>,
-    max_payload: usize,
-    limits: Limits,
-) -> Result<(String, Vec<u8>), Refusal> {
-    if let Some(expected) = md5 {
-        let actual = hex_md5(&body);
-        if !expected.trim().eq_ignore_ascii_case(&actual) {
-            return Err(refuse(
-                Reason::ChecksumMismatch,
-                format!("Content-MD5 is {expected}, but the body's MD5 is {actual}"),
-            ));
+impl From<wire::Problem> for Reason {
+    fn from(p: wire::Problem) -> Self {
+        match p {
+            wire::Problem::Malformed => Reason::Malformed,
+            wire::Problem::BadCompression => Reason::BadCompression,
+            wire::Problem::ChecksumMismatch => Reason::ChecksumMismatch,
+            wire::Problem::MissingAgentKey => Reason::MissingAgentKey,
+            wire::Problem::DecompressedTooLarge => Reason::DecompressedTooLarge,
+            wire::Problem::UnsupportedEncoding => Reason::UnsupportedEncoding,
+            wire::Problem::TooManyPoints => Reason::TooManyPoints,
+            wire::Problem::NameTooLong => Reason::NameTooLong,
         }
     }
-    let encoding = encoding.unwrap_or_default().trim().to_ascii_lowercase();
-    let decoded = match encoding.as_str() {
-        "" | "identity" => {
-            if body.len() > max_payload {
-                return Err(refuse(
-                    Reason::DecompressedTooLarge,
-                    format!("the payload is larger than {max_payload} bytes"),
-                ));
-            }
-            Some(body.to_vec())
-        }
-        "deflate" => {
-            read_limited(flate2::read::ZlibDecoder::new(&body[..]), max_payload).map_err(|e| {
-                refuse(
-                    Reason::BadCompression,
-                    format!("the body is not valid zlib data: {e}"),
-                )
-            })?
-        }
-        "gzip" | "x-gzip" => read_limited(flate2::read::GzDecoder::new(&body[..]), max_payload)
-            .map_err(|e| {
-                refuse(
-                    Reason::BadCompression,
-                    format!("the body is not valid gzip data: {e}"),
-                )
-            })?,
-        other => {
-            return Err(refuse(
-                Reason::UnsupportedEncoding,
-                format!("Content-Encoding {other:?} is not supported (deflate, gzip or none)"),
-            ))
-        }
-    };
-    let payload = decoded.ok_or_else(|| {
-        refuse(
-            Reason::DecompressedTooLarge,
-            format!("the body inflates past {max_payload} bytes; refused"),
-        )
-    })?;
-    let key = check_payload(&payload, query_key, limits)?;
-    Ok((key, payload))
 }
 
-/// The per-payload bounds (`max_points`, `max_name_bytes`).
-#[derive(Clone, Copy, Debug)]
-struct Limits {
-    points: usize,
-    name_bytes: usize,
+impl From<wire::WireError> for Refusal {
+    fn from(e: wire::WireError) -> Self {
+        refuse(e.problem.into(), e.message)
+    }
 }
 
 impl IntakeConfig {
-    fn limits(&self) -> Limits {
-        Limits {
-            points: self.max_points,
-            name_bytes: self.max_name_bytes,
+    fn limits(&self) -> wire::Limits {
+        wire::Limits {
+            max_payload_bytes: self.max_payload_bytes,
+            max_points: self.max_points,
+            max_name_bytes: self.max_name_bytes,
         }
     }
-}
-
-/// 400 `name_too_long` for `what` (`text`, over `limit` bytes).
-fn name_too_long(what: &str, text: &str, limit: usize) -> Refusal {
-    refuse(
-        Reason::NameTooLong,
-        format!(
-            "{what} \"{}\" is {} bytes; the limit is {limit} (intake.max_name_bytes)",
-            prefix(text, 40),
-            text.len(),
-        ),
-    )
-}
-
-/// The first `n` characters of `s` (at most), for messages.
-fn prefix(s: &str, n: usize) -> String {
-    let cut: String = s.chars().take(n).collect();
-    if cut.len() < s.len() {
-        format!("{cut}...")
-    } else {
-        cut
-    }
-}
-
-/// Checks `payload` (a JSON object the alert pipeline can parse, within `limits`) and
-/// finds its agent key (the query's first).
-fn check_payload(
-    payload: &[u8],
-    query_key: Option<String>,
-    limits: Limits,
-) -> Result<String, Refusal> {
-    let first = payload.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Err(refuse(
-            Reason::Malformed,
-            "the payload must be a JSON object",
-        ));
-    }
-    let parsed = squall_alerting::payload::parse(payload).map_err(|e| {
-        refuse(
-            Reason::Malformed,
-            format!("the payload is not valid JSON: {e}"),
-        )
-    })?;
-    if parsed.points.len() > limits.points {
-        return Err(refuse(
-            Reason::TooManyPoints,
-            format!(
-                "the payload has {} metric points; the limit is {} (intake.max_points)",
-                parsed.points.len(),
-                limits.points
-            ),
-        ));
-    }
-    for p in &parsed.points {
-        let long = (p.name.len() > limits.name_bytes)
-            .then_some(("metric name", p.name.as_str()))
-            .or_else(|| {
-                p.labels
-                    .iter()
-                    .find(|(_, v)| v.len() > limits.name_bytes)
-                    .map(|(k, v)| (*k, v.as_str()))
-            });
-        if let Some((what, text)) = long {
-            return Err(name_too_long(what, text, limits.name_bytes));
-        }
-    }
-    // What names the device and its agent: hostnames are at most 253 bytes in DNS, and
-    // none of these may carry an unbounded string into the pipeline's state and caches.
-    for (what, text) in [
-        ("internalHostname", parsed.hostname.as_deref()),
-        ("uuid", parsed.uuid.as_deref()),
-        ("agentKey", parsed.agent_key.as_deref()),
-        ("the agent_key parameter", query_key.as_deref()),
-    ] {
-        if let Some(text) = text.filter(|t| t.len() > limits.name_bytes) {
-            return Err(name_too_long(what, text, limits.name_bytes));
-        }
-    }
-    query_key
-        .filter(|k| !k.trim().is_empty())
-        .or(parsed.agent_key.filter(|k| !k.trim().is_empty()))
-        .ok_or_else(|| {
-            refuse(
-                Reason::MissingAgentKey,
-                "no agent key: pass ?agent_key= or agentKey in the payload",
-            )
-        })
 }
 
 async fn intake_v2(
@@ -708,29 +562,29 @@ async fn intake_v2(
             .get("content-md5")
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        let max = intake.config.max_payload_bytes;
         let limits = intake.config.limits();
+        let decode = move || {
+            wire::decode_v2(
+                &body,
+                encoding.as_deref(),
+                md5.as_deref(),
+                query.agent_key.as_deref(),
+                limits,
+            )
+        };
         // A typical agent body (a few KB) inflates and checks in tens of microseconds:
         // cheaper here than a hop to the blocking pool and back. Large ones go there.
-        let (key, payload) = if body.len() <= INLINE_DECODE_BYTES {
-            decode_v2(body, encoding, md5, query.agent_key, max, limits)?
+        let decoded = if body_len <= INLINE_DECODE_BYTES {
+            decode()?
         } else {
-            tokio::task::spawn_blocking(move || {
-                decode_v2(body, encoding, md5, query.agent_key, max, limits)
-            })
-            .await
-            .map_err(|e| refuse(Reason::Malformed, format!("decoding failed: {e}")))??
+            tokio::task::spawn_blocking(decode)
+                .await
+                .map_err(|e| refuse(Reason::Malformed, format!("decoding failed: {e}")))??
         };
-        Ok((account, key, AgentFormat::V2, payload))
+        Ok((account, decoded.agent_key, AgentFormat::V2, decoded.payload))
     }
     .await;
     intake.accept(started, body_len, result).await
-}
-
-#[derive(Deserialize)]
-struct Postback {
-    payload: Option<String>,
-    hash: Option<String>,
 }
 
 async fn postback_v1(
@@ -747,23 +601,8 @@ async fn postback_v1(
     let body_len = body.len();
     let result = async {
         let account = intake.admit(&body, &headers, query.account.as_deref())?;
-        let form: Postback = serde_urlencoded::from_bytes(&body)
-            .map_err(|e| refuse(Reason::Malformed, format!("the body is not a form: {e}")))?;
-        let payload = form
-            .payload
-            .ok_or_else(|| refuse(Reason::Malformed, "the form has no `payload` field"))?;
-        let hash = form
-            .hash
-            .ok_or_else(|| refuse(Reason::ChecksumMismatch, "the form has no `hash` field"))?;
-        let actual = hex_md5(payload.as_bytes());
-        if !hash.trim().eq_ignore_ascii_case(&actual) {
-            return Err(refuse(
-                Reason::ChecksumMismatch,
-                format!("hash is {hash}, but the payload's MD5 is {actual}"),
-            ));
-        }
-        let key = check_payload(payload.as_bytes(), query.agent_key, intake.config.limits())?;
-        Ok((account, key, AgentFormat::V1, payload.into_bytes()))
+        let decoded = wire::decode_v1(&body, query.agent_key.as_deref(), intake.config.limits())?;
+        Ok((account, decoded.agent_key, AgentFormat::V1, decoded.payload))
     }
     .await;
     intake.accept(started, body_len, result).await

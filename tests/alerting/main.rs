@@ -10,6 +10,7 @@ mod admin;
 mod chaos;
 mod cluster;
 mod enrich;
+mod hostile;
 mod intake;
 mod pipeline;
 mod up;

@@ -320,6 +320,7 @@ async fn hostile_inputs_get_their_reasons_memory_stays_bounded_and_good_payloads
         f64::from(passed) <= allowed,
         "{passed} passed; at most {allowed:.0} allowed"
     );
+    let busy = (passed, started.elapsed());
     // The attack: 900 KB hostnames to an unknown account (~1 KB each on the wire).
     for i in 0..150 {
         let mut p = fixture();
@@ -477,6 +478,10 @@ async fn hostile_inputs_get_their_reasons_memory_stays_bounded_and_good_payloads
     let (now_kib, peak_kib) = memory_kib(pid);
     let caches_mb = tasks * (CACHE_MB + (rejection_bound as u64 >> 20));
     let ceiling_kib = baseline_kib + (caches_mb + WORKING_MARGIN_MB) * 1024;
+    eprintln!(
+        "rate limit (5/s, bursts of 10): {} payloads of one key passed in {:?} before its first 429",
+        busy.0, busy.1
+    );
     eprintln!(
         "memory: baseline {} MiB, now {} MiB, peak {} MiB, ceiling {} MiB; rejection cache {:.0} KiB in {rejection_entries} entries",
         baseline_kib / 1024,

@@ -184,11 +184,33 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         session_timeout_ms: u64,
     },
+    /// Alert rules in squall's rule language (README, "Alert rule language").
+    Rules {
+        /// What to do.
+        #[command(subcommand)]
+        action: RulesAction,
+    },
     /// Benchmarks of the alert pipeline.
     Bench {
         /// Which.
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+/// `squall rules ...`.
+#[derive(Debug, Subcommand)]
+pub enum RulesAction {
+    /// Checks rules: prints each in its normal form, or every error with its line, column
+    /// and a caret under the place; exit code 2 when any has errors.
+    Check {
+        /// A rule (`'system.load.1 >= 4 for 2m'`), or with `--file`, files of rules, one
+        /// per line (blank lines and lines starting with `#` are skipped).
+        #[arg(required = true)]
+        rules: Vec<String>,
+        /// The arguments are files of rules.
+        #[arg(long)]
+        file: bool,
     },
 }
 

@@ -7,6 +7,8 @@
 //! - [`payload`]: agent payloads (v1, v2) parsed into metric points.
 //! - [`accounts`]: accounts, agent keys, devices and the quota.
 //! - [`configs`]: alert configs as the API takes them, with validation that names fields.
+//! - [`lang`]: the alert rule language (`avg(system.load.1, 5m) >= 4 for 2m`): parser,
+//!   normal form, errors with their position.
 //! - [`rules`]: the wait / repeat / fix / no-data state machine per (rule, device, series).
 //! - [`engine`]: evaluation with durable state, over the storage traits.
 //! - [`events`]: alert events, their ids, labels, fingerprint and summary.
@@ -26,6 +28,7 @@ mod error;
 pub mod events;
 pub mod fixtures;
 pub mod ids;
+pub mod lang;
 pub mod notify;
 pub mod payload;
 pub mod rules;

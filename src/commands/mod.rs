@@ -6,6 +6,7 @@ mod bench;
 mod dead_letters;
 mod intake;
 mod notifier;
+mod rules;
 mod run;
 pub mod up;
 
@@ -124,6 +125,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Bench { what } => bench::main(what),
+        Command::Rules { action } => rules::main(action),
         Command::Broker {
             prefix,
             partitions,

@@ -528,3 +528,53 @@ fn admin_import_creates_the_default_database_and_honours_the_old_variable() {
         "with a warning"
     );
 }
+
+#[test]
+fn rules_check_prints_the_normal_form_or_each_error_with_a_caret() {
+    let out = Command::new(BIN)
+        .args([
+            "rules",
+            "check",
+            "memPhysUsed/memPhysTotal>0.9 for 300s",
+            "avg(system.load.1, 5m) >= 4 resolve when avg(system.load.1, 5m) < 3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "memPhysUsed / memPhysTotal > 0.9 for 5m\n\
+         avg(system.load.1, 5m) >= 4 resolve when avg(system.load.1, 5m) < 3\n"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "rules.txt",
+        "# load\nsystem.load.1 >= 4 for 2m\n\nsystem.load.1 >= 4 for x\nabsent(system.load.1, 10m)\n",
+    );
+    let out = Command::new(BIN)
+        .args(["rules", "check", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "errors exit with 2");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "system.load.1 >= 4 for 2m\nabsent(system.load.1, 10m)\n",
+        "the good ones are still printed"
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!(
+            "{}:4: line 1, column 24: expected a duration after `for`, found `x`\n  system.load.1 >= 4 for x\n                         ^\n",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(err.ends_with("1 of 3 rules have errors\n"), "{err}");
+}

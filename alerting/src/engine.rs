@@ -453,8 +453,11 @@ impl Engine {
                 }
                 None => {
                     // Still firing: keep the alert's last value current.
-                    if let Some(Phase::Firing { .. }) =
-                        entry.state.phases.get(&(rule.id, series.clone()))
+                    if entry
+                        .state
+                        .phases
+                        .get(&(rule.id, series.clone()))
+                        .is_some_and(Phase::is_firing)
                     {
                         changes.push(AlertChange::Value {
                             config_id: rule.id,

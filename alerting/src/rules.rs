@@ -86,6 +86,122 @@ pub enum Phase {
         /// Event time of the last notification (fire or repeat).
         notified_at: f64,
     },
+    /// The alert is open and its clear condition holds since `since`, not yet for
+    /// `keep_firing_for`.
+    Keeping {
+        /// Event time it fired.
+        fired_at: f64,
+        /// Event time of the last notification (fire or repeat).
+        notified_at: f64,
+        /// Event time the clear condition first held.
+        since: f64,
+    },
+}
+
+impl Phase {
+    /// Whether the alert is open (firing, or kept firing).
+    pub fn is_firing(&self) -> bool {
+        matches!(self, Phase::Firing { .. } | Phase::Keeping { .. })
+    }
+}
+
+/// How a rule's condition becomes alerts: the rule language's `for` and
+/// `keep_firing_for`, and the config's repeat and fix.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// Seconds the condition must hold on every evaluation before firing (0: at once).
+    pub for_s: f64,
+    /// Seconds a firing alert stays firing once its clear condition holds (0: clears at
+    /// once).
+    pub keep_firing_for_s: f64,
+    /// Re-notify every this many seconds while firing (`None`: never); at least 60.
+    pub repeat_s: Option<f64>,
+    /// Notify when a firing alert clears.
+    pub fix: bool,
+}
+
+/// Moves `phase` on an evaluation at event time `t`. `holds`: whether the condition
+/// holds; `clears`: whether what clears a firing alert holds (the `resolve when`
+/// condition, or the condition's negation). `None` is *no value*: nothing moves, neither
+/// towards firing nor towards clearing. `value` is what notifications report.
+pub fn step(
+    timing: &Timing,
+    phase: &mut Option<Phase>,
+    t: f64,
+    holds: Option<bool>,
+    clears: Option<bool>,
+    value: f64,
+) -> Option<Transition> {
+    let fire = |phase: &mut Option<Phase>| {
+        *phase = Some(Phase::Firing {
+            fired_at: t,
+            notified_at: t,
+        });
+        Some(Transition::Fire { fired_at: t, value })
+    };
+    let clear = |phase: &mut Option<Phase>, fired_at: f64| {
+        *phase = None;
+        Some(Transition::Clear {
+            fired_at,
+            cleared_at: t,
+            value,
+            notify: timing.fix,
+        })
+    };
+    // Firing (again, after keeping): repeats when `repeat` elapsed.
+    let repeat = |phase: &mut Option<Phase>, fired_at: f64, notified_at: f64| {
+        let due = timing
+            .repeat_s
+            .is_some_and(|every| t - notified_at >= every.max(MIN_REPEAT_S));
+        *phase = Some(Phase::Firing {
+            fired_at,
+            notified_at: if due { t } else { notified_at },
+        });
+        due.then_some(Transition::Repeat { fired_at, value })
+    };
+    match *phase {
+        None => match holds {
+            Some(true) if timing.for_s <= 0.0 => fire(phase),
+            Some(true) => {
+                *phase = Some(Phase::Pending { since: t });
+                None
+            }
+            _ => None,
+        },
+        Some(Phase::Pending { since }) => match holds {
+            Some(true) if t - since >= timing.for_s => fire(phase),
+            Some(false) => {
+                *phase = None; // cancelled silently
+                None
+            }
+            _ => None,
+        },
+        Some(Phase::Firing {
+            fired_at,
+            notified_at,
+        }) => match clears {
+            Some(true) if timing.keep_firing_for_s <= 0.0 => clear(phase, fired_at),
+            Some(true) => {
+                *phase = Some(Phase::Keeping {
+                    fired_at,
+                    notified_at,
+                    since: t,
+                });
+                None
+            }
+            Some(false) => repeat(phase, fired_at, notified_at),
+            None => None,
+        },
+        Some(Phase::Keeping {
+            fired_at,
+            notified_at,
+            since,
+        }) => match clears {
+            Some(true) if t - since >= timing.keep_firing_for_s => clear(phase, fired_at),
+            Some(false) => repeat(phase, fired_at, notified_at),
+            _ => None,
+        },
+    }
 }
 
 /// What an evaluation decided; each is one notification (clears only with `fix`).
@@ -118,65 +234,17 @@ pub enum Transition {
     },
 }
 
-/// Evaluates `rule` on `value` at event time `t`, moving `phase`.
+/// Evaluates `rule` on `value` at event time `t`, moving `phase`: the condition is
+/// `value OP threshold`, held for `wait`, cleared when it no longer holds.
 pub fn evaluate(rule: &Rule, phase: &mut Option<Phase>, t: f64, value: f64) -> Option<Transition> {
     let holds = rule.comparison.holds(value, rule.value);
-    match (*phase, holds) {
-        (None, false) => None,
-        (None, true) if rule.wait_s <= 0.0 => {
-            *phase = Some(Phase::Firing {
-                fired_at: t,
-                notified_at: t,
-            });
-            Some(Transition::Fire { fired_at: t, value })
-        }
-        (None, true) => {
-            *phase = Some(Phase::Pending { since: t });
-            None
-        }
-        (Some(Phase::Pending { .. }), false) => {
-            *phase = None; // cancelled silently
-            None
-        }
-        (Some(Phase::Pending { since }), true) => {
-            if t - since >= rule.wait_s {
-                *phase = Some(Phase::Firing {
-                    fired_at: t,
-                    notified_at: t,
-                });
-                Some(Transition::Fire { fired_at: t, value })
-            } else {
-                None
-            }
-        }
-        (
-            Some(Phase::Firing {
-                fired_at,
-                notified_at,
-            }),
-            true,
-        ) => {
-            let every = rule.repeat_s?.max(MIN_REPEAT_S);
-            if t - notified_at >= every {
-                *phase = Some(Phase::Firing {
-                    fired_at,
-                    notified_at: t,
-                });
-                Some(Transition::Repeat { fired_at, value })
-            } else {
-                None
-            }
-        }
-        (Some(Phase::Firing { fired_at, .. }), false) => {
-            *phase = None;
-            Some(Transition::Clear {
-                fired_at,
-                cleared_at: t,
-                value,
-                notify: rule.fix,
-            })
-        }
-    }
+    let timing = Timing {
+        for_s: rule.wait_s,
+        keep_firing_for_s: 0.0,
+        repeat_s: rule.repeat_s,
+        fix: rule.fix,
+    };
+    step(&timing, phase, t, Some(holds), Some(!holds), value)
 }
 
 /// All rule state of one device: what the `threshold` bolt keeps (and persists) per device.
@@ -463,5 +531,104 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Drives `step` with a compiled rule of the language over (t, value) evaluations of
+    /// one series `x`: what it notifies, when.
+    fn run_rule(
+        text: &str,
+        timing: Timing,
+        evals: &[(f64, Option<f64>)],
+    ) -> Vec<(f64, &'static str)> {
+        struct One(Option<f64>);
+        impl crate::lang::Inputs for One {
+            fn value(&self, _: usize) -> Option<f64> {
+                self.0
+            }
+            fn aggregate(&self, _: usize, _: crate::lang::Agg, _: u64) -> Option<f64> {
+                None
+            }
+            fn silent_for(&self, _: usize) -> Option<f64> {
+                None
+            }
+        }
+        let rule = crate::lang::Compiled::new(crate::lang::parse(text).unwrap());
+        let mut scratch = Vec::new();
+        let mut phase = None;
+        let mut out = Vec::new();
+        for &(t, v) in evals {
+            let inputs = One(v);
+            let holds = rule.condition(&inputs, &mut scratch);
+            let clears = rule.clears(&inputs, &mut scratch);
+            match step(&timing, &mut phase, t, holds, clears, v.unwrap_or(f64::NAN)) {
+                Some(Transition::Fire { .. }) => out.push((t, "fire")),
+                Some(Transition::Repeat { .. }) => out.push((t, "repeat")),
+                Some(Transition::Clear { .. }) => out.push((t, "clear")),
+                None => {}
+            }
+        }
+        out
+    }
+
+    const AT_ONCE: Timing = Timing {
+        for_s: 0.0,
+        keep_firing_for_s: 0.0,
+        repeat_s: None,
+        fix: true,
+    };
+
+    #[test]
+    fn hysteresis_does_not_flap_between_the_thresholds() {
+        let hovering: Vec<(f64, Option<f64>)> = [4.1, 3.9, 4.2, 3.8, 4.0, 3.5, 2.9, 3.5, 3.9, 4.0]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (60.0 * i as f64, Some(*v)))
+            .collect();
+        assert_eq!(
+            run_rule("x >= 4 resolve when x < 3", AT_ONCE, &hovering),
+            [(0.0, "fire"), (360.0, "clear"), (540.0, "fire")]
+        );
+        // Without it, every crossing notifies.
+        assert_eq!(run_rule("x >= 4", AT_ONCE, &hovering).len(), 7);
+    }
+
+    #[test]
+    fn keep_firing_for_holds_the_alert_after_it_could_clear() {
+        let timing = Timing {
+            keep_firing_for_s: 120.0,
+            ..AT_ONCE
+        };
+        let evals = [
+            (0.0, Some(5.0)),
+            (60.0, Some(1.0)),  // could clear: kept
+            (120.0, Some(5.0)), // back: still the same alert
+            (180.0, Some(1.0)),
+            (240.0, Some(1.0)),
+            (300.0, Some(1.0)), // 120 s after 180: clears
+        ];
+        assert_eq!(
+            run_rule("x >= 4", timing, &evals),
+            [(0.0, "fire"), (300.0, "clear")]
+        );
+    }
+
+    #[test]
+    fn no_value_neither_fires_nor_clears() {
+        let timing = Timing {
+            for_s: 120.0,
+            ..AT_ONCE
+        };
+        let evals = [
+            (0.0, Some(5.0)),
+            (60.0, None), // pending stays pending
+            (120.0, Some(5.0)),
+            (180.0, None), // firing stays firing
+            (240.0, None),
+            (300.0, Some(1.0)),
+        ];
+        assert_eq!(
+            run_rule("x >= 4", timing, &evals),
+            [(120.0, "fire"), (300.0, "clear")]
+        );
     }
 }

@@ -21,11 +21,16 @@
 //! `parse(&rule.to_string()) == Ok(rule)`: the printed form is the normal form (binary
 //! operators left-associative, parentheses only where precedence needs them, durations in
 //! their largest whole unit). Every error carries the line and column where it is.
+//!
+//! A [`Compiled`] rule evaluates on [`Inputs`] (a payload's values per series, the
+//! series' [`Window`]s, their silences) with three-valued logic: see `eval`.
 
+mod eval;
 mod parse;
 
 use std::fmt;
 
+pub use eval::{Compiled, Inputs, Program, Slot, Window};
 pub use parse::parse;
 
 /// How long a rule, a window or a duration may be.

@@ -208,7 +208,9 @@ fn payload_parse(c: &mut Criterion) {
 
 /// Rule evaluation per payload: the threshold engine matching a real v2 payload's points
 /// against the device's 5 configs (subject: its agent key) among 5,000 of its account, and
-/// moving their state (in memory; the database commit per batch is not included).
+/// moving their state (in memory; the database commit per batch is not included). Once
+/// with configs in the JSON form (metric, comparison, value), once in the rule language
+/// (a 5-minute average, a ratio of two metrics, hysteresis, a held condition).
 fn rule_evaluation(c: &mut Criterion) {
     use squall_alerting::accounts::Account;
     use squall_alerting::configs::AlertConfig;
@@ -224,14 +226,33 @@ fn rule_evaluation(c: &mut Criterion) {
         return;
     };
     let payload = std::sync::Arc::new(squall_alerting::payload::parse(&bytes).unwrap());
-    let configs = SqliteStore::in_memory().unwrap();
-    configs
-        .create_account(&Account {
-            name: "bench".into(),
-            device_quota: 1000,
-            active: true,
-        })
-        .unwrap();
+    let engine_with = |rule: &dyn Fn(usize) -> serde_json::Value| {
+        let configs = SqliteStore::in_memory().unwrap();
+        configs
+            .create_account(&Account {
+                name: "bench".into(),
+                device_quota: 1000,
+                active: true,
+            })
+            .unwrap();
+        for device in 0..1000 {
+            for i in 0..5 {
+                let mut c = serde_json::json!({
+                    "account": "bench", "name": format!("rule {i}"), "kind": "threshold",
+                    "subject": {"type": "agent_key", "id": format!("key-{device}")},
+                    "repeat": {"seconds": 600, "enabled": false}, "fix": true,
+                    "recipients": [{"type": "webhook", "url": "http://127.0.0.1:9/h"}]
+                });
+                for (k, v) in rule(i).as_object().unwrap() {
+                    c[k] = v.clone();
+                }
+                let c = AlertConfig::from_json(&serde_json::to_vec(&c).unwrap()).unwrap();
+                configs.create_config(&c).unwrap();
+            }
+        }
+        let store = std::sync::Arc::new(SqliteStore::in_memory().unwrap());
+        Engine::new(std::sync::Arc::new(configs), store)
+    };
     let metrics = [
         "system.load.1",
         "cpuUser",
@@ -239,41 +260,46 @@ fn rule_evaluation(c: &mut Criterion) {
         "system.load.5",
         "cpuWait",
     ];
-    for device in 0..1000 {
-        for (i, metric) in metrics.iter().enumerate() {
-            let c = serde_json::json!({
-                "account": "bench", "name": format!("rule {i}"), "kind": "threshold",
-                "subject": {"type": "agent_key", "id": format!("key-{device}")},
-                "metric": metric, "comparison": "gte", "value": 1e12,
-                "wait": {"seconds": 120, "enabled": true},
-                "repeat": {"seconds": 600, "enabled": false}, "fix": true,
-                "recipients": [{"type": "webhook", "url": "http://127.0.0.1:9/h"}]
-            });
-            let c = AlertConfig::from_json(&serde_json::to_vec(&c).unwrap()).unwrap();
-            configs.create_config(&c).unwrap();
-        }
-    }
-    let store = std::sync::Arc::new(SqliteStore::in_memory().unwrap());
-    let mut engine = Engine::new(std::sync::Arc::new(configs), store);
-    let mut t = 1_790_000_000.0;
+    let exprs = [
+        "avg(system.load.1, 5m) >= 1e12",
+        "cpuUser >= 1e12",
+        "memPhysUsed / memPhysTotal > 2",
+        "system.load.5 >= 1e12 resolve when system.load.5 < 1",
+        "cpuWait >= 1e12 for 2m",
+    ];
     let mut g = c.benchmark_group("rule evaluation");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("one v2 payload, 5 of 5,000 configs", |b| {
-        b.iter(|| {
-            t += 60.0;
-            let obs = Observation {
-                device: squall_alerting::ids::DeviceId(7),
-                account: "bench".into(),
-                agent_key: "key-7".into(),
-                hostname: "web-7".into(),
-                time: t,
-                received_at: t,
-                payload: payload.clone(),
-                partition: None,
-            };
-            black_box(engine.observe(&obs).unwrap())
-        })
-    });
+    for (name, mut engine) in [
+        (
+            "one v2 payload, 5 of 5,000 configs",
+            engine_with(&|i| {
+                serde_json::json!({"metric": metrics[i], "comparison": "gte", "value": 1e12,
+                                   "wait": {"seconds": 120, "enabled": true}})
+            }),
+        ),
+        (
+            "one v2 payload, 5 of 5,000 rules in the rule language",
+            engine_with(&|i| serde_json::json!({ "expr": exprs[i] })),
+        ),
+    ] {
+        let mut t = 1_790_000_000.0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                t += 60.0;
+                let obs = Observation {
+                    device: squall_alerting::ids::DeviceId(7),
+                    account: "bench".into(),
+                    agent_key: "key-7".into(),
+                    hostname: "web-7".into(),
+                    time: t,
+                    received_at: t,
+                    payload: payload.clone(),
+                    partition: None,
+                };
+                black_box(engine.observe(&obs).unwrap())
+            })
+        });
+    }
     g.finish();
 }
 

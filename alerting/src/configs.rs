@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ConfigId, DeviceId};
-use crate::rules::{Comparison, Rule, MIN_REPEAT_S};
+use crate::lang::{self, Compiled};
+use crate::rules::{Comparison, Rule, Timing, MIN_REPEAT_S};
 
 /// `threshold` or `no_data`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +36,8 @@ pub enum Subject {
     },
 }
 
-/// A duration that can be switched off.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A duration that can be switched off (off when not given).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Toggle {
     /// Seconds.
@@ -92,9 +93,16 @@ pub struct AlertConfig {
     /// The threshold (threshold rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
-    /// How long the condition must hold (no-data: how long without payloads).
+    /// The rule in the rule language (`avg(system.load.1, 5m) >= 4 for 2m`), instead of
+    /// `metric`, `series`, `comparison`, `value` and `wait` (threshold rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
+    /// How long the condition must hold (no-data: how long without payloads); off when
+    /// not given.
+    #[serde(default)]
     pub wait: Toggle,
-    /// Re-notify interval while firing.
+    /// Re-notify interval while firing; off when not given.
+    #[serde(default)]
     pub repeat: Toggle,
     /// Notify when it clears.
     pub fix: bool,
@@ -132,12 +140,15 @@ pub struct ConfigError {
     pub field: String,
     /// What is wrong.
     pub message: String,
+    /// Where in the field's text (line, column), for `expr`.
+    pub position: Option<(usize, usize)>,
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
         message: message.into(),
+        position: None,
     }
 }
 
@@ -181,6 +192,9 @@ impl AlertConfig {
             }
         }
         match self.kind {
+            Kind::Threshold if self.expr.is_some() => {
+                self.expr_rule()?;
+            }
             Kind::Threshold => {
                 if self.metric.as_deref().is_none_or(|m| m.trim().is_empty()) {
                     return Err(invalid("metric", "required for threshold rules"));
@@ -202,6 +216,12 @@ impl AlertConfig {
                 }
             }
             Kind::NoData => {
+                if self.expr.is_some() {
+                    return Err(invalid(
+                        "expr",
+                        "no-data rules take none (a threshold rule with absent(series, D) does this per series)",
+                    ));
+                }
                 if !self.wait.enabled || self.wait.seconds == 0 {
                     return Err(invalid(
                         "wait.seconds",
@@ -295,9 +315,54 @@ impl AlertConfig {
         }
     }
 
-    /// The evaluation rule of a threshold config with `id`.
+    /// A threshold config's `expr`, parsed, checked and compiled, with its timing;
+    /// `Ok(None)` when it has none. Errors name the field and, for the rule's text, the
+    /// line and column, with the text and a caret under the place in the message.
+    pub fn expr_rule(&self) -> Result<Option<(Compiled, Timing)>, ConfigError> {
+        let Some(text) = &self.expr else {
+            return Ok(None);
+        };
+        for (field, given) in [
+            ("metric", self.metric.is_some()),
+            ("series", self.series.is_some()),
+            ("comparison", self.comparison.is_some()),
+            ("value", self.value.is_some()),
+            ("wait", self.wait.enabled),
+        ] {
+            if given {
+                return Err(invalid(
+                    field,
+                    "not with expr: the rule names its series, comparisons and `for`",
+                ));
+            }
+        }
+        let rule = lang::parse(text).map_err(|errors| {
+            let e = &errors[0];
+            let rendered = e.render(text);
+            // The rendering without its "line L, column C: " prefix: the message, then the
+            // text with a caret.
+            let message = rendered
+                .split_once(": ")
+                .map_or(rendered.clone(), |(_, rest)| rest.to_string());
+            ConfigError {
+                field: "expr".into(),
+                message,
+                position: Some((e.line, e.column)),
+            }
+        })?;
+        let timing = Timing {
+            for_s: rule.for_s.unwrap_or(0) as f64,
+            keep_firing_for_s: rule.keep_firing_for_s.unwrap_or(0) as f64,
+            repeat_s: self.repeat.enabled.then_some(self.repeat.seconds as f64),
+            fix: self.fix,
+        };
+        Ok(Some((Compiled::new(rule), timing)))
+    }
+
+    /// The evaluation rule of a threshold config with `id` (the JSON form; `None` for an
+    /// `expr` config: see [`AlertConfig::expr_rule`]).
     pub fn rule(&self, id: ConfigId) -> Option<Rule> {
-        (self.kind == Kind::Threshold).then(|| Rule {
+        (self.kind == Kind::Threshold && self.expr.is_none()).then(|| Rule {
             id,
             comparison: self.comparison.unwrap_or(Comparison::Gte),
             value: self.value.unwrap_or(0.0),

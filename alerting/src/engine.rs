@@ -33,10 +33,13 @@ use crate::events::{event_id, ms, AlertEvent, EventKind};
 use crate::ids::{ConfigId, DeviceId};
 use crate::payload::{MetricPoint, Payload};
 use crate::rules::{DeviceState, Phase, Rule, Transition};
+
+mod expr;
 use crate::store::{
     series_key, AccountStore, AlertChange, AlertStateStore, Fence, StateRow, StoreError,
     TriggeredAlert,
 };
+use expr::ExprRule;
 
 /// One enriched payload, as the engine evaluates it.
 #[derive(Clone, Debug)]
@@ -65,11 +68,45 @@ pub struct Observation {
 #[derive(Default)]
 struct AccountRules {
     threshold: Vec<(Rule, Arc<StoredConfig>)>,
+    threshold_index: BySubject,
+    /// `expr` configs (the rule language).
+    exprs: Vec<(ExprRule, Arc<StoredConfig>)>,
+    expr_index: BySubject,
+    /// Seconds of points to keep per metric the `expr` rules read (their longest window
+    /// over it; 0: only its last time).
+    keep: HashMap<String, u64>,
+    no_data: Vec<Arc<StoredConfig>>,
+    by_id: HashMap<ConfigId, Arc<StoredConfig>>,
+}
+
+/// Rules (by index) per subject: account-wide, per device, per agent key.
+#[derive(Default)]
+struct BySubject {
     account_wide: Vec<usize>,
     by_device: HashMap<DeviceId, Vec<usize>>,
     by_key: HashMap<String, Vec<usize>>,
-    no_data: Vec<Arc<StoredConfig>>,
-    by_id: HashMap<ConfigId, Arc<StoredConfig>>,
+}
+
+impl BySubject {
+    fn add(&mut self, subject: &Subject, i: usize) {
+        match subject {
+            Subject::Account => self.account_wide.push(i),
+            Subject::Device { id } => self.by_device.entry(*id).or_default().push(i),
+            Subject::AgentKey { id } => self.by_key.entry(id.clone()).or_default().push(i),
+        }
+    }
+
+    /// The rules applying to `device` posting with `agent_key`.
+    fn of<'a>(&'a self, device: DeviceId, agent_key: &str) -> impl Iterator<Item = usize> + 'a {
+        let none: &[usize] = &[];
+        let by_device = self.by_device.get(&device).map_or(none, Vec::as_slice);
+        let by_key = self.by_key.get(agent_key).map_or(none, Vec::as_slice);
+        self.account_wide
+            .iter()
+            .chain(by_device)
+            .chain(by_key)
+            .copied()
+    }
 }
 
 impl AccountRules {
@@ -79,14 +116,20 @@ impl AccountRules {
         device: DeviceId,
         agent_key: &str,
     ) -> impl Iterator<Item = &'a (Rule, Arc<StoredConfig>)> + 'a {
-        let none: &[usize] = &[];
-        let by_device = self.by_device.get(&device).map_or(none, Vec::as_slice);
-        let by_key = self.by_key.get(agent_key).map_or(none, Vec::as_slice);
-        self.account_wide
-            .iter()
-            .chain(by_device)
-            .chain(by_key)
-            .map(|&i| &self.threshold[i])
+        self.threshold_index
+            .of(device, agent_key)
+            .map(|i| &self.threshold[i])
+    }
+
+    /// The `expr` rules applying to `device` posting with `agent_key`.
+    fn exprs_for<'a>(
+        &'a self,
+        device: DeviceId,
+        agent_key: &str,
+    ) -> impl Iterator<Item = &'a (ExprRule, Arc<StoredConfig>)> + 'a {
+        self.expr_index
+            .of(device, agent_key)
+            .map(|i| &self.exprs[i])
     }
 }
 
@@ -272,17 +315,28 @@ impl Engine {
                 Kind::NoData => rules.no_data.push(c),
                 Kind::Threshold => {
                     if let Some(rule) = c.config.rule(c.id) {
-                        let i = rules.threshold.len();
-                        match &c.config.subject {
-                            Subject::Account => rules.account_wide.push(i),
-                            Subject::Device { id } => {
-                                rules.by_device.entry(*id).or_default().push(i)
+                        rules
+                            .threshold_index
+                            .add(&c.config.subject, rules.threshold.len());
+                        rules.threshold.push((rule, c));
+                    } else {
+                        match c.config.expr_rule() {
+                            Ok(Some((compiled, timing))) => {
+                                for slot in &compiled.slots {
+                                    let keep =
+                                        rules.keep.entry(slot.series.metric.clone()).or_default();
+                                    *keep = (*keep).max(slot.window_s);
+                                }
+                                rules.expr_index.add(&c.config.subject, rules.exprs.len());
+                                rules.exprs.push((ExprRule { compiled, timing }, c));
                             }
-                            Subject::AgentKey { id } => {
-                                rules.by_key.entry(id.clone()).or_default().push(i)
+                            // Validated when stored; one that no longer parses (a newer
+                            // version wrote it) is skipped, said once per load.
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(config = c.id.0, error = %e, "alert config skipped")
                             }
                         }
-                        rules.threshold.push((rule, c));
                     }
                 }
             }
@@ -408,6 +462,7 @@ impl Engine {
                 fired_at,
                 at: t,
                 recipients: c.config.recipients.clone(),
+                expr: None,
             };
             match tr {
                 Some(Transition::Fire { fired_at, value }) => {
@@ -469,6 +524,25 @@ impl Engine {
                 }
             }
         }
+        // Rules in the rule language: the series they read are tracked first, so that
+        // windows hold this payload's points.
+        if !rules.exprs.is_empty() {
+            expr::track(&mut entry.state, &obs.payload.points, &rules.keep, t);
+            let mut scratch = Vec::new();
+            for (rule, c) in rules.exprs_for(obs.device, &obs.agent_key) {
+                expr::evaluate(
+                    rule,
+                    c,
+                    entry,
+                    obs.device,
+                    &obs.payload.points,
+                    t,
+                    &mut scratch,
+                    &mut new_events,
+                    &mut changes,
+                );
+            }
+        }
         events.extend(new_events);
         if !events.is_empty() {
             entry.recent.push((ms(t), events.clone()));
@@ -492,7 +566,7 @@ impl Engine {
         let mut rules = HashMap::new();
         for account in accounts {
             let r = self.account_rules(&account)?;
-            if !r.no_data.is_empty() {
+            if !r.no_data.is_empty() || r.exprs.iter().any(|(e, _)| e.compiled.uses_absent) {
                 rules.insert(account, r);
             }
         }
@@ -527,6 +601,34 @@ impl Engine {
                 if let Some(seen) = &mut entry.state.last_seen {
                     *seen = seen.max(*since);
                 }
+            }
+            // `absent` in rules of the rule language: the device's event clock moved on
+            // with server time since its last payload.
+            if let (Some(last_t), Some(seen)) = (entry.state.last_time, entry.state.last_seen) {
+                let t = last_t + (now - seen).max(0.0);
+                let mut scratch = Vec::new();
+                let mut changes = Vec::new();
+                let before = events.len();
+                for (rule, c) in r
+                    .exprs_for(device, &entry.agent_key)
+                    .filter(|(e, _)| e.compiled.uses_absent)
+                {
+                    expr::evaluate(
+                        rule,
+                        c,
+                        entry,
+                        device,
+                        &[],
+                        t,
+                        &mut scratch,
+                        &mut events,
+                        &mut changes,
+                    );
+                }
+                if events.len() > before || !changes.is_empty() {
+                    self.dirty.insert(device);
+                }
+                self.changes.extend(changes);
             }
             let candidates: Vec<(ConfigId, f64)> = r
                 .no_data
@@ -645,6 +747,7 @@ fn no_data_event(
         fired_at,
         at,
         recipients: c.config.recipients.clone(),
+        expr: None,
     }
 }
 
@@ -964,6 +1067,182 @@ mod tests {
         assert_eq!(
             kinds(&b.tick(1260.0).unwrap()),
             [EventKind::Fire, EventKind::Fire]
+        );
+    }
+
+    /// An `expr` config (the rule language), fix on, repeat off.
+    fn add_expr(store: &MemoryStore, expr: &str) -> ConfigId {
+        add(
+            store,
+            serde_json::json!({"expr": expr, "metric": null, "comparison": null, "value": null,
+                               "wait": {"seconds": 0, "enabled": false}}),
+        )
+    }
+
+    /// A payload: its time and (metric, disk, value) points.
+    type TimedPoints = (f64, Vec<(&'static str, Option<&'static str>, f64)>);
+
+    /// Feeds `device` one payload per (t, points) and returns (t, kind, series, value) of
+    /// every event.
+    fn feed(
+        engine: &mut Engine,
+        device: i64,
+        payloads: &[TimedPoints],
+    ) -> Vec<(f64, EventKind, String, Option<f64>)> {
+        let mut out = Vec::new();
+        for (t, points) in payloads {
+            for e in engine.observe(&obs(device, *t, points)).unwrap() {
+                out.push((*t, e.kind, series_key(&e.series), e.value));
+            }
+            engine.commit().unwrap();
+        }
+        out
+    }
+
+    fn loads(values: &[f64]) -> Vec<TimedPoints> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (1000.0 + 60.0 * i as f64, vec![("system.load.1", None, *v)]))
+            .collect()
+    }
+
+    #[test]
+    fn a_window_average_with_hysteresis_fires_and_clears_once() {
+        let store = configs();
+        add_expr(
+            &store,
+            "avg(system.load.1, 3m) >= 4 resolve when avg(system.load.1, 3m) < 3",
+        );
+        let mut engine = Engine::new(store.clone(), store);
+        // Averages over the last three payloads: 2, 3, 4 (fires), 4.33, 3.67, 3.33, 3.33,
+        // 2.67 (clears).
+        let got = feed(
+            &mut engine,
+            1,
+            &loads(&[2.0, 4.0, 6.0, 3.0, 2.0, 5.0, 3.0, 0.0]),
+        );
+        assert_eq!(
+            got.iter().map(|(t, k, _, _)| (*t, *k)).collect::<Vec<_>>(),
+            [(1120.0, EventKind::Fire), (1420.0, EventKind::Clear)]
+        );
+        assert_eq!(got[0].3, Some(4.0), "the value is the window's average");
+    }
+
+    #[test]
+    fn a_metric_read_without_labels_has_an_instance_per_series() {
+        let store = configs();
+        add_expr(&store, "system.disk.in_use >= 0.9");
+        let mut engine = Engine::new(store.clone(), store);
+        let disks = |a: f64, b: f64| {
+            vec![
+                ("system.disk.in_use", Some("/dev/sda1"), a),
+                ("system.disk.in_use", Some("/dev/sdb1"), b),
+            ]
+        };
+        let got = feed(
+            &mut engine,
+            1,
+            &[
+                (0.0, disks(0.5, 0.95)),
+                (60.0, disks(0.95, 0.5)),
+                (120.0, disks(0.5, 0.5)),
+            ],
+        );
+        let seen: Vec<(f64, EventKind, &str)> = got
+            .iter()
+            .map(|(t, k, s, _)| (*t, *k, s.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (0.0, EventKind::Fire, "device_name=/dev/sdb1"),
+                (60.0, EventKind::Fire, "device_name=/dev/sda1"),
+                (60.0, EventKind::Clear, "device_name=/dev/sdb1"),
+                (120.0, EventKind::Clear, "device_name=/dev/sda1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_ratio_of_two_metrics_held_for_its_duration() {
+        let store = configs();
+        add_expr(&store, "memPhysUsed / memPhysTotal > 0.9 for 2m");
+        let mut engine = Engine::new(store.clone(), store);
+        let mem = |used: f64| vec![("memPhysUsed", None, used), ("memPhysTotal", None, 100.0)];
+        let got = feed(
+            &mut engine,
+            1,
+            &[
+                (0.0, mem(95.0)),
+                (60.0, mem(96.0)),
+                (120.0, mem(97.0)),
+                (180.0, vec![("memPhysUsed", None, 10.0)]), // no total: no value
+                (240.0, mem(10.0)),
+            ],
+        );
+        assert_eq!(
+            got.iter().map(|(t, k, _, _)| (*t, *k)).collect::<Vec<_>>(),
+            [(120.0, EventKind::Fire), (240.0, EventKind::Clear)]
+        );
+        assert_eq!(got[0].3, Some(97.0 / 100.0 * 1.0), "the ratio is the value");
+    }
+
+    #[test]
+    fn absent_fires_on_payloads_without_the_series_and_on_ticks() {
+        let store = configs();
+        add_expr(&store, "absent(system.load.1, 10m)");
+        let mut engine = Engine::new(store.clone(), store);
+        let other = vec![("system.cpu.idle", None, 50.0)];
+        let got = feed(
+            &mut engine,
+            1,
+            &[
+                (0.0, vec![("system.load.1", None, 1.0)]),
+                (300.0, other.clone()),
+                (600.0, other.clone()), // 10 minutes without it
+                (660.0, vec![("system.load.1", None, 1.0)]),
+            ],
+        );
+        assert_eq!(
+            got.iter().map(|(t, k, _, _)| (*t, *k)).collect::<Vec<_>>(),
+            [(600.0, EventKind::Fire), (660.0, EventKind::Clear)]
+        );
+        // A device that stops sending: ticks move its clock on server time.
+        let e = engine.tick(660.5 + 500.0).unwrap();
+        assert!(e.is_empty(), "500 s of silence is not 10 minutes: {e:?}");
+        let e = engine.tick(660.5 + 600.0).unwrap();
+        assert_eq!(kinds(&e), [EventKind::Fire]);
+        assert_eq!(e[0].expr.as_deref(), Some("absent(system.load.1, 10m)"));
+        engine.commit().unwrap();
+    }
+
+    #[test]
+    fn windows_survive_a_restart() {
+        let store = configs();
+        add_expr(&store, "avg(system.load.1, 5m) >= 4");
+        let mut engine = Engine::new(store.clone(), store.clone());
+        assert!(
+            !feed(&mut engine, 1, &loads(&[6.0, 6.0])).is_empty(),
+            "fired"
+        );
+        drop(engine);
+        // A new engine reads the window back: 6, 6 and 0 average 4.
+        let mut engine = Engine::new(store.clone(), store);
+        let got = feed(
+            &mut engine,
+            1,
+            &[(1120.0, vec![("system.load.1", None, 0.0)])],
+        );
+        assert!(got.is_empty(), "still firing, not fired again: {got:?}");
+        let got = feed(
+            &mut engine,
+            1,
+            &[(1180.0, vec![("system.load.1", None, 0.0)])],
+        );
+        assert_eq!(
+            got.iter().map(|(_, k, _, _)| *k).collect::<Vec<_>>(),
+            [EventKind::Clear]
         );
     }
 }

@@ -65,6 +65,9 @@ pub struct AlertEvent {
     pub at: f64,
     /// Where notifications go.
     pub recipients: Vec<Recipient>,
+    /// The rule in the rule language, in its normal form (`expr` configs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
 }
 
 impl EventKind {
@@ -175,6 +178,14 @@ pub fn summary(e: &AlertEvent) -> String {
     };
     let what = match e.rule {
         Kind::NoData => format!("no data from {} for {} s", e.hostname, e.wait_s),
+        Kind::Threshold if e.expr.is_some() => format!(
+            "{}{} = {} on {} ({})",
+            e.metric.as_deref().unwrap_or("?"),
+            series,
+            e.value.map(number).unwrap_or_else(|| "no value".into()),
+            e.hostname,
+            e.expr.as_deref().unwrap_or_default()
+        ),
         Kind::Threshold => format!(
             "{}{} = {} on {} ({} {})",
             e.metric.as_deref().unwrap_or("?"),

@@ -77,6 +77,7 @@ impl Fixtures {
         let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
             field: e.path().to_string(),
             message: e.into_inner().to_string(),
+            position: None,
         })?;
         let mut alerts = Vec::with_capacity(raw.alerts.len());
         for (i, a) in raw.alerts.iter().enumerate() {
@@ -84,6 +85,7 @@ impl Fixtures {
                 AlertConfig::from_json(a.get().as_bytes()).map_err(|e| ConfigError {
                     field: format!("alerts[{i}].{}", e.field),
                     message: e.message,
+                    position: e.position,
                 })?,
             );
         }

@@ -68,6 +68,9 @@ pub fn request(n: &Notification) -> (&str, serde_json::Value) {
             if let Some(v) = e.value {
                 annotations.insert("value".into(), number(v));
             }
+            if let Some(rule) = &e.expr {
+                annotations.insert("rule".into(), rule.clone());
+            }
             if let (Some(c), Some(t)) = (e.comparison, e.threshold) {
                 annotations.insert(
                     "threshold".into(),

@@ -258,6 +258,21 @@ pub struct DeviceState {
     pub phases: HashMap<(ConfigId, String), Phase>,
     /// No-data alerts open: rule id -> fired at (server time).
     pub no_data: HashMap<ConfigId, f64>,
+    /// The series the account's `expr` rules read, per metric: their last point and
+    /// recent points (rule language).
+    #[serde(default)]
+    pub series: HashMap<String, Vec<SeriesState>>,
+}
+
+/// One series of a device that `expr` rules read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeriesState {
+    /// Its labels, sorted (those of a slot not seen yet: see `absent`).
+    pub labels: Vec<(String, String)>,
+    /// Event time of its last point (or when a rule began to look for it).
+    pub last: f64,
+    /// Its recent points, as long as the longest window over the metric.
+    pub window: crate::lang::Window,
 }
 
 impl DeviceState {

@@ -79,8 +79,19 @@ impl AdminState {
     }
 }
 
-/// An API error: status, reason code, message.
-pub struct ApiError(StatusCode, &'static str, String);
+/// An [`ApiError`] with no more fields.
+fn api_error(status: StatusCode, reason: &'static str, message: String) -> ApiError {
+    ApiError(status, reason, message, serde_json::Map::new())
+}
+
+/// An API error: status, reason code, message, and more fields for the body (an invalid
+/// config's `field`, and for its `expr` the `line` and `column`).
+pub struct ApiError(
+    StatusCode,
+    &'static str,
+    String,
+    serde_json::Map<String, serde_json::Value>,
+);
 
 impl std::fmt::Debug for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,11 +101,10 @@ impl std::fmt::Debug for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.0,
-            Json(serde_json::json!({ "error": self.2, "reason": self.1 })),
-        )
-            .into_response()
+        let mut body = self.3;
+        body.insert("error".into(), self.2.into());
+        body.insert("reason".into(), self.1.into());
+        (self.0, Json(serde_json::Value::Object(body))).into_response()
     }
 }
 
@@ -113,7 +123,7 @@ impl From<StoreError> for ApiError {
             } => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             StoreError::Backend { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "database"),
         };
-        ApiError(status, reason, e.to_string())
+        api_error(status, reason, e.to_string())
     }
 }
 
@@ -123,7 +133,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(ApiError::from)
 }
 
@@ -138,13 +148,13 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
         Some(t) if bool::from(t.as_bytes().ct_eq(state.token.as_bytes())) => {
             next.run(request).await
         }
-        Some(_) => ApiError(
+        Some(_) => api_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the bearer token is not valid".into(),
         )
         .into_response(),
-        None => ApiError(
+        None => api_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "send Authorization: Bearer <admin token>".into(),
@@ -167,14 +177,14 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+            .map_err(|e| api_error(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
         let bytes = if bytes.is_empty() {
             axum::body::Bytes::from_static(b"{}")
         } else {
             bytes
         };
         serde_json::from_slice(&bytes).map(Body).map_err(|e| {
-            ApiError(
+            api_error(
                 StatusCode::BAD_REQUEST,
                 "invalid",
                 format!("invalid body: {e}"),
@@ -274,7 +284,7 @@ struct MetricsQuery {
 
 fn metrics_store(s: &AdminState) -> Result<Arc<dyn MetricStore>, ApiError> {
     s.metrics.clone().ok_or_else(|| {
-        ApiError(
+        api_error(
             StatusCode::NOT_FOUND,
             "no_metrics",
             "this server has no metrics database".into(),
@@ -284,7 +294,7 @@ fn metrics_store(s: &AdminState) -> Result<Arc<dyn MetricStore>, ApiError> {
 
 fn alert_store(s: &AdminState) -> Result<Arc<dyn AlertStateStore>, ApiError> {
     s.alerts.clone().ok_or_else(|| {
-        ApiError(
+        api_error(
             StatusCode::NOT_FOUND,
             "no_alerts",
             "this server has no alert database".into(),
@@ -294,7 +304,7 @@ fn alert_store(s: &AdminState) -> Result<Arc<dyn AlertStateStore>, ApiError> {
 
 fn delivery_log(s: &AdminState) -> Result<Arc<dyn DeliveryLog>, ApiError> {
     s.deliveries.clone().ok_or_else(|| {
-        ApiError(
+        api_error(
             StatusCode::NOT_FOUND,
             "no_alerts",
             "this server has no alert database".into(),
@@ -314,7 +324,7 @@ async fn triggered(
     query: Result<axum::extract::Query<TriggeredQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<TriggeredAlert>>, ApiError> {
     let axum::extract::Query(q) =
-        query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+        query.map_err(|e| api_error(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
     let db = alert_store(&s)?;
     Ok(Json(
         blocking(move || db.triggered(q.closed, q.account.as_deref())).await?,
@@ -336,7 +346,7 @@ async fn latest(
             serde_json::json!({ "device": id, "time": time, "values": values }),
         )
         .into_response()),
-        None => Err(ApiError(
+        None => Err(api_error(
             StatusCode::NOT_FOUND,
             "no_data",
             format!("device {id} has sent no data"),
@@ -350,9 +360,9 @@ async fn metrics(
     query: Result<axum::extract::Query<MetricsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let axum::extract::Query(q) =
-        query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+        query.map_err(|e| api_error(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
     let metric = q.metric.filter(|m| !m.is_empty()).ok_or_else(|| {
-        ApiError(
+        api_error(
             StatusCode::BAD_REQUEST,
             "invalid",
             "metric: required, e.g. ?metric=system.load.1".into(),
@@ -362,7 +372,7 @@ async fn metrics(
         "minute" => false,
         "hour" => true,
         other => {
-            return Err(ApiError(
+            return Err(api_error(
                 StatusCode::BAD_REQUEST,
                 "invalid",
                 format!("resolution: \"{other}\" is not minute or hour"),
@@ -383,14 +393,22 @@ async fn metrics(
     .into_response())
 }
 
-/// Parses and validates an alert config body; 400 naming the field otherwise.
+/// Parses and validates an alert config body; 400 naming the field otherwise (and for
+/// `expr`, the line and column, with the rule and a caret under the place in `error`).
 fn alert_config(body: &[u8]) -> Result<AlertConfig, ApiError> {
-    AlertConfig::from_json(body)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.to_string()))
+    AlertConfig::from_json(body).map_err(|e| {
+        let mut more = serde_json::Map::new();
+        more.insert("field".into(), e.field.clone().into());
+        if let Some((line, column)) = e.position {
+            more.insert("line".into(), line.into());
+            more.insert("column".into(), column.into());
+        }
+        ApiError(StatusCode::BAD_REQUEST, "invalid", e.to_string(), more)
+    })
 }
 
 fn unknown_config(id: ConfigId) -> ApiError {
-    ApiError(
+    api_error(
         StatusCode::NOT_FOUND,
         "unknown_config",
         format!("no alert config {id}"),
@@ -400,7 +418,7 @@ fn unknown_config(id: ConfigId) -> ApiError {
 /// A config naming an account that does not exist is a bad request naming the field.
 fn unknown_account_is_invalid(e: ApiError, account: &str) -> ApiError {
     match e.1 {
-        "unknown_account" => ApiError(
+        "unknown_account" => api_error(
             StatusCode::BAD_REQUEST,
             "invalid",
             format!("account: no account \"{account}\""),
@@ -494,7 +512,7 @@ async fn pending_letters(
     query: DeadLetterQuery,
 ) -> Result<(DeadLetterTopic, Vec<DeadLetter>), ApiError> {
     let Some(dl) = s.dead_letters.clone() else {
-        return Err(ApiError(
+        return Err(api_error(
             StatusCode::NOT_FOUND,
             "not_found",
             "no dead-letter topic here: `squall up` serves it".into(),
@@ -505,8 +523,8 @@ async fn pending_letters(
         dead_letters::pending(&source.brokers, &source.topic, DEAD_LETTER_TIMEOUT)
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e))?;
+    .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| api_error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e))?;
     let letters = match query.reason.filter(|r| !r.is_empty()) {
         Some(r) => letters
             .into_iter()
@@ -522,7 +540,7 @@ async fn dead_letters(
     query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
     let axum::extract::Query(q) =
-        query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+        query.map_err(|e| api_error(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
     Ok(Json(pending_letters(&s, q).await?.1))
 }
 
@@ -531,14 +549,14 @@ async fn replay_dead_letters(
     query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let axum::extract::Query(q) =
-        query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+        query.map_err(|e| api_error(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
     let (dl, letters) = pending_letters(&s, q).await?;
     let replayed = tokio::task::spawn_blocking(move || {
         dead_letters::replay(&dl.brokers, &dl.topic, &letters, DEAD_LETTER_TIMEOUT)
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e))?;
+    .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| api_error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e))?;
     Ok(Json(serde_json::json!({ "replayed": replayed })))
 }
 

@@ -13,4 +13,5 @@ mod enrich;
 mod hostile;
 mod intake;
 mod pipeline;
+mod rules;
 mod up;

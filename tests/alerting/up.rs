@@ -363,7 +363,7 @@ impl Api {
     }
 
     /// [`try_payload`](Self::try_payload) with `edit` applied to the payload last.
-    async fn try_payload_with(
+    pub(super) async fn try_payload_with(
         &self,
         t: f64,
         load: f64,

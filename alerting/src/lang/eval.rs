@@ -65,6 +65,11 @@ pub struct Compiled {
     pub slots: Vec<Slot>,
     condition: Program,
     resolve: Option<Program>,
+    /// The left side of the condition's first comparison: the value notifications report.
+    reported: Option<Program>,
+    /// Whether the condition or the resolve condition uses `absent` (evaluated on ticks
+    /// too).
+    pub uses_absent: bool,
 }
 
 impl Compiled {
@@ -73,12 +78,27 @@ impl Compiled {
         let mut slots: Vec<Slot> = Vec::new();
         let condition = compile(&rule.condition, &mut slots);
         let resolve = rule.resolve.as_ref().map(|c| compile(c, &mut slots));
+        let reported = first_comparison(&rule.condition).map(|e| compile_expr(e, &mut slots));
+        let uses_absent = condition.ops.iter().any(|o| matches!(o, Op::Absent(..)))
+            || resolve
+                .as_ref()
+                .is_some_and(|p| p.ops.iter().any(|o| matches!(o, Op::Absent(..))));
         Compiled {
             rule,
             slots,
             condition,
             resolve,
+            reported,
+            uses_absent,
         }
+    }
+
+    /// The value notifications report: the left side of the condition's first
+    /// comparison (`avg(system.load.1, 5m)` in `avg(system.load.1, 5m) >= 4`), if it has a
+    /// value.
+    pub fn reported(&self, inputs: &impl Inputs, scratch: &mut Vec<f64>) -> Option<f64> {
+        let p = self.reported.as_ref()?;
+        Some(run(p, inputs, scratch)).filter(|v| !v.is_nan())
     }
 
     /// The longest window of any slot, in seconds: how long points must be kept.
@@ -122,22 +142,56 @@ fn slot_of(slots: &mut Vec<Slot>, series: &Series, window_s: u64) -> u16 {
     u16::try_from(i).expect("a rule of at most 4 KiB reads fewer than 65,536 series")
 }
 
+fn first_comparison(c: &Cond) -> Option<&Expr> {
+    match c {
+        Cond::Compare(a, _, _) => Some(a),
+        Cond::Or(a, b) | Cond::And(a, b) => first_comparison(a).or_else(|| first_comparison(b)),
+        Cond::Not(c) => first_comparison(c),
+        Cond::Absent(..) => None,
+    }
+}
+
+fn compile_expr(e: &Expr, slots: &mut Vec<Slot>) -> Program {
+    let mut ops = Vec::new();
+    push_expr(e, slots, &mut ops);
+    finish(ops)
+}
+
+fn push_expr(e: &Expr, slots: &mut Vec<Slot>, ops: &mut Vec<Op>) {
+    match e {
+        Expr::Number(n) => ops.push(Op::Num(*n)),
+        Expr::Series(s) => ops.push(Op::Value(slot_of(slots, s, 0))),
+        Expr::Aggregate(agg, s, w) => ops.push(Op::Agg(*agg, slot_of(slots, s, *w), *w)),
+        Expr::Neg(e) => {
+            push_expr(e, slots, ops);
+            ops.push(Op::Neg);
+        }
+        Expr::Binary(a, op, b) => {
+            push_expr(a, slots, ops);
+            push_expr(b, slots, ops);
+            ops.push(Op::Arith(*op));
+        }
+    }
+}
+
+/// A program of `ops`, with the depth its stack reaches.
+fn finish(ops: Vec<Op>) -> Program {
+    let mut depth: usize = 0;
+    let mut max = 0;
+    for op in &ops {
+        match op {
+            Op::Num(_) | Op::Value(_) | Op::Agg(..) | Op::Absent(..) => depth += 1,
+            Op::Neg | Op::Not => {}
+            _ => depth -= 1,
+        }
+        max = max.max(depth);
+    }
+    Program { ops, depth: max }
+}
+
 fn compile(root: &Cond, slots: &mut Vec<Slot>) -> Program {
     fn expr(e: &Expr, slots: &mut Vec<Slot>, ops: &mut Vec<Op>) {
-        match e {
-            Expr::Number(n) => ops.push(Op::Num(*n)),
-            Expr::Series(s) => ops.push(Op::Value(slot_of(slots, s, 0))),
-            Expr::Aggregate(agg, s, w) => ops.push(Op::Agg(*agg, slot_of(slots, s, *w), *w)),
-            Expr::Neg(e) => {
-                expr(e, slots, ops);
-                ops.push(Op::Neg);
-            }
-            Expr::Binary(a, op, b) => {
-                expr(a, slots, ops);
-                expr(b, slots, ops);
-                ops.push(Op::Arith(*op));
-            }
-        }
+        push_expr(e, slots, ops)
     }
     fn cond(c: &Cond, slots: &mut Vec<Slot>, ops: &mut Vec<Op>) {
         match c {
@@ -164,17 +218,7 @@ fn compile(root: &Cond, slots: &mut Vec<Slot>) -> Program {
     }
     let mut ops = Vec::new();
     cond(root, slots, &mut ops);
-    let mut depth: usize = 0;
-    let mut max = 0;
-    for op in &ops {
-        match op {
-            Op::Num(_) | Op::Value(_) | Op::Agg(..) | Op::Absent(..) => depth += 1,
-            Op::Neg | Op::Not => {}
-            _ => depth -= 1,
-        }
-        max = max.max(depth);
-    }
-    Program { ops, depth: max }
+    finish(ops)
 }
 
 const NO_VALUE: f64 = f64::NAN;
@@ -256,7 +300,7 @@ fn run(program: &Program, inputs: &impl Inputs, stack: &mut Vec<f64>) -> f64 {
 }
 
 /// A series' recent points, oldest first, for window aggregates.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     points: std::collections::VecDeque<(f64, f64)>,
 }

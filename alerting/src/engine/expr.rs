@@ -1,0 +1,336 @@
+//! Rules in the rule language (`expr` configs) in the engine: the series they read are
+//! tracked per device (last point, and a window of points as long as the longest window
+//! over the metric), each payload is bound to their slots, and every instance (one per
+//! series of a metric read without labels that has several) moves through
+//! [`crate::rules::step`].
+//!
+//! Binding a slot for instance `K` (a series key such as `device_name=/dev/sda1`): the
+//! payload's point of the slot's metric whose series is `K`, else its point without
+//! labels, else its only matching point, else no value. Aggregates read the device's
+//! window of the same series; `absent` the time since the last point of any series
+//! matching the slot (a series never seen counts from when the rule first looked for it).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::Persisted;
+use crate::configs::{Kind, StoredConfig};
+use crate::events::{event_id, AlertEvent, EventKind};
+use crate::ids::DeviceId;
+use crate::lang::{Agg, Compiled, Inputs, Slot};
+use crate::payload::MetricPoint;
+use crate::rules::{step, DeviceState, SeriesState, Timing, Transition};
+use crate::store::{AlertChange, TriggeredAlert};
+
+/// An `expr` config, compiled.
+#[derive(Debug)]
+pub(super) struct ExprRule {
+    pub(super) compiled: Compiled,
+    pub(super) timing: Timing,
+}
+
+/// Sorted labels of a point.
+fn labels_of(p: &MetricPoint) -> Vec<(String, String)> {
+    let mut l: Vec<(String, String)> = p
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    l.sort();
+    l
+}
+
+/// The series key of sorted labels (`k=v,k2=v2`), as alerts store it.
+fn key_of(labels: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (k, v) in labels {
+        if !s.is_empty() {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push('=');
+        s.push_str(v);
+    }
+    s
+}
+
+/// Whether `labels` include every label of `filter`.
+fn includes(labels: &[(String, String)], filter: &[(String, String)]) -> bool {
+    filter.iter().all(|f| labels.contains(f))
+}
+
+fn point_includes(p: &MetricPoint, filter: &[(String, String)]) -> bool {
+    filter
+        .iter()
+        .all(|(k, v)| p.labels.iter().any(|(pk, pv)| *pk == k.as_str() && pv == v))
+}
+
+/// Records the payload's points of the metrics `keep` names (seconds of points to keep
+/// for each: the longest window over it) at event time `t`.
+pub(super) fn track(
+    state: &mut DeviceState,
+    points: &[MetricPoint],
+    keep: &HashMap<String, u64>,
+    t: f64,
+) {
+    for p in points {
+        let Some(&keep_s) = keep.get(&p.name) else {
+            continue;
+        };
+        let labels = labels_of(p);
+        let list = state.series.entry(p.name.clone()).or_default();
+        let s = match list.iter().position(|s| s.labels == labels) {
+            Some(i) => &mut list[i],
+            None => {
+                list.push(SeriesState {
+                    labels,
+                    ..SeriesState::default()
+                });
+                list.last_mut().expect("pushed")
+            }
+        };
+        s.last = s.last.max(t);
+        if keep_s > 0 {
+            s.window.push(t, p.value, keep_s);
+        }
+    }
+}
+
+/// What one instance of a rule reads.
+struct Bound<'a> {
+    slots: &'a [Slot],
+    /// The payload's points per slot (empty on ticks).
+    matched: &'a [Vec<&'a MetricPoint>],
+    series: &'a HashMap<String, Vec<SeriesState>>,
+    /// The instance's series key.
+    key: &'a str,
+    /// Event time now.
+    t: f64,
+}
+
+impl Bound<'_> {
+    /// The device's series for `slot` and this instance: the one with the instance's key,
+    /// else the one without labels, else the only one matching the slot.
+    fn state(&self, slot: usize) -> Option<&SeriesState> {
+        let s = &self.slots[slot].series;
+        let list = self.series.get(&s.metric)?;
+        let matching = || list.iter().filter(|x| includes(&x.labels, &s.labels));
+        matching()
+            .find(|x| key_of(&x.labels) == self.key)
+            .or_else(|| matching().find(|x| x.labels.is_empty()))
+            .or_else(|| {
+                let mut m = matching();
+                let first = m.next()?;
+                m.next().is_none().then_some(first)
+            })
+    }
+}
+
+impl Inputs for Bound<'_> {
+    fn value(&self, slot: usize) -> Option<f64> {
+        let m = &self.matched[slot];
+        m.iter()
+            .find(|p| key_of(&labels_of(p)) == self.key)
+            .or_else(|| m.iter().find(|p| p.labels.is_empty()))
+            .or_else(|| (m.len() == 1).then(|| &m[0]))
+            .map(|p| p.value)
+    }
+
+    fn aggregate(&self, slot: usize, agg: Agg, window_s: u64) -> Option<f64> {
+        match self.state(slot) {
+            Some(s) => s.window.aggregate(agg, self.t, window_s),
+            None => (agg == Agg::Count).then_some(0.0),
+        }
+    }
+
+    fn silent_for(&self, slot: usize) -> Option<f64> {
+        let s = &self.slots[slot].series;
+        self.series
+            .get(&s.metric)?
+            .iter()
+            .filter(|x| includes(&x.labels, &s.labels))
+            .map(|x| x.last)
+            .reduce(f64::max)
+            .map(|last| (self.t - last).max(0.0))
+    }
+}
+
+/// Starts watching, at `t`, every slot no series of the device matches yet: `absent` then
+/// counts from now.
+fn watch(state: &mut DeviceState, slots: &[Slot], t: f64) {
+    for slot in slots {
+        let list = state.series.entry(slot.series.metric.clone()).or_default();
+        if !list
+            .iter()
+            .any(|x| includes(&x.labels, &slot.series.labels))
+        {
+            list.push(SeriesState {
+                labels: slot.series.labels.clone(),
+                last: t,
+                ..SeriesState::default()
+            });
+        }
+    }
+}
+
+/// Evaluates `rule` (config `c`) on the device of `entry` at event time `t`: on a
+/// payload's `points`, or on a tick (`points` empty: only `absent` can decide). Pushes
+/// the events and alert changes of its transitions.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn evaluate(
+    rule: &ExprRule,
+    c: &StoredConfig,
+    entry: &mut Persisted,
+    device: DeviceId,
+    points: &[MetricPoint],
+    t: f64,
+    scratch: &mut Vec<f64>,
+    events: &mut Vec<AlertEvent>,
+    changes: &mut Vec<AlertChange>,
+) {
+    let slots = &rule.compiled.slots;
+    watch(&mut entry.state, slots, t);
+    let matched: Vec<Vec<&MetricPoint>> = slots
+        .iter()
+        .map(|s| {
+            points
+                .iter()
+                .filter(|p| p.name == s.series.metric && point_includes(p, &s.series.labels))
+                .collect()
+        })
+        .collect();
+    // One instance per series of a metric with several (by their labels), else one.
+    let mut keys: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+    for p in matched.iter().flatten().filter(|p| !p.labels.is_empty()) {
+        let labels = labels_of(p);
+        let key = key_of(&labels);
+        if !keys.iter().any(|(k, _)| *k == key) {
+            keys.push((key, labels.into_iter().collect()));
+        }
+    }
+    if points.is_empty() {
+        // A tick: the instances this rule has open or pending, and the device's own.
+        for ((id, key), _) in entry.state.phases.iter() {
+            if *id == c.id && !keys.iter().any(|(k, _)| k == key) {
+                keys.push((key.clone(), parse_key(key)));
+            }
+        }
+    }
+    if keys.is_empty() {
+        keys.push((String::new(), BTreeMap::new()));
+    }
+    let metric = slots.first().map(|s| s.series.metric.clone());
+    for (key, labels) in keys {
+        let bound = Bound {
+            slots,
+            matched: &matched,
+            series: &entry.state.series,
+            key: &key,
+            t,
+        };
+        let holds = rule.compiled.condition(&bound, scratch);
+        let clears = rule.compiled.clears(&bound, scratch);
+        let value = rule.compiled.reported(&bound, scratch);
+        let state_key = (c.id, key.clone());
+        let mut phase = entry.state.phases.get(&state_key).copied();
+        let was_firing = phase.is_some_and(|p| p.is_firing());
+        let tr = step(
+            &rule.timing,
+            &mut phase,
+            t,
+            holds,
+            clears,
+            value.unwrap_or(f64::NAN),
+        );
+        match phase {
+            Some(p) => {
+                entry.state.phases.insert(state_key, p);
+            }
+            None => {
+                entry.state.phases.remove(&state_key);
+            }
+        }
+        let event = |kind: EventKind, fired_at: f64| AlertEvent {
+            id: event_id(c.id, device, &key, kind, t),
+            kind,
+            config_id: c.id,
+            name: c.config.name.clone(),
+            rule: Kind::Threshold,
+            account: entry.account.clone(),
+            device,
+            hostname: entry.hostname.clone(),
+            metric: metric.clone(),
+            series: labels.clone(),
+            value,
+            comparison: None,
+            threshold: None,
+            wait_s: rule.timing.for_s as u64,
+            fired_at,
+            at: t,
+            recipients: c.config.recipients.clone(),
+            expr: Some(rule.compiled.rule.to_string()),
+        };
+        match tr {
+            Some(Transition::Fire { fired_at, .. }) => {
+                changes.push(AlertChange::Open(TriggeredAlert {
+                    id: 0,
+                    config_id: c.id,
+                    account: entry.account.clone(),
+                    device,
+                    hostname: entry.hostname.clone(),
+                    metric: metric.clone(),
+                    series: labels.clone(),
+                    fired_at,
+                    closed_at: None,
+                    last_value: value,
+                }));
+                events.push(event(EventKind::Fire, fired_at));
+            }
+            Some(Transition::Repeat { fired_at, .. }) => {
+                if let Some(v) = value {
+                    changes.push(AlertChange::Value {
+                        config_id: c.id,
+                        device,
+                        series: key.clone(),
+                        value: v,
+                    });
+                }
+                events.push(event(EventKind::Repeat, fired_at));
+            }
+            Some(Transition::Clear {
+                fired_at,
+                cleared_at,
+                notify,
+                ..
+            }) => {
+                changes.push(AlertChange::Close {
+                    config_id: c.id,
+                    device,
+                    series: key.clone(),
+                    at: cleared_at,
+                    value,
+                });
+                if notify {
+                    events.push(event(EventKind::Clear, fired_at));
+                }
+            }
+            None => {
+                if let (true, Some(v)) = (was_firing, value) {
+                    changes.push(AlertChange::Value {
+                        config_id: c.id,
+                        device,
+                        series: key.clone(),
+                        value: v,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The labels of a series key (`k=v,k2=v2`).
+fn parse_key(key: &str) -> BTreeMap<String, String> {
+    key.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -73,8 +73,11 @@ struct AccountRules {
     exprs: Vec<(ExprRule, Arc<StoredConfig>)>,
     expr_index: BySubject,
     /// Seconds of points to keep per metric the `expr` rules read (their longest window
-    /// over it; 0: only its last time).
-    keep: HashMap<String, u64>,
+    /// over it; 0: only its last time): a short list, scanned, not hashed per point.
+    keep: Vec<(String, u64)>,
+    /// Whether any `expr` rule uses `absent` (then every kept metric's last time is
+    /// recorded, and ticks evaluate them).
+    absent: bool,
     no_data: Vec<Arc<StoredConfig>>,
     by_id: HashMap<ConfigId, Arc<StoredConfig>>,
 }
@@ -322,13 +325,31 @@ impl Engine {
                     } else {
                         match c.config.expr_rule() {
                             Ok(Some((compiled, timing))) => {
+                                let mut slot_keep = Vec::with_capacity(compiled.slots.len());
                                 for slot in &compiled.slots {
-                                    let keep =
-                                        rules.keep.entry(slot.series.metric.clone()).or_default();
-                                    *keep = (*keep).max(slot.window_s);
+                                    let metric = &slot.series.metric;
+                                    match rules.keep.iter().position(|(m, _)| m == metric) {
+                                        Some(i) => {
+                                            let keep = &mut rules.keep[i].1;
+                                            *keep = (*keep).max(slot.window_s);
+                                            slot_keep.push(i);
+                                        }
+                                        None => {
+                                            slot_keep.push(rules.keep.len());
+                                            rules.keep.push((metric.clone(), slot.window_s));
+                                        }
+                                    }
                                 }
+                                rules.absent |= compiled.uses_absent;
                                 rules.expr_index.add(&c.config.subject, rules.exprs.len());
-                                rules.exprs.push((ExprRule { compiled, timing }, c));
+                                rules.exprs.push((
+                                    ExprRule {
+                                        compiled,
+                                        timing,
+                                        slot_keep,
+                                    },
+                                    c,
+                                ));
                             }
                             // Validated when stored; one that no longer parses (a newer
                             // version wrote it) is skipped, said once per load.
@@ -527,17 +548,18 @@ impl Engine {
         // Rules in the rule language: the series they read are tracked first, so that
         // windows hold this payload's points.
         if !rules.exprs.is_empty() {
-            expr::track(&mut entry.state, &obs.payload.points, &rules.keep, t);
-            let mut scratch = Vec::new();
+            let by_metric = expr::index(&obs.payload.points, &rules.keep);
+            expr::track(&mut entry.state, &by_metric, &rules.keep, rules.absent, t);
+            let scratch = &mut Vec::with_capacity(16);
             for (rule, c) in rules.exprs_for(obs.device, &obs.agent_key) {
                 expr::evaluate(
                     rule,
                     c,
                     entry,
                     obs.device,
-                    &obs.payload.points,
+                    Some(&by_metric),
                     t,
-                    &mut scratch,
+                    scratch,
                     &mut new_events,
                     &mut changes,
                 );
@@ -566,7 +588,7 @@ impl Engine {
         let mut rules = HashMap::new();
         for account in accounts {
             let r = self.account_rules(&account)?;
-            if !r.no_data.is_empty() || r.exprs.iter().any(|(e, _)| e.compiled.uses_absent) {
+            if !r.no_data.is_empty() || r.absent {
                 rules.insert(account, r);
             }
         }
@@ -618,7 +640,7 @@ impl Engine {
                         c,
                         entry,
                         device,
-                        &[],
+                        None,
                         t,
                         &mut scratch,
                         &mut events,

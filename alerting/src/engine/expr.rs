@@ -26,6 +26,29 @@ use crate::store::{AlertChange, TriggeredAlert};
 pub(super) struct ExprRule {
     pub(super) compiled: Compiled,
     pub(super) timing: Timing,
+    /// For each slot, the index of its metric in the account's `keep` list.
+    pub(super) slot_keep: Vec<usize>,
+}
+
+/// A payload's points of each metric of the account's `keep` list, in its order: one
+/// pass over the payload, however many rules read it.
+pub(super) type ByMetric<'p> = smallvec::SmallVec<[Matched<'p>; 8]>;
+
+/// Indexes `points` by the metrics of `keep`.
+pub(super) fn index<'p>(points: &'p [MetricPoint], keep: &[(String, u64)]) -> ByMetric<'p> {
+    let mut out: ByMetric<'p> = keep.iter().map(|_| Matched::new()).collect();
+    for p in points {
+        let name = p.name.as_bytes();
+        // Length and last byte first (`system.load.1` / `system.load.5`): most names
+        // differ there, without a call to memcmp.
+        if let Some(i) = keep.iter().position(|(m, _)| {
+            let m = m.as_bytes();
+            m.len() == name.len() && m.last() == name.last() && m == name
+        }) {
+            out[i].push(p);
+        }
+    }
+    out
 }
 
 /// Sorted labels of a point.
@@ -64,58 +87,76 @@ fn point_includes(p: &MetricPoint, filter: &[(String, String)]) -> bool {
         .all(|(k, v)| p.labels.iter().any(|(pk, pv)| *pk == k.as_str() && pv == v))
 }
 
-/// Records the payload's points of the metrics `keep` names (seconds of points to keep
-/// for each: the longest window over it) at event time `t`.
+/// Whether a point's labels are exactly `labels` (sorted), without allocating.
+fn same_labels(p: &MetricPoint, labels: &[(String, String)]) -> bool {
+    p.labels.len() == labels.len()
+        && p.labels
+            .iter()
+            .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+}
+
+/// Records the payload's points (`by_metric`, see [`index`]) of the metrics `keep` names
+/// (seconds of points to keep for each: the longest window over it) at event time `t`.
+/// Without `absent` in the account's rules (`last_too` false), only the metrics with a
+/// window are recorded: nothing else reads the device's series.
 pub(super) fn track(
     state: &mut DeviceState,
-    points: &[MetricPoint],
-    keep: &HashMap<String, u64>,
+    by_metric: &ByMetric<'_>,
+    keep: &[(String, u64)],
+    last_too: bool,
     t: f64,
 ) {
-    for p in points {
-        let Some(&keep_s) = keep.get(&p.name) else {
+    for ((metric, keep_s), points) in keep.iter().zip(by_metric) {
+        if points.is_empty() || (*keep_s == 0 && !last_too) {
             continue;
+        }
+        let list = match state.series.get_mut(metric) {
+            Some(l) => l,
+            None => state.series.entry(metric.clone()).or_default(),
         };
-        let labels = labels_of(p);
-        let list = state.series.entry(p.name.clone()).or_default();
-        let s = match list.iter().position(|s| s.labels == labels) {
-            Some(i) => &mut list[i],
-            None => {
-                list.push(SeriesState {
-                    labels,
-                    ..SeriesState::default()
-                });
-                list.last_mut().expect("pushed")
+        for p in points {
+            let s = match list.iter().position(|s| same_labels(p, &s.labels)) {
+                Some(i) => &mut list[i],
+                None => {
+                    list.push(SeriesState {
+                        labels: labels_of(p),
+                        ..SeriesState::default()
+                    });
+                    list.last_mut().expect("pushed")
+                }
+            };
+            s.last = s.last.max(t);
+            if *keep_s > 0 {
+                s.window.push(t, p.value, *keep_s);
             }
-        };
-        s.last = s.last.max(t);
-        if keep_s > 0 {
-            s.window.push(t, p.value, keep_s);
         }
     }
 }
 
 /// What one instance of a rule reads.
-struct Bound<'a> {
+struct Bound<'a, 'p> {
     slots: &'a [Slot],
-    /// The payload's points per slot (empty on ticks).
-    matched: &'a [Vec<&'a MetricPoint>],
+    /// The payload's points per slot (none on ticks).
+    matched: &'a [Matched<'p>],
     series: &'a HashMap<String, Vec<SeriesState>>,
-    /// The instance's series key.
-    key: &'a str,
+    /// The instance's labels (empty: the device's one instance).
+    labels: &'a [(String, String)],
     /// Event time now.
     t: f64,
 }
 
-impl Bound<'_> {
-    /// The device's series for `slot` and this instance: the one with the instance's key,
-    /// else the one without labels, else the only one matching the slot.
+/// A slot's points in a payload.
+type Matched<'a> = smallvec::SmallVec<[&'a MetricPoint; 2]>;
+
+impl Bound<'_, '_> {
+    /// The device's series for `slot` and this instance: the one with the instance's
+    /// labels, else the one without labels, else the only one matching the slot.
     fn state(&self, slot: usize) -> Option<&SeriesState> {
         let s = &self.slots[slot].series;
         let list = self.series.get(&s.metric)?;
         let matching = || list.iter().filter(|x| includes(&x.labels, &s.labels));
         matching()
-            .find(|x| key_of(&x.labels) == self.key)
+            .find(|x| x.labels == self.labels)
             .or_else(|| matching().find(|x| x.labels.is_empty()))
             .or_else(|| {
                 let mut m = matching();
@@ -125,11 +166,11 @@ impl Bound<'_> {
     }
 }
 
-impl Inputs for Bound<'_> {
+impl Inputs for Bound<'_, '_> {
     fn value(&self, slot: usize) -> Option<f64> {
         let m = &self.matched[slot];
         m.iter()
-            .find(|p| key_of(&labels_of(p)) == self.key)
+            .find(|p| same_labels(p, self.labels))
             .or_else(|| m.iter().find(|p| p.labels.is_empty()))
             .or_else(|| (m.len() == 1).then(|| &m[0]))
             .map(|p| p.value)
@@ -173,7 +214,7 @@ fn watch(state: &mut DeviceState, slots: &[Slot], t: f64) {
 }
 
 /// Evaluates `rule` (config `c`) on the device of `entry` at event time `t`: on a
-/// payload's `points`, or on a tick (`points` empty: only `absent` can decide). Pushes
+/// payload's points (`by_metric`), or on a tick (`None`: only `absent` can decide). Pushes
 /// the events and alert changes of its transitions.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn evaluate(
@@ -181,57 +222,62 @@ pub(super) fn evaluate(
     c: &StoredConfig,
     entry: &mut Persisted,
     device: DeviceId,
-    points: &[MetricPoint],
+    by_metric: Option<&ByMetric<'_>>,
     t: f64,
     scratch: &mut Vec<f64>,
     events: &mut Vec<AlertEvent>,
     changes: &mut Vec<AlertChange>,
 ) {
     let slots = &rule.compiled.slots;
-    watch(&mut entry.state, slots, t);
-    let matched: Vec<Vec<&MetricPoint>> = slots
+    if rule.compiled.uses_absent {
+        watch(&mut entry.state, slots, t);
+    }
+    let matched: smallvec::SmallVec<[Matched<'_>; 4]> = slots
         .iter()
-        .map(|s| {
-            points
+        .zip(&rule.slot_keep)
+        .map(|(s, &k)| match by_metric {
+            Some(by) => by[k]
                 .iter()
-                .filter(|p| p.name == s.series.metric && point_includes(p, &s.series.labels))
-                .collect()
+                .filter(|p| point_includes(p, &s.series.labels))
+                .copied()
+                .collect(),
+            None => Matched::new(),
         })
         .collect();
     // One instance per series of a metric with several (by their labels), else one.
-    let mut keys: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+    let mut instances: smallvec::SmallVec<[Vec<(String, String)>; 1]> = smallvec::SmallVec::new();
     for p in matched.iter().flatten().filter(|p| !p.labels.is_empty()) {
-        let labels = labels_of(p);
-        let key = key_of(&labels);
-        if !keys.iter().any(|(k, _)| *k == key) {
-            keys.push((key, labels.into_iter().collect()));
+        if !instances.iter().any(|l| same_labels(p, l)) {
+            instances.push(labels_of(p));
         }
     }
-    if points.is_empty() {
+    if by_metric.is_none() {
         // A tick: the instances this rule has open or pending, and the device's own.
         for ((id, key), _) in entry.state.phases.iter() {
-            if *id == c.id && !keys.iter().any(|(k, _)| k == key) {
-                keys.push((key.clone(), parse_key(key)));
+            let labels: Vec<(String, String)> = parse_key(key).into_iter().collect();
+            if *id == c.id && !instances.contains(&labels) {
+                instances.push(labels);
             }
         }
     }
-    if keys.is_empty() {
-        keys.push((String::new(), BTreeMap::new()));
+    if instances.is_empty() {
+        instances.push(Vec::new());
     }
-    let metric = slots.first().map(|s| s.series.metric.clone());
-    for (key, labels) in keys {
+    for labels in instances {
         let bound = Bound {
             slots,
             matched: &matched,
             series: &entry.state.series,
-            key: &key,
+            labels: &labels,
             t,
         };
         let holds = rule.compiled.condition(&bound, scratch);
         let clears = rule.compiled.clears(&bound, scratch);
         let value = rule.compiled.reported(&bound, scratch);
-        let state_key = (c.id, key.clone());
-        let mut phase = entry.state.phases.get(&state_key).copied();
+        let key = key_of(&labels);
+        let state_key = (c.id, key);
+        let before = entry.state.phases.get(&state_key).copied();
+        let mut phase = before;
         let was_firing = phase.is_some_and(|p| p.is_firing());
         let tr = step(
             &rule.timing,
@@ -241,16 +287,23 @@ pub(super) fn evaluate(
             clears,
             value.unwrap_or(f64::NAN),
         );
-        match phase {
-            Some(p) => {
-                entry.state.phases.insert(state_key, p);
+        match (before, phase) {
+            (_, Some(p)) if before != phase => {
+                entry.state.phases.insert(state_key.clone(), p);
             }
-            None => {
+            (Some(_), None) => {
                 entry.state.phases.remove(&state_key);
             }
+            _ => {}
         }
+        let (key, labels): (&str, BTreeMap<String, String>) = if tr.is_some() || was_firing {
+            (&state_key.1, labels.into_iter().collect())
+        } else {
+            continue;
+        };
+        let metric = slots.first().map(|s| s.series.metric.clone());
         let event = |kind: EventKind, fired_at: f64| AlertEvent {
-            id: event_id(c.id, device, &key, kind, t),
+            id: event_id(c.id, device, key, kind, t),
             kind,
             config_id: c.id,
             name: c.config.name.clone(),
@@ -290,7 +343,7 @@ pub(super) fn evaluate(
                     changes.push(AlertChange::Value {
                         config_id: c.id,
                         device,
-                        series: key.clone(),
+                        series: key.to_string(),
                         value: v,
                     });
                 }
@@ -305,7 +358,7 @@ pub(super) fn evaluate(
                 changes.push(AlertChange::Close {
                     config_id: c.id,
                     device,
-                    series: key.clone(),
+                    series: key.to_string(),
                     at: cleared_at,
                     value,
                 });
@@ -318,7 +371,7 @@ pub(super) fn evaluate(
                     changes.push(AlertChange::Value {
                         config_id: c.id,
                         device,
-                        series: key.clone(),
+                        series: key.to_string(),
                         value: v,
                     });
                 }

@@ -141,6 +141,9 @@ struct Bound<'a, 'p> {
     series: &'a HashMap<String, Vec<SeriesState>>,
     /// The instance's labels (empty: the device's one instance).
     labels: &'a [(String, String)],
+    /// The device's series of each slot with a window, for this instance (looked up once
+    /// for the condition, the resolve condition and the reported value).
+    windows: &'a [Option<&'a SeriesState>],
     /// Event time now.
     t: f64,
 }
@@ -148,22 +151,24 @@ struct Bound<'a, 'p> {
 /// A slot's points in a payload.
 type Matched<'a> = smallvec::SmallVec<[&'a MetricPoint; 2]>;
 
-impl Bound<'_, '_> {
-    /// The device's series for `slot` and this instance: the one with the instance's
-    /// labels, else the one without labels, else the only one matching the slot.
-    fn state(&self, slot: usize) -> Option<&SeriesState> {
-        let s = &self.slots[slot].series;
-        let list = self.series.get(&s.metric)?;
-        let matching = || list.iter().filter(|x| includes(&x.labels, &s.labels));
-        matching()
-            .find(|x| x.labels == self.labels)
-            .or_else(|| matching().find(|x| x.labels.is_empty()))
-            .or_else(|| {
-                let mut m = matching();
-                let first = m.next()?;
-                m.next().is_none().then_some(first)
-            })
-    }
+/// The device's series for `slot` and an instance with `labels`: the one with the
+/// instance's labels, else the one without labels, else the only one matching the slot.
+fn state_of<'s>(
+    series: &'s HashMap<String, Vec<SeriesState>>,
+    slot: &Slot,
+    labels: &[(String, String)],
+) -> Option<&'s SeriesState> {
+    let s = &slot.series;
+    let list = series.get(&s.metric)?;
+    let matching = || list.iter().filter(|x| includes(&x.labels, &s.labels));
+    matching()
+        .find(|x| x.labels == labels)
+        .or_else(|| matching().find(|x| x.labels.is_empty()))
+        .or_else(|| {
+            let mut m = matching();
+            let first = m.next()?;
+            m.next().is_none().then_some(first)
+        })
 }
 
 impl Inputs for Bound<'_, '_> {
@@ -177,7 +182,7 @@ impl Inputs for Bound<'_, '_> {
     }
 
     fn aggregate(&self, slot: usize, agg: Agg, window_s: u64) -> Option<f64> {
-        match self.state(slot) {
+        match self.windows[slot] {
             Some(s) => s.window.aggregate(agg, self.t, window_s),
             None => (agg == Agg::Count).then_some(0.0),
         }
@@ -264,15 +269,24 @@ pub(super) fn evaluate(
         instances.push(Vec::new());
     }
     for labels in instances {
+        let windows: smallvec::SmallVec<[Option<&SeriesState>; 4]> = slots
+            .iter()
+            .map(|s| {
+                (s.window_s > 0)
+                    .then(|| state_of(&entry.state.series, s, &labels))
+                    .flatten()
+            })
+            .collect();
         let bound = Bound {
             slots,
             matched: &matched,
             series: &entry.state.series,
             labels: &labels,
+            windows: &windows,
             t,
         };
         let holds = rule.compiled.condition(&bound, scratch);
-        let clears = rule.compiled.clears(&bound, scratch);
+        let clears = rule.compiled.clears_given(holds, &bound, scratch);
         let value = rule.compiled.reported(&bound, scratch);
         let key = key_of(&labels);
         let state_key = (c.id, key);

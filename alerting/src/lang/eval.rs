@@ -114,9 +114,24 @@ impl Compiled {
     /// Evaluates what clears a firing alert: the `resolve when` condition, else the
     /// condition's negation. `None`: no value.
     pub fn clears(&self, inputs: &impl Inputs, scratch: &mut Vec<f64>) -> Option<bool> {
+        let holds = match &self.resolve {
+            Some(_) => None,
+            None => self.condition(inputs, scratch),
+        };
+        self.clears_given(holds, inputs, scratch)
+    }
+
+    /// [`Compiled::clears`] when the condition was evaluated already (`holds`): without a
+    /// `resolve when`, its negation, with no second run.
+    pub fn clears_given(
+        &self,
+        holds: Option<bool>,
+        inputs: &impl Inputs,
+        scratch: &mut Vec<f64>,
+    ) -> Option<bool> {
         match &self.resolve {
             Some(p) => truth(run(p, inputs, scratch)),
-            None => self.condition(inputs, scratch).map(|holds| !holds),
+            None => holds.map(|h| !h),
         }
     }
 }

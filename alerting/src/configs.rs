@@ -359,6 +359,55 @@ impl AlertConfig {
         Ok(Some((Compiled::new(rule), timing)))
     }
 
+    /// A threshold config compiled, whichever its form: its `expr`, or the JSON form as
+    /// the rule `metric{series} OP value [for wait]` (the same representation, evaluated
+    /// the same way). `Ok(None)` for other kinds.
+    pub fn compiled(&self, id: ConfigId) -> Result<Option<(Compiled, Timing)>, ConfigError> {
+        if self.expr.is_some() {
+            return self.expr_rule();
+        }
+        let Some(r) = self.rule(id) else {
+            return Ok(None);
+        };
+        let (Some(metric), Some(value)) = (&self.metric, self.value) else {
+            return Ok(None);
+        };
+        let series = lang::Series {
+            metric: metric.clone(),
+            labels: self
+                .series
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let op = match r.comparison {
+            Comparison::Gt => lang::CmpOp::Gt,
+            Comparison::Gte => lang::CmpOp::Ge,
+            Comparison::Lt => lang::CmpOp::Lt,
+            Comparison::Lte => lang::CmpOp::Le,
+            Comparison::Eq => lang::CmpOp::Eq,
+            Comparison::Neq => lang::CmpOp::Ne,
+        };
+        let rule = lang::Rule {
+            condition: lang::Cond::Compare(
+                lang::Expr::Series(series),
+                op,
+                lang::Expr::Number(value),
+            ),
+            for_s: (r.wait_s > 0.0).then_some(r.wait_s as u64),
+            resolve: None,
+            keep_firing_for_s: None,
+        };
+        let timing = Timing {
+            for_s: r.wait_s,
+            keep_firing_for_s: 0.0,
+            repeat_s: r.repeat_s,
+            fix: r.fix,
+        };
+        Ok(Some((Compiled::new(rule), timing)))
+    }
+
     /// The evaluation rule of a threshold config with `id` (the JSON form; `None` for an
     /// `expr` config: see [`AlertConfig::expr_rule`]).
     pub fn rule(&self, id: ConfigId) -> Option<Rule> {

@@ -31,13 +31,12 @@ use serde::{Deserialize, Serialize};
 use crate::configs::{Kind, StoredConfig, Subject};
 use crate::events::{event_id, ms, AlertEvent, EventKind};
 use crate::ids::{ConfigId, DeviceId};
-use crate::payload::{MetricPoint, Payload};
-use crate::rules::{DeviceState, Phase, Rule, Transition};
+use crate::payload::Payload;
+use crate::rules::DeviceState;
 
 mod expr;
 use crate::store::{
-    series_key, AccountStore, AlertChange, AlertStateStore, Fence, StateRow, StoreError,
-    TriggeredAlert,
+    AccountStore, AlertChange, AlertStateStore, Fence, StateRow, StoreError, TriggeredAlert,
 };
 use expr::ExprRule;
 
@@ -67,9 +66,7 @@ pub struct Observation {
 /// meets its own (an account may hold a set of configs per device: tens of thousands).
 #[derive(Default)]
 struct AccountRules {
-    threshold: Vec<(Rule, Arc<StoredConfig>)>,
-    threshold_index: BySubject,
-    /// `expr` configs (the rule language).
+    /// Threshold configs, compiled (`expr` or the JSON form).
     exprs: Vec<(ExprRule, Arc<StoredConfig>)>,
     expr_index: BySubject,
     /// Seconds of points to keep per metric the `expr` rules read (their longest window
@@ -113,17 +110,6 @@ impl BySubject {
 }
 
 impl AccountRules {
-    /// The threshold rules applying to `device` posting with `agent_key`.
-    fn threshold_for<'a>(
-        &'a self,
-        device: DeviceId,
-        agent_key: &str,
-    ) -> impl Iterator<Item = &'a (Rule, Arc<StoredConfig>)> + 'a {
-        self.threshold_index
-            .of(device, agent_key)
-            .map(|i| &self.threshold[i])
-    }
-
     /// The `expr` rules applying to `device` posting with `agent_key`.
     fn exprs_for<'a>(
         &'a self,
@@ -158,20 +144,6 @@ fn applies(subject: &Subject, device: DeviceId, agent_key: &str) -> bool {
         Subject::Device { id } => *id == device,
         Subject::AgentKey { id } => id == agent_key,
     }
-}
-
-fn labels_match(filter: Option<&BTreeMap<String, String>>, p: &MetricPoint) -> bool {
-    filter.is_none_or(|f| {
-        f.iter()
-            .all(|(k, v)| p.labels.iter().any(|(pk, pv)| *pk == k && pv == v))
-    })
-}
-
-fn point_labels(p: &MetricPoint) -> BTreeMap<String, String> {
-    p.labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
 }
 
 /// Alert evaluation with durable state (see the module docs): the synchronous core of the
@@ -317,13 +289,8 @@ impl Engine {
             match c.config.kind {
                 Kind::NoData => rules.no_data.push(c),
                 Kind::Threshold => {
-                    if let Some(rule) = c.config.rule(c.id) {
-                        rules
-                            .threshold_index
-                            .add(&c.config.subject, rules.threshold.len());
-                        rules.threshold.push((rule, c));
-                    } else {
-                        match c.config.expr_rule() {
+                    {
+                        match c.config.compiled(c.id) {
                             Ok(Some((compiled, timing))) => {
                                 let mut slot_keep = Vec::with_capacity(compiled.slots.len());
                                 for slot in &compiled.slots {
@@ -342,8 +309,17 @@ impl Engine {
                                 }
                                 rules.absent |= compiled.uses_absent;
                                 rules.expr_index.add(&c.config.subject, rules.exprs.len());
+                                let json_form = c.config.expr.is_none();
                                 rules.exprs.push((
                                     ExprRule {
+                                        text: (!json_form).then(|| compiled.rule.to_string()),
+                                        comparison: c.config.comparison.filter(|_| json_form),
+                                        threshold: c.config.value.filter(|_| json_form),
+                                        wait_s: if json_form {
+                                            c.config.wait.seconds
+                                        } else {
+                                            timing.for_s as u64
+                                        },
                                         compiled,
                                         timing,
                                         slot_keep,
@@ -414,7 +390,7 @@ impl Engine {
         }
 
         let t = obs.time;
-        tracing::debug!(device = obs.device.0, t, last = ?entry.state.last_time, rules = rules.threshold.len(), "observe");
+        tracing::debug!(device = obs.device.0, t, last = ?entry.state.last_time, rules = rules.exprs.len(), "observe");
         if entry.state.last_time.is_some_and(|last| t <= last) {
             // A duplicate or late arrival: nothing moves. If it is a replay of a payload
             // that caused transitions, emit the same events again (same ids).
@@ -442,111 +418,11 @@ impl Engine {
             return Ok(events);
         }
 
-        let mut points: Vec<(&Rule, String, f64, &MetricPoint, &StoredConfig)> = Vec::new();
-        for (rule, c) in rules.threshold_for(obs.device, &obs.agent_key) {
-            let Some(metric) = c.config.metric.as_deref() else {
-                continue;
-            };
-            for p in obs.payload.points.iter().filter(|p| p.name == metric) {
-                if labels_match(c.config.series.as_ref(), p) {
-                    points.push((rule, series_key(&point_labels(p)), p.value, p, c));
-                }
-            }
-        }
-        let transitions = entry.state.evaluate(
-            t,
-            points
-                .iter()
-                .map(|(rule, series, value, _, _)| (*rule, series.as_str(), *value)),
-        );
+        entry.state.last_time = Some(t);
         let mut new_events = Vec::new();
-        for (rule, series, value, point, c) in &points {
-            let tr = transitions
-                .iter()
-                .find(|(id, s, _)| *id == rule.id && s == series)
-                .map(|(_, _, tr)| *tr);
-            let base = |kind: EventKind, fired_at: f64| AlertEvent {
-                id: event_id(rule.id, obs.device, series, kind, t),
-                kind,
-                config_id: rule.id,
-                name: c.config.name.clone(),
-                rule: Kind::Threshold,
-                account: obs.account.clone(),
-                device: obs.device,
-                hostname: obs.hostname.clone(),
-                metric: Some(point.name.clone()),
-                series: point_labels(point),
-                value: Some(*value),
-                comparison: Some(rule.comparison),
-                threshold: Some(rule.value),
-                wait_s: c.config.wait.seconds,
-                fired_at,
-                at: t,
-                recipients: c.config.recipients.clone(),
-                expr: None,
-            };
-            match tr {
-                Some(Transition::Fire { fired_at, value }) => {
-                    changes.push(AlertChange::Open(TriggeredAlert {
-                        id: 0,
-                        config_id: rule.id,
-                        account: obs.account.clone(),
-                        device: obs.device,
-                        hostname: obs.hostname.clone(),
-                        metric: Some(point.name.clone()),
-                        series: point_labels(point),
-                        fired_at,
-                        closed_at: None,
-                        last_value: Some(value),
-                    }));
-                    new_events.push(base(EventKind::Fire, fired_at));
-                }
-                Some(Transition::Repeat { fired_at, value }) => {
-                    changes.push(AlertChange::Value {
-                        config_id: rule.id,
-                        device: obs.device,
-                        series: series.clone(),
-                        value,
-                    });
-                    new_events.push(base(EventKind::Repeat, fired_at));
-                }
-                Some(Transition::Clear {
-                    fired_at,
-                    cleared_at,
-                    value,
-                    notify,
-                }) => {
-                    changes.push(AlertChange::Close {
-                        config_id: rule.id,
-                        device: obs.device,
-                        series: series.clone(),
-                        at: cleared_at,
-                        value: Some(value),
-                    });
-                    if notify {
-                        new_events.push(base(EventKind::Clear, fired_at));
-                    }
-                }
-                None => {
-                    // Still firing: keep the alert's last value current.
-                    if entry
-                        .state
-                        .phases
-                        .get(&(rule.id, series.clone()))
-                        .is_some_and(Phase::is_firing)
-                    {
-                        changes.push(AlertChange::Value {
-                            config_id: rule.id,
-                            device: obs.device,
-                            series: series.clone(),
-                            value: *value,
-                        });
-                    }
-                }
-            }
-        }
-        // Rules in the rule language: the series they read are tracked first, so that
-        // windows hold this payload's points.
+        // Every threshold rule, in the rule language or the JSON form (compiled to the
+        // same representation): the series they read are tracked first, so that windows
+        // hold this payload's points.
         if !rules.exprs.is_empty() {
             let by_metric = expr::index(&obs.payload.points, &rules.keep);
             expr::track(&mut entry.state, &by_metric, &rules.keep, rules.absent, t);
@@ -812,7 +688,7 @@ mod tests {
                 collection_timestamp: Some(t),
                 points: points
                     .iter()
-                    .map(|(name, disk, value)| MetricPoint {
+                    .map(|(name, disk, value)| crate::payload::MetricPoint {
                         name: name.to_string(),
                         labels: disk
                             .map(|d| ("device_name", d.to_string()))
@@ -1114,7 +990,7 @@ mod tests {
         let mut out = Vec::new();
         for (t, points) in payloads {
             for e in engine.observe(&obs(device, *t, points)).unwrap() {
-                out.push((*t, e.kind, series_key(&e.series), e.value));
+                out.push((*t, e.kind, crate::store::series_key(&e.series), e.value));
             }
             engine.commit().unwrap();
         }

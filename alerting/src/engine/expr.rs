@@ -1,4 +1,5 @@
-//! Rules in the rule language (`expr` configs) in the engine: the series they read are
+//! Threshold rules in the engine, compiled (`expr` configs, and the JSON form compiled to
+//! the same representation by [`crate::configs::AlertConfig::compiled`]): the series they read are
 //! tracked per device (last point, and a window of points as long as the longest window
 //! over the metric), each payload is bound to their slots, and every instance (one per
 //! series of a metric read without labels that has several) moves through
@@ -18,14 +19,24 @@ use crate::events::{event_id, AlertEvent, EventKind};
 use crate::ids::DeviceId;
 use crate::lang::{Agg, Compiled, Inputs, Slot};
 use crate::payload::MetricPoint;
-use crate::rules::{step, DeviceState, SeriesState, Timing, Transition};
+use crate::rules::{step, Comparison, DeviceState, SeriesState, Timing, Transition};
 use crate::store::{AlertChange, TriggeredAlert};
 
-/// An `expr` config, compiled.
+/// A threshold config, compiled (from `expr`, or from the JSON form), with what its
+/// events carry.
 #[derive(Debug)]
 pub(super) struct ExprRule {
     pub(super) compiled: Compiled,
     pub(super) timing: Timing,
+    /// The rule's normal form (`expr` configs; `None` for the JSON form, whose
+    /// notifications show its comparison and threshold instead).
+    pub(super) text: Option<String>,
+    /// The JSON form's comparison.
+    pub(super) comparison: Option<Comparison>,
+    /// The JSON form's threshold.
+    pub(super) threshold: Option<f64>,
+    /// The wait events report, seconds.
+    pub(super) wait_s: u64,
     /// For each slot, the index of its metric in the account's `keep` list.
     pub(super) slot_keep: Vec<usize>,
 }
@@ -328,13 +339,13 @@ pub(super) fn evaluate(
             metric: metric.clone(),
             series: labels.clone(),
             value,
-            comparison: None,
-            threshold: None,
-            wait_s: rule.timing.for_s as u64,
+            comparison: rule.comparison,
+            threshold: rule.threshold,
+            wait_s: rule.wait_s,
             fired_at,
             at: t,
             recipients: c.config.recipients.clone(),
-            expr: Some(rule.compiled.rule.to_string()),
+            expr: rule.text.clone(),
         };
         match tr {
             Some(Transition::Fire { fired_at, .. }) => {

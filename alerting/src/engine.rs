@@ -500,6 +500,16 @@ impl Engine {
                     *seen = seen.max(*since);
                 }
             }
+            // After a load, the open alerts of rules with `absent` are emitted again (same
+            // ids), as no-data ones are: one a tick raised has no payload to replay it.
+            if replay {
+                for (rule, c) in r
+                    .exprs_for(device, &entry.agent_key)
+                    .filter(|(e, _)| e.compiled.uses_absent)
+                {
+                    events.extend(expr::open_events(rule, c, entry, device));
+                }
+            }
             // `absent` in rules of the rule language: the device's event clock moved on
             // with server time since its last payload.
             if let (Some(last_t), Some(seen)) = (entry.state.last_time, entry.state.last_seen) {
@@ -1142,5 +1152,28 @@ mod tests {
             got.iter().map(|(_, k, _, _)| *k).collect::<Vec<_>>(),
             [EventKind::Clear]
         );
+    }
+
+    #[test]
+    fn after_a_restart_the_first_tick_re_emits_open_absent_alerts_with_their_ids() {
+        let db = Arc::new(MemoryStore::new());
+        let cfg = configs();
+        add_expr(&cfg, "absent(system.load.1, 10m)");
+        let mut a = Engine::new(cfg.clone(), db.clone());
+        feed(&mut a, 4, &[(1000.0, vec![("system.load.1", None, 1.0)])]);
+        let fired = a.tick(1000.5 + 600.0).unwrap();
+        a.commit().unwrap();
+        assert_eq!(kinds(&fired), [EventKind::Fire]);
+        drop(a); // died before the notification was produced, perhaps
+
+        let mut b = Engine::new(cfg, db);
+        b.load(|_| true).unwrap();
+        let again = b.tick(1000.5 + 601.0).unwrap();
+        assert_eq!(
+            again.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            fired.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            "the same event id"
+        );
+        assert!(b.tick(1000.5 + 602.0).unwrap().is_empty(), "once");
     }
 }

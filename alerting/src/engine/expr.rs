@@ -327,25 +327,10 @@ pub(super) fn evaluate(
             continue;
         };
         let metric = slots.first().map(|s| s.series.metric.clone());
-        let event = |kind: EventKind, fired_at: f64| AlertEvent {
-            id: event_id(c.id, device, key, kind, t),
-            kind,
-            config_id: c.id,
-            name: c.config.name.clone(),
-            rule: Kind::Threshold,
-            account: entry.account.clone(),
-            device,
-            hostname: entry.hostname.clone(),
-            metric: metric.clone(),
-            series: labels.clone(),
-            value,
-            comparison: rule.comparison,
-            threshold: rule.threshold,
-            wait_s: rule.wait_s,
-            fired_at,
-            at: t,
-            recipients: c.config.recipients.clone(),
-            expr: rule.text.clone(),
+        let event = |kind: EventKind, fired_at: f64| {
+            event_of(
+                rule, c, entry, device, key, &labels, value, kind, fired_at, t,
+            )
         };
         match tr {
             Some(Transition::Fire { fired_at, .. }) => {
@@ -411,4 +396,78 @@ fn parse_key(key: &str) -> BTreeMap<String, String> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The event of a transition of `rule` (config `c`) for the instance `key` (`labels`) at
+/// event time `at`: its id is the same whenever the same transition is emitted again.
+#[allow(clippy::too_many_arguments)]
+fn event_of(
+    rule: &ExprRule,
+    c: &StoredConfig,
+    entry: &Persisted,
+    device: DeviceId,
+    key: &str,
+    labels: &BTreeMap<String, String>,
+    value: Option<f64>,
+    kind: EventKind,
+    fired_at: f64,
+    at: f64,
+) -> AlertEvent {
+    AlertEvent {
+        id: event_id(c.id, device, key, kind, at),
+        kind,
+        config_id: c.id,
+        name: c.config.name.clone(),
+        rule: Kind::Threshold,
+        account: entry.account.clone(),
+        device,
+        hostname: entry.hostname.clone(),
+        metric: rule.compiled.slots.first().map(|s| s.series.metric.clone()),
+        series: labels.clone(),
+        value,
+        comparison: rule.comparison,
+        threshold: rule.threshold,
+        wait_s: rule.wait_s,
+        fired_at,
+        at,
+        recipients: c.config.recipients.clone(),
+        expr: rule.text.clone(),
+    }
+}
+
+/// The fire events of `rule`'s open alerts on the device of `entry`, as they were first
+/// emitted (same ids; their value is not kept).
+pub(super) fn open_events(
+    rule: &ExprRule,
+    c: &StoredConfig,
+    entry: &Persisted,
+    device: DeviceId,
+) -> Vec<AlertEvent> {
+    let mut out: Vec<AlertEvent> = entry
+        .state
+        .phases
+        .iter()
+        .filter(|((id, _), p)| *id == c.id && p.is_firing())
+        .filter_map(|((_, key), p)| {
+            let fired_at = match *p {
+                crate::rules::Phase::Firing { fired_at, .. }
+                | crate::rules::Phase::Keeping { fired_at, .. } => fired_at,
+                crate::rules::Phase::Pending { .. } => return None,
+            };
+            Some(event_of(
+                rule,
+                c,
+                entry,
+                device,
+                key,
+                &parse_key(key),
+                None,
+                EventKind::Fire,
+                fired_at,
+                fired_at,
+            ))
+        })
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
 }

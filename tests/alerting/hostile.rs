@@ -51,6 +51,30 @@ async fn samples(addr: &str, name: &str, label: &str) -> f64 {
     sample_values(addr, name, label).await.iter().sum()
 }
 
+/// Samples [`samples`] every 200 ms until `done` holds for the sum (panics after
+/// `timeout`, naming the last value).
+async fn sample_until(
+    addr: &str,
+    name: &str,
+    label: &str,
+    timeout: Duration,
+    done: impl Fn(f64) -> bool,
+) -> f64 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut every = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        every.tick().await;
+        let n = samples(addr, name, label).await;
+        if done(n) {
+            return n;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}{{{label}}} is still {n} after {timeout:?}"
+        );
+    }
+}
+
 fn zlib(bytes: &[u8]) -> Vec<u8> {
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     z.write_all(bytes).unwrap();
@@ -388,23 +412,14 @@ async fn hostile_inputs_get_their_reasons_memory_stays_bounded_and_good_payloads
         accepted += n.unwrap();
     }
     assert_eq!(accepted, FLOOD);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = samples(
-            &metrics,
-            "squall_rejected_total",
-            "reason=\"unknown_account\"",
-        )
-        .await;
-        if n >= FLOOD as f64 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "enrich rejected {n} of {FLOOD} junk payloads"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    sample_until(
+        &metrics,
+        "squall_rejected_total",
+        "reason=\"unknown_account\"",
+        Duration::from_secs(120),
+        |n| n >= FLOOD as f64,
+    )
+    .await;
     assert!(
         samples(
             &metrics,
@@ -416,20 +431,14 @@ async fn hostile_inputs_get_their_reasons_memory_stays_bounded_and_good_payloads
         "the NaN time was rejected by name"
     );
     // The caches held to their bounds (their gauges are published every second).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let rejection_entries = loop {
-        let n = samples(
-            &metrics,
-            "squall_enrich_cache_entries",
-            "cache=\"rejections\"",
-        )
-        .await;
-        if n > 0.0 {
-            break n;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no cache gauges");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let rejection_entries = sample_until(
+        &metrics,
+        "squall_enrich_cache_entries",
+        "cache=\"rejections\"",
+        Duration::from_secs(30),
+        |n| n > 0.0,
+    )
+    .await;
     // Each enrich task has its caches, each within its bound.
     let rejections = sample_values(
         &metrics,

@@ -75,16 +75,7 @@ fn labels_of(p: &MetricPoint) -> Vec<(String, String)> {
 
 /// The series key of sorted labels (`k=v,k2=v2`), as alerts store it.
 fn key_of(labels: &[(String, String)]) -> String {
-    let mut s = String::new();
-    for (k, v) in labels {
-        if !s.is_empty() {
-            s.push(',');
-        }
-        s.push_str(k);
-        s.push('=');
-        s.push_str(v);
-    }
-    s
+    crate::store::series_key(labels.iter().map(|(k, v)| (k, v)))
 }
 
 /// Whether `labels` include every label of `filter`.

@@ -205,9 +205,6 @@ fn finish(ops: Vec<Op>) -> Program {
 }
 
 fn compile(root: &Cond, slots: &mut Vec<Slot>) -> Program {
-    fn expr(e: &Expr, slots: &mut Vec<Slot>, ops: &mut Vec<Op>) {
-        push_expr(e, slots, ops)
-    }
     fn cond(c: &Cond, slots: &mut Vec<Slot>, ops: &mut Vec<Op>) {
         match c {
             Cond::Or(a, b) | Cond::And(a, b) => {
@@ -224,8 +221,8 @@ fn compile(root: &Cond, slots: &mut Vec<Slot>) -> Program {
                 ops.push(Op::Not);
             }
             Cond::Compare(a, op, b) => {
-                expr(a, slots, ops);
-                expr(b, slots, ops);
+                push_expr(a, slots, ops);
+                push_expr(b, slots, ops);
                 ops.push(Op::Cmp(*op));
             }
             Cond::Absent(s, d) => ops.push(Op::Absent(slot_of(slots, s, 0), *d)),

@@ -396,15 +396,17 @@ impl HourAggregate {
 }
 
 /// Series labels as one canonical key: `k=v` pairs sorted by key, joined by `,`.
-pub fn series_key(labels: &BTreeMap<String, String>) -> String {
+pub fn series_key<K: AsRef<str>, V: AsRef<str>>(
+    labels: impl IntoIterator<Item = (K, V)>,
+) -> String {
     let mut s = String::new();
     for (k, v) in labels {
         if !s.is_empty() {
             s.push(',');
         }
-        s.push_str(k);
+        s.push_str(k.as_ref());
         s.push('=');
-        s.push_str(v);
+        s.push_str(v.as_ref());
     }
     s
 }

@@ -68,6 +68,18 @@ impl Up {
             eprintln!("squall up logs to {}", dir.join("squall.log").display());
             cmd.stderr(log);
         }
+        // Transparent huge pages off for the child (inherited across exec): with the
+        // kernel's `always` policy an allocator's arenas are backed by 2 MiB pages and
+        // resident memory says more about the machine than about squall, which the
+        // memory-bound tests measure.
+        // SAFETY: prctl is async-signal-safe and touches only this (forked) process.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ConfigId, DeviceId};
 use crate::lang::{self, Compiled};
+pub use crate::policy::group::Grouping;
 use crate::rules::{Comparison, Rule, Timing, MIN_REPEAT_S};
 
 /// `threshold` or `no_data`.
@@ -54,11 +55,17 @@ pub enum Recipient {
     Webhook {
         /// http(s) URL.
         url: String,
+        /// How its alerts are grouped (defaults: see [`Grouping`]).
+        #[serde(default, skip_serializing_if = "Grouping::is_default")]
+        grouping: Grouping,
     },
     /// A Slack incoming webhook.
     Slack {
         /// http(s) URL.
         url: String,
+        /// How its alerts are grouped.
+        #[serde(default, skip_serializing_if = "Grouping::is_default")]
+        grouping: Grouping,
     },
     /// PagerDuty Events v2.
     Pagerduty {
@@ -66,7 +73,21 @@ pub enum Recipient {
         url: String,
         /// The integration's routing key.
         routing_key: String,
+        /// How its alerts are grouped.
+        #[serde(default, skip_serializing_if = "Grouping::is_default")]
+        grouping: Grouping,
     },
+}
+
+impl Recipient {
+    /// Its grouping.
+    pub fn grouping(&self) -> &Grouping {
+        match self {
+            Recipient::Webhook { grouping, .. }
+            | Recipient::Slack { grouping, .. }
+            | Recipient::Pagerduty { grouping, .. } => grouping,
+        }
+    }
 }
 
 /// An alert config as the API takes it.
@@ -144,7 +165,7 @@ pub struct ConfigError {
     pub position: Option<(usize, usize)>,
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
         message: message.into(),
@@ -241,10 +262,12 @@ impl AlertConfig {
         }
         for (i, r) in self.recipients.iter().enumerate() {
             match r {
-                Recipient::Webhook { url } | Recipient::Slack { url } => {
+                Recipient::Webhook { url, .. } | Recipient::Slack { url, .. } => {
                     check_url(format!("recipients[{i}].url"), url)?
                 }
-                Recipient::Pagerduty { url, routing_key } => {
+                Recipient::Pagerduty {
+                    url, routing_key, ..
+                } => {
                     check_url(format!("recipients[{i}].url"), url)?;
                     if routing_key.trim().is_empty() {
                         return Err(invalid(
@@ -297,8 +320,8 @@ impl AlertConfig {
             )));
         }
         for (i, r) in self.recipients.iter().enumerate() {
-            let (Recipient::Webhook { url }
-            | Recipient::Slack { url }
+            let (Recipient::Webhook { url, .. }
+            | Recipient::Slack { url, .. }
             | Recipient::Pagerduty { url, .. }) = r;
             problems.push(too_long(format!("recipients[{i}].url"), url, LIMITS.url));
             if let Recipient::Pagerduty { routing_key, .. } = r {

@@ -13,6 +13,8 @@
 //! - [`engine`]: evaluation with durable state, over the storage traits.
 //! - [`events`]: alert events, their ids, labels, fingerprint and summary.
 //! - [`notify`]: notifications, the bodies of each receiver type, the retry policy.
+//! - [`policy`]: silences, maintenance windows, grouping and flapping: which
+//!   notifications are sent, and together.
 //! - [`fixtures`]: accounts, keys and configs in one file, for import.
 //! - [`wire`]: agent request bodies (v1 form, v2 zlib/gzip JSON) decoded and checked
 //!   against the intake's limits, free of HTTP.
@@ -31,6 +33,7 @@ pub mod ids;
 pub mod lang;
 pub mod notify;
 pub mod payload;
+pub mod policy;
 pub mod rules;
 pub mod store;
 pub mod wire;

@@ -51,7 +51,7 @@ impl Notification {
     /// The URL it is posted to.
     pub fn recipient_url(&self) -> &str {
         match &self.recipient {
-            Recipient::Webhook { url } | Recipient::Slack { url } => url,
+            Recipient::Webhook { url, .. } | Recipient::Slack { url, .. } => url,
             Recipient::Pagerduty { url, .. } => url,
         }
     }
@@ -61,7 +61,7 @@ impl Notification {
 pub fn request(n: &Notification) -> (&str, serde_json::Value) {
     let e = &n.event;
     match &n.recipient {
-        Recipient::Webhook { url } => {
+        Recipient::Webhook { url, .. } => {
             let labels = labels(e);
             let mut annotations = BTreeMap::new();
             annotations.insert("summary".to_string(), summary(e));
@@ -106,14 +106,16 @@ pub fn request(n: &Notification) -> (&str, serde_json::Value) {
                 }),
             )
         }
-        Recipient::Slack { url } => {
+        Recipient::Slack { url, .. } => {
             let tag = match e.kind {
                 EventKind::Clear => "RESOLVED",
                 _ => "FIRING",
             };
             (url, json!({ "text": format!("[{tag}] {}", summary(e)) }))
         }
-        Recipient::Pagerduty { url, routing_key } => {
+        Recipient::Pagerduty {
+            url, routing_key, ..
+        } => {
             let action = match e.kind {
                 EventKind::Clear => "resolve",
                 _ => "trigger",

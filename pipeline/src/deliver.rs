@@ -519,11 +519,7 @@ async fn deliver(shared: &Arc<Shared>, n: Notification) -> Delivery {
             }
         }
     };
-    let outcome = match status {
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Failed => "failed",
-        DeliveryStatus::Archived => "archived",
-    };
+    let outcome = status.as_str();
     metrics::counter!("squall_notifications_total", "type" => kind, "outcome" => outcome)
         .increment(1);
     if status != DeliveryStatus::Delivered {

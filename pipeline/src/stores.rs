@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use squall_alerting::store::{AccountStore, AlertStateStore, DeliveryLog, MetricStore, StoreError};
+use squall_alerting::store::{
+    AccountStore, AlertStateStore, DeliveryLog, MetricStore, PolicyStore, StoreError,
+};
 use squall_store_postgres::PgStore;
 use squall_store_sqlite::SqliteStore;
 
@@ -21,6 +23,8 @@ pub struct Stores {
     pub deliveries: Arc<dyn DeliveryLog>,
     /// Metric minutes, hours, latest values.
     pub metrics: Arc<dyn MetricStore>,
+    /// Silences and notification groups.
+    pub policy: Arc<dyn PolicyStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -69,13 +73,14 @@ impl Stores {
     /// Every store of one backend.
     pub fn of<B>(db: Arc<B>) -> Self
     where
-        B: AccountStore + AlertStateStore + DeliveryLog + MetricStore + 'static,
+        B: AccountStore + AlertStateStore + DeliveryLog + MetricStore + PolicyStore + 'static,
     {
         Stores {
             accounts: db.clone(),
             alerts: db.clone(),
             deliveries: db.clone(),
-            metrics: db,
+            metrics: db.clone(),
+            policy: db,
         }
     }
 }

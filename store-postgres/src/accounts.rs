@@ -41,7 +41,7 @@ fn quota(q: i64) -> u32 {
     u32::try_from(q.max(0)).unwrap_or(u32::MAX)
 }
 
-async fn bump(c: &impl GenericClient) -> Result<()> {
+pub(crate) async fn bump(c: &impl GenericClient) -> Result<()> {
     c.execute("UPDATE admin_changes SET version = version + 1", &[])
         .await?;
     Ok(())

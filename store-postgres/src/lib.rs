@@ -28,6 +28,7 @@ mod alerts;
 mod deliveries;
 mod metrics;
 pub mod migrate;
+mod policy;
 
 use std::collections::HashMap;
 use std::future::Future;

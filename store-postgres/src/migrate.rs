@@ -129,6 +129,26 @@ pub const MIGRATIONS: &[Migration] = &[
                 id TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms BIGINT NOT NULL
             );",
     },
+    Migration {
+        // Notification policy: silences (the checked JSON body), the state of each
+        // notification group by the notifications partition it belongs to, and each
+        // such partition's latest claim.
+        name: "silences, notification groups",
+        sql: "CREATE TABLE silences (
+                id BIGSERIAL PRIMARY KEY,
+                account TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL
+            );
+            CREATE INDEX silences_by_account ON silences(account);
+            CREATE TABLE notification_groups (
+                key TEXT PRIMARY KEY, partition INTEGER, state BYTEA NOT NULL
+            );
+            CREATE INDEX notification_groups_by_partition ON notification_groups(partition);
+            CREATE TABLE group_partition_epochs (
+                partition INTEGER PRIMARY KEY, epoch BIGINT NOT NULL
+            );",
+    },
 ];
 
 /// How many migrations the database has applied.

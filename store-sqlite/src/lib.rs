@@ -21,6 +21,7 @@ mod alerts;
 mod deliveries;
 mod metrics;
 pub mod migrate;
+mod policy;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};

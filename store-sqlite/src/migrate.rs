@@ -126,6 +126,26 @@ pub const MIGRATIONS: &[Migration] = &[
                 id TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms INTEGER NOT NULL
             );",
     },
+    Migration {
+        // Notification policy: silences (the checked JSON body), the state of each
+        // notification group by the notifications partition it belongs to, and each
+        // such partition's latest claim.
+        name: "silences, notification groups",
+        sql: "CREATE TABLE silences (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                account TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL
+            );
+            CREATE INDEX silences_by_account ON silences(account);
+            CREATE TABLE notification_groups (
+                key TEXT PRIMARY KEY, partition INTEGER, state BLOB NOT NULL
+            );
+            CREATE INDEX notification_groups_by_partition ON notification_groups(partition);
+            CREATE TABLE group_partition_epochs (
+                partition INTEGER PRIMARY KEY, epoch INTEGER NOT NULL
+            );",
+    },
 ];
 
 /// How many migrations `conn`'s database has applied.

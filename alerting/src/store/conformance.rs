@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::{
     AccountStore, AlertChange, AlertStateStore, Claim, Delivery, DeliveryLog, DeliveryStatus,
-    Fence, HourAggregate, MetricStore, StateRow, StoreError, TriggeredAlert,
+    Fence, GroupRow, HourAggregate, MetricStore, PolicyStore, StateRow, StoreError, TriggeredAlert,
 };
 use crate::accounts::{Account, AccountPatch, Registration, Sighting};
 use crate::configs::AlertConfig;
@@ -24,11 +24,18 @@ use crate::events::EventKind;
 use crate::fixtures::Fixtures;
 use crate::ids::{ConfigId, DeviceId};
 use crate::payload::{MetricPoint, Payload};
+use crate::policy::silence::Silence;
 
 /// Everything a complete backend implements.
-pub trait Backend: AccountStore + AlertStateStore + DeliveryLog + MetricStore + 'static {}
+pub trait Backend:
+    AccountStore + AlertStateStore + DeliveryLog + MetricStore + PolicyStore + 'static
+{
+}
 
-impl<T: AccountStore + AlertStateStore + DeliveryLog + MetricStore + 'static> Backend for T {}
+impl<T: AccountStore + AlertStateStore + DeliveryLog + MetricStore + PolicyStore + 'static> Backend
+    for T
+{
+}
 
 /// Generates one `#[test]` per conformance case for the backend that `$open` (an
 /// expression callable as `Fn() -> S`) opens fresh and empty.
@@ -51,6 +58,8 @@ macro_rules! store_conformance_tests {
             retention_deletes_old_minutes_and_keeps_hours,
             a_roll_up_takes_at_most_its_limit_and_the_rest_later,
             the_engine_resumes_from_committed_state,
+            silences_are_stored_listed_and_expired,
+            group_states_commit_under_their_partition_fence,
         );
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
@@ -1065,4 +1074,160 @@ pub fn the_engine_resumes_from_committed_state<S: Backend>(open: &dyn Fn() -> S)
     let cleared = observe(&mut c, 300.0, 1.0);
     assert_eq!(cleared[0].kind, EventKind::Clear);
     assert!(store.triggered(false, None).unwrap().is_empty());
+}
+
+fn silence_of(account: &str, device: &str) -> Silence {
+    serde_json::from_value(serde_json::json!({
+        "account": account,
+        "matchers": [{"label": "device", "op": "=~", "value": device}],
+        "starts_at": "2026-03-01T10:00:00Z", "ends_at": "2026-03-01T12:00:00Z",
+        "comment": "a reboot", "created_by": "ops",
+        "recurrence": null
+    }))
+    .expect("a silence")
+}
+
+/// Silences: ids, newest first, per account, expiry keeps them listed, every change bumps
+/// the admin version (the caches reload).
+pub fn silences_are_stored_listed_and_expired<S: Backend>(open: &dyn Fn() -> S) {
+    let store = open();
+    let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    let v0 = store.admin_version().unwrap();
+    let a = store
+        .create_silence(&silence_of("acme", "web-.*"), t("2026-03-01T09:00:00Z"))
+        .unwrap();
+    let b = store
+        .create_silence(&silence_of("other", "db"), t("2026-03-01T09:01:00Z"))
+        .unwrap();
+    assert!(b.id > a.id, "ids grow");
+    assert!(
+        store.admin_version().unwrap() > v0,
+        "a new silence bumps the admin version"
+    );
+    assert_eq!(a.silence, silence_of("acme", "web-.*"));
+    assert_eq!(a.created_at, t("2026-03-01T09:00:00Z"));
+    let all = store.silences(None).unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [b.id, a.id],
+        "newest first"
+    );
+    assert_eq!(store.silences(Some("acme")).unwrap(), vec![a.clone()]);
+
+    let v1 = store.admin_version().unwrap();
+    let expired = store
+        .expire_silence(a.id, t("2026-03-01T10:30:00Z"))
+        .unwrap()
+        .expect("it exists");
+    assert_eq!(expired.silence.ends_at, Some(t("2026-03-01T10:30:00Z")));
+    assert!(
+        store.admin_version().unwrap() > v1,
+        "expiry bumps the admin version"
+    );
+    assert_eq!(
+        store.silences(Some("acme")).unwrap(),
+        vec![expired.clone()],
+        "still listed"
+    );
+    // Expiring again later does not move the end.
+    let again = store
+        .expire_silence(a.id, t("2026-03-01T11:00:00Z"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.silence.ends_at, Some(t("2026-03-01T10:30:00Z")));
+    assert_eq!(
+        store
+            .expire_silence(9_999, t("2026-03-01T11:00:00Z"))
+            .unwrap(),
+        None
+    );
+}
+
+/// Group states: written and deleted per key, listed per partition, refused as a whole
+/// under a stale epoch; the records of a refused commit are not written either.
+pub fn group_states_commit_under_their_partition_fence<S: Backend>(open: &dyn Fn() -> S) {
+    let store = open();
+    let e1 = store.claim_group_partition(0).unwrap();
+    let row = |key: &str, p: i32, blob: Option<&[u8]>| GroupRow {
+        key: key.into(),
+        partition: Some(p),
+        blob: blob.map(<[u8]>::to_vec),
+    };
+    let record = |id: &str| Delivery {
+        id: id.into(),
+        status: DeliveryStatus::Grouped,
+        attempts: 0,
+        code: None,
+        reason: "grouped into g1".into(),
+        at_ms: 1,
+    };
+    let fence = |epoch| Fence {
+        partition: 0,
+        epoch,
+    };
+    store
+        .commit_groups(
+            &[fence(e1)],
+            &[row("g1", 0, Some(b"one")), row("g2", 0, Some(b"two"))],
+            &[record("n1")],
+        )
+        .unwrap();
+    let e = store.claim_group_partition(1).unwrap();
+    store
+        .commit_groups(
+            &[Fence {
+                partition: 1,
+                epoch: e,
+            }],
+            &[row("g3", 1, Some(b"three"))],
+            &[],
+        )
+        .unwrap();
+    let mut p0 = store.groups(Some(0)).unwrap();
+    p0.sort();
+    assert_eq!(
+        p0,
+        vec![
+            ("g1".to_string(), b"one".to_vec()),
+            ("g2".to_string(), b"two".to_vec())
+        ]
+    );
+    assert_eq!(store.groups(None).unwrap().len(), 3);
+    assert_eq!(
+        store.delivery("n1").unwrap().map(|d| d.status),
+        Some(DeliveryStatus::Grouped)
+    );
+    // Rewritten and deleted.
+    store
+        .commit_groups(
+            &[fence(e1)],
+            &[row("g1", 0, Some(b"one'")), row("g2", 0, None)],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        store.groups(Some(0)).unwrap(),
+        vec![("g1".to_string(), b"one'".to_vec())]
+    );
+    // Another owner claims partition 0: the first one's commits are refused, whole.
+    let e2 = store.claim_group_partition(0).unwrap();
+    assert!(e2 > e1);
+    match store.commit_groups(
+        &[fence(e1)],
+        &[row("g1", 0, Some(b"stale"))],
+        &[record("n2")],
+    ) {
+        Err(StoreError::Fenced { partition: 0, .. }) => {}
+        other => panic!("a stale epoch must be fenced, got {other:?}"),
+    }
+    assert_eq!(store.groups(Some(0)).unwrap()[0].1, b"one'".to_vec());
+    assert_eq!(
+        store.delivery("n2").unwrap(),
+        None,
+        "nothing of a refused commit"
+    );
+    store
+        .commit_groups(&[fence(e2)], &[row("g1", 0, Some(b"new"))], &[])
+        .unwrap();
+    assert_eq!(store.groups(Some(0)).unwrap()[0].1, b"new".to_vec());
 }

@@ -11,8 +11,8 @@ use std::sync::{Mutex, MutexGuard};
 use super::{
     aggregate_hour, hour_points, hours_within, latest_key, minute_of, minute_points,
     minutes_within, series_key, AccountStore, AlertChange, AlertStateStore, Claim, Delivery,
-    DeliveryLog, Fence, HourRows, MetricStore, MinutePoints, StateRow, StoreError, StoredPoint,
-    TriggeredAlert,
+    DeliveryLog, Fence, GroupRow, HourRows, MetricStore, MinutePoints, PolicyStore, StateRow,
+    StoreError, StoredPoint, TriggeredAlert,
 };
 use crate::accounts::{
     agent_key_to_issue, valid_name, Account, AccountPatch, Device, Registration, Sighting,
@@ -21,6 +21,7 @@ use crate::configs::{AlertConfig, StoredConfig};
 use crate::fixtures::{Fixtures, ImportReport};
 use crate::ids::{ConfigId, DeviceId};
 use crate::payload::MetricPoint;
+use crate::policy::silence::{Silence, StoredSilence};
 
 #[derive(Clone, Debug, Default)]
 struct Inner {
@@ -42,6 +43,11 @@ struct Inner {
     minutes: BTreeMap<(DeviceId, i64), (f64, MinutePoints)>,
     hours: BTreeMap<(DeviceId, i64), HourRows>,
     changed_hours: BTreeSet<(DeviceId, i64)>,
+    silences: BTreeMap<i64, StoredSilence>,
+    /// Group key -> (partition, state).
+    groups: BTreeMap<String, (Option<i32>, Vec<u8>)>,
+    /// Notifications partition -> the latest claim's epoch.
+    group_epochs: BTreeMap<i32, i64>,
 }
 
 /// Every storage trait in memory (see the module docs).
@@ -509,6 +515,101 @@ impl DeliveryLog for MemoryStore {
                 Ok(Claim::Mine)
             }
         }
+    }
+}
+
+impl PolicyStore for MemoryStore {
+    fn create_silence(
+        &self,
+        silence: &Silence,
+        now: jiff::Timestamp,
+    ) -> Result<StoredSilence, StoreError> {
+        let mut s = self.lock();
+        let id = s.silences.keys().next_back().map_or(1, |last| last + 1);
+        let stored = StoredSilence {
+            id,
+            silence: silence.clone(),
+            created_at: now,
+        };
+        s.silences.insert(id, stored.clone());
+        s.admin_version += 1;
+        Ok(stored)
+    }
+
+    fn silences(&self, account: Option<&str>) -> Result<Vec<StoredSilence>, StoreError> {
+        Ok(self
+            .lock()
+            .silences
+            .values()
+            .rev()
+            .filter(|s| account.is_none_or(|a| s.silence.account == a))
+            .cloned()
+            .collect())
+    }
+
+    fn expire_silence(
+        &self,
+        id: i64,
+        now: jiff::Timestamp,
+    ) -> Result<Option<StoredSilence>, StoreError> {
+        let mut s = self.lock();
+        let Some(stored) = s.silences.get_mut(&id) else {
+            return Ok(None);
+        };
+        stored.silence.expire(now);
+        let out = stored.clone();
+        s.admin_version += 1;
+        Ok(Some(out))
+    }
+
+    fn claim_group_partition(&self, partition: i32) -> Result<i64, StoreError> {
+        let mut s = self.lock();
+        let epoch = s.group_epochs.entry(partition).or_insert(0);
+        *epoch += 1;
+        Ok(*epoch)
+    }
+
+    fn groups(&self, partition: Option<i32>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .groups
+            .iter()
+            .filter(|(_, (p, _))| partition.is_none() || *p == partition)
+            .map(|(k, (_, blob))| (k.clone(), blob.clone()))
+            .collect())
+    }
+
+    fn commit_groups(
+        &self,
+        fences: &[Fence],
+        groups: &[GroupRow],
+        records: &[Delivery],
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for f in fences {
+            if s.group_epochs.get(&f.partition).copied().unwrap_or(0) != f.epoch {
+                return Err(StoreError::Fenced {
+                    partition: f.partition,
+                    epoch: f.epoch,
+                });
+            }
+        }
+        for g in groups {
+            match &g.blob {
+                Some(blob) => {
+                    s.groups.insert(g.key.clone(), (g.partition, blob.clone()));
+                }
+                None => {
+                    s.groups.remove(&g.key);
+                }
+            }
+        }
+        for d in records {
+            s.deliveries
+                .entry(d.id.clone())
+                .or_insert_with(|| d.clone());
+        }
+        Ok(())
     }
 }
 

@@ -34,6 +34,7 @@ use crate::configs::{AlertConfig, StoredConfig};
 use crate::fixtures::{Fixtures, ImportReport};
 use crate::ids::{ConfigId, DeviceId};
 use crate::payload::MetricPoint;
+use crate::policy::silence::{Silence, StoredSilence};
 
 /// Accounts, agent keys, devices, and the accounts' alert configs.
 pub trait AccountStore: Send + Sync {
@@ -200,6 +201,55 @@ pub enum Claim {
     },
 }
 
+/// Silences and the state of notification groups ([`crate::policy`]).
+///
+/// Silences are admin objects: creating or expiring one bumps the admin version, so the
+/// caches of every process reload them. Groups belong to the partition of the
+/// notifications topic their key hashes to, claimed like the alert state's partitions
+/// ([`PolicyStore::claim_group_partition`]: a new epoch; commits under an older one are
+/// refused as a whole with [`StoreError::Fenced`]).
+pub trait PolicyStore: Send + Sync {
+    /// Stores a checked silence, created at `now`; returns it with its id.
+    fn create_silence(
+        &self,
+        silence: &Silence,
+        now: jiff::Timestamp,
+    ) -> Result<StoredSilence, StoreError>;
+    /// Every silence (active, pending and expired), of one account if given, newest first.
+    fn silences(&self, account: Option<&str>) -> Result<Vec<StoredSilence>, StoreError>;
+    /// Expires silence `id` at `now` (it ends then, if it ended later); the silence as it
+    /// is now, or `None` if there is none with that id.
+    fn expire_silence(
+        &self,
+        id: i64,
+        now: jiff::Timestamp,
+    ) -> Result<Option<StoredSilence>, StoreError>;
+    /// Claims partition `partition` of the notification groups: a new epoch.
+    fn claim_group_partition(&self, partition: i32) -> Result<i64, StoreError>;
+    /// Every stored group (key, state blob), of one partition if given.
+    fn groups(&self, partition: Option<i32>) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Writes group states (a row without a blob deletes its group) and the outcomes of
+    /// the notifications the groups took in ([`DeliveryLog::record_delivery`]: the first
+    /// recorded wins) in one transaction, if every fence holds.
+    fn commit_groups(
+        &self,
+        fences: &[Fence],
+        groups: &[GroupRow],
+        records: &[Delivery],
+    ) -> Result<(), StoreError>;
+}
+
+/// One group's state as [`PolicyStore::commit_groups`] writes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupRow {
+    /// The group key.
+    pub key: String,
+    /// The notifications partition it belongs to (`None`: not partitioned).
+    pub partition: Option<i32>,
+    /// Its encoded state; `None` deletes it.
+    pub blob: Option<Vec<u8>>,
+}
+
 /// Metric storage: minute snapshots (kept for a retention window), hourly aggregates
 /// (kept for good) and each device's latest values.
 ///
@@ -302,15 +352,26 @@ pub enum DeliveryStatus {
     Failed,
     /// Not sent: older than `max_age_s` (before or while retrying).
     Archived,
+    /// Not sent on its own: it went out in its group's notification (the reason names
+    /// the group).
+    Grouped,
+    /// Not sent: a silence covered it (the reason names the silence).
+    Silenced,
+    /// Not sent: the alert was flapping.
+    Flapping,
 }
 
 impl DeliveryStatus {
-    /// The name stored and shown: `delivered`, `failed` or `archived`.
+    /// The name stored and shown: `delivered`, `failed`, `archived`, `grouped`,
+    /// `silenced` or `flapping`.
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Archived => "archived",
+            DeliveryStatus::Grouped => "grouped",
+            DeliveryStatus::Silenced => "silenced",
+            DeliveryStatus::Flapping => "flapping",
         }
     }
 
@@ -320,6 +381,9 @@ impl DeliveryStatus {
             "delivered" => DeliveryStatus::Delivered,
             "failed" => DeliveryStatus::Failed,
             "archived" => DeliveryStatus::Archived,
+            "grouped" => DeliveryStatus::Grouped,
+            "silenced" => DeliveryStatus::Silenced,
+            "flapping" => DeliveryStatus::Flapping,
             _ => return None,
         })
     }

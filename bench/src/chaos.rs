@@ -333,7 +333,7 @@ async fn run(
             "wait": {"seconds": 0, "enabled": false},
             "repeat": {"seconds": 0, "enabled": false},
             "fix": true,
-            "recipients": [{"type": "webhook", "url": hook}]
+            "recipients": [{"type": "webhook", "url": hook, "grouping": {"group_by": []}}]
         })),
     )
     .await?;

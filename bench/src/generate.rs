@@ -52,7 +52,7 @@ pub fn generate(
                 "metric": metric, "comparison": comparison, "value": value,
                 "wait": {"seconds": 120, "enabled": true},
                 "repeat": {"seconds": 600, "enabled": false}, "fix": true,
-                "recipients": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}]
+                "recipients": [{"type": "webhook", "url": "http://127.0.0.1:9/hook", "grouping": {"group_by": []}}]
             }));
         }
     }

@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::Deserialize;
-use squall_alerting::events::fingerprint;
 use squall_alerting::notify::{recipient_type, request, Notification};
 use squall_alerting::store::{Claim, Delivery, DeliveryLog, DeliveryStatus};
 use squall_topology::{
@@ -605,7 +604,7 @@ impl Bolt for Deliver {
         };
         let id = self.next;
         self.next += 1;
-        let key = format!("{}-{}", fingerprint(&n.event), n.recipient_url());
+        let key = n.order_key();
         out.hold();
         self.held.insert(id, (t, key.clone()));
         let queue = self.queues.entry(key).or_default();

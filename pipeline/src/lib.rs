@@ -3,8 +3,9 @@
 //!
 //! `payloads` (Kafka) -> [`enrich`] (account, agent key, device, quota) -> [`split`]
 //! (metric points) -> [`store`] (metric storage) and [`threshold`] (alert rules with
-//! durable state) -> [`notify`] (one notification per recipient) -> Kafka ->
-//! [`deliver`] (the notifier: HTTP delivery with retries).
+//! durable state) -> [`notify`] (one notification per recipient) -> Kafka -> [`policy`]
+//! (silences, maintenance windows, grouping) -> [`deliver`] (the notifier: HTTP
+//! delivery with retries).
 //!
 //! - [`stage`]: the contract between stages (stream and field names, typed values),
 //!   declared once; no JSON between Rust stages.
@@ -18,6 +19,7 @@ pub mod deliver;
 pub mod enrich;
 pub mod notify;
 pub mod ownership;
+pub mod policy;
 pub mod split;
 pub mod stage;
 pub mod store;
@@ -28,7 +30,7 @@ pub mod topologies;
 use squall_topology::Registry;
 
 /// Registers the alert pipeline's bolt types: `enrich`, `split`, `store`, `threshold`,
-/// `notify`, `deliver`.
+/// `notify`, `policy`, `deliver`.
 pub fn register(registry: &mut Registry) {
     registry.register_bolt("enrich", |c: &enrich::EnrichConfig| {
         enrich::Enrich::new(c.clone())
@@ -41,6 +43,9 @@ pub fn register(registry: &mut Registry) {
         threshold::Threshold::new(c.clone())
     });
     registry.register_bolt("notify", |_: &notify::NotifyConfig| Ok(notify::Notify));
+    registry.register_bolt("policy", |c: &policy::PolicyConfig| {
+        policy::Policy::new(c.clone())
+    });
     registry.register_bolt("deliver", |c: &deliver::DeliverConfig| {
         deliver::Deliver::new(c.clone())
     });

@@ -1,7 +1,8 @@
 //! The `notify` bolt: turns each alert event into one notification per recipient.
 //!
-//! Output: `key` (the alert and recipient, so a Kafka partition keeps each alert's
-//! notifications to a recipient in order), `value` (the [`Notification`] as JSON: it
+//! Output: `key` (the recipient's group of the alert, [`Notification::key`]: one Kafka
+//! partition, so one notifier process, holds each group, and each alert's notifications
+//! to a recipient stay in order), `value` (the [`Notification`] as JSON: it
 //! leaves the process, for the notifier) and `id` (the notification id).
 
 use serde::Deserialize;
@@ -37,11 +38,8 @@ impl Bolt for Notify {
         if let Some(at) = t.get_by_field(RECEIVED_AT).and_then(|v| v.as_f64()) {
             record_stage("notified", at);
         }
-        for (i, n) in Notification::for_event(&event, now_ms())
-            .into_iter()
-            .enumerate()
-        {
-            let key = Notification::key(&event, i);
+        for n in Notification::for_event(&event, now_ms()) {
+            let key = Notification::key(&event, &n.recipient);
             let body = serde_json::to_vec(&n).expect("notifications serialise");
             metrics::counter!("squall_notifications_produced_total", "type" => recipient_type(&n.recipient))
                 .increment(1);

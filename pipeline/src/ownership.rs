@@ -1,11 +1,12 @@
-//! Which partitions of the payloads topic this process owns for the alert state, shared
-//! by the `threshold` tasks of a process.
+//! Which partitions of a topic this process owns for the state kept by partition, shared
+//! by the tasks of a process: the payloads topic's for the alert state (`threshold`), the
+//! notifications topic's for the notification groups (`policy`).
 //!
 //! The kafka spout records the partitions its consumers are assigned
 //! ([`squall_connectors::kafka::assignments`]); each new assignment of a partition is
 //! claimed in the database once for the whole process
-//! ([`AlertStateStore::claim_partition`]: a new epoch), and every task evaluates the
-//! partition's devices under that epoch. Claims are made in the tasks' own threads (the
+//! ([`AlertStateStore::claim_partition`], [`PolicyStore::claim_group_partition`]: a new
+//! epoch), and every task works on the partition's state under that epoch. Claims are made in the tasks' own threads (the
 //! engines' database threads), never on the poller's.
 //!
 //! Invariant: an assignment (a generation) is claimed at most once per process, so the
@@ -15,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use squall_alerting::store::{AlertStateStore, StoreError};
+use squall_alerting::store::{AlertStateStore, PolicyStore, StoreError};
 use squall_connectors::kafka::assignments::{assignments, Assignments};
 
 /// A partition owned now: its assignment's generation and the epoch claimed for it.
@@ -29,10 +30,14 @@ pub struct Owned {
     pub epoch: i64,
 }
 
-/// The alert-state ownership of one consumer group in this process (see the module docs).
+/// Claims a partition in the database: its new epoch.
+pub type Claimer = Box<dyn Fn(i32) -> Result<i64, StoreError> + Send + Sync>;
+
+/// The ownership of one consumer group's partitions in this process (see the module
+/// docs).
 pub struct Ownership {
     assignments: Arc<Assignments>,
-    store: Arc<dyn AlertStateStore>,
+    claim: Claimer,
     /// Partition -> (generation, epoch) of its latest claim.
     claims: Mutex<HashMap<i32, (u64, i64)>>,
 }
@@ -44,9 +49,25 @@ impl std::fmt::Debug for Ownership {
 }
 
 impl Ownership {
-    /// The ownership of consumer group `group` on database `db_url` in this process (one,
-    /// shared by every caller; `store` claims when there is none yet).
+    /// The alert-state ownership of consumer group `group` on database `db_url` in this
+    /// process (one, shared by every caller; `store` claims).
     pub fn of(db_url: &str, group: &str, store: Arc<dyn AlertStateStore>) -> Arc<Ownership> {
+        Self::with(db_url, group, Box::new(move |p| store.claim_partition(p)))
+    }
+
+    /// The notification-group ownership of consumer group `group` on `db_url` (`store`
+    /// claims).
+    pub fn of_groups(db_url: &str, group: &str, store: Arc<dyn PolicyStore>) -> Arc<Ownership> {
+        Self::with(
+            db_url,
+            group,
+            Box::new(move |p| store.claim_group_partition(p)),
+        )
+    }
+
+    /// The ownership of consumer group `group` on `db_url` in this process, claiming with
+    /// `claim` when there is none yet.
+    pub fn with(db_url: &str, group: &str, claim: Claimer) -> Arc<Ownership> {
         type Registry = Mutex<HashMap<(String, String), Weak<Ownership>>>;
         static ALL: OnceLock<Registry> = OnceLock::new();
         let mut all = ALL
@@ -59,7 +80,7 @@ impl Ownership {
         }
         let o = Arc::new(Ownership {
             assignments: assignments(group),
-            store,
+            claim,
             claims: Mutex::new(HashMap::new()),
         });
         all.insert(key, Arc::downgrade(&o));
@@ -82,7 +103,7 @@ impl Ownership {
             let epoch = match claims.get(&h.partition) {
                 Some((g, e)) if *g == h.generation => *e,
                 _ => {
-                    let e = self.store.claim_partition(h.partition)?;
+                    let e = (self.claim)(h.partition)?;
                     tracing::info!(partition = h.partition, epoch = e, "partition claimed");
                     claims.insert(h.partition, (h.generation, e));
                     e

@@ -5,7 +5,7 @@
 //! payloads (kafka) -> enrich -> split -> store
 //!                        |          \-> threshold -> notify -> notifications (kafka)
 //!                        \-> rejected (kafka)
-//! notifications (kafka) -> deliver
+//! notifications (kafka) -> policy -> deliver
 //! ```
 //!
 //! `examples/topologies/alerting.toml` describes the same alert topology as a file, for
@@ -22,6 +22,7 @@ use squall_topology::{ComponentKind, Topology, TopologyBuilder, ValidationErrors
 use crate::deliver::{Deliver, DeliverConfig};
 use crate::enrich::{Enrich, EnrichConfig};
 use crate::notify::Notify;
+use crate::policy::{Policy, PolicyConfig};
 use crate::split::Split;
 use crate::stage::{DEVICE, REJECTED};
 use crate::store::{Store, StoreConfig};
@@ -240,8 +241,10 @@ pub struct NotifierOptions {
 }
 
 /// The notifier: the `kafka` spout on the notifications topic (its own group),
-/// at-least-once, feeding `deliver`, fields-grouped by key so each alert's notifications
-/// to one recipient are delivered in order.
+/// at-least-once, feeding `policy` (silences, grouping; fields-grouped by key, which is
+/// the recipient's group of the alert), feeding `deliver`, fields-grouped by the order
+/// key so each group's (each alert's) notifications to one recipient are delivered in
+/// order.
 pub fn notifier(cluster: &Cluster, o: &NotifierOptions) -> Result<Topology, ValidationErrors> {
     let names = &cluster.names;
     let mut b = TopologyBuilder::new("notifier");
@@ -264,6 +267,18 @@ pub fn notifier(cluster: &Cluster, o: &NotifierOptions) -> Result<Topology, Vali
     b.set_spout("notifications", 1, move || {
         KafkaSpout::new(spout.clone()).expect("the spout's options were checked")
     });
+    let policy = PolicyConfig {
+        db_url: cluster.db_url.clone(),
+        group: Some(names.notifier_group.clone()),
+        value_field: "value".into(),
+    };
+    Policy::new(policy.clone()).map_err(|e| invalid(ComponentKind::Bolt, "policy", e))?;
+    b.set_bolt("policy", 1, move || {
+        Policy::new(policy.clone()).expect("checked above")
+    })
+    .fields_grouping("notifications", ["key"])
+    // Group timers (group_wait, group_interval, repeat_interval, silences ending).
+    .tick_interval_ms(1_000);
     let deliver = DeliverConfig {
         db_url: cluster.db_url.clone(),
         max_age_s: o.max_age_s,
@@ -278,7 +293,7 @@ pub fn notifier(cluster: &Cluster, o: &NotifierOptions) -> Result<Topology, Vali
     b.set_bolt("deliver", o.parallelism, move || {
         Deliver::new(deliver.clone()).expect("checked above")
     })
-    .fields_grouping("notifications", ["key"])
+    .fields_grouping("policy", ["key"])
     // Ticks renew the claims of the deliveries in flight.
     .tick_interval_ms((crate::deliver::CLAIM_LEASE / 3).as_millis() as u64);
     b.build()

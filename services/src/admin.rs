@@ -1,4 +1,5 @@
-//! The admin API under `/api/v1`: accounts, agent keys and devices.
+//! The admin API under `/api/v1`: accounts, agent keys and devices, alert configs, the
+//! alerts and notifications, silences, metrics and dead letters.
 //!
 //! Every call needs `Authorization: Bearer <admin token>` (401 otherwise). Errors are JSON
 //! `{"error": "...", "reason": "<code>"}`. Store calls block, so they run on
@@ -16,8 +17,10 @@ use serde::Deserialize;
 use squall_alerting::accounts::{Account, AccountPatch};
 use squall_alerting::configs::{AlertConfig, StoredConfig};
 use squall_alerting::ids::{ConfigId, DeviceId};
+use squall_alerting::policy::silence::{self, Silence, StoredSilence};
 use squall_alerting::store::{
-    AccountStore, AlertStateStore, Delivery, DeliveryLog, MetricStore, StoreError, TriggeredAlert,
+    AccountStore, AlertStateStore, Delivery, DeliveryLog, MetricStore, PolicyStore, StoreError,
+    TriggeredAlert,
 };
 use squall_connectors::kafka::dead_letters::{self, DeadLetter};
 use squall_pipeline::stores::Stores;
@@ -38,6 +41,8 @@ pub struct AdminState {
     pub deliveries: Option<Arc<dyn DeliveryLog>>,
     /// The broker and dead-letter topic, for `/dead-letters` (`None`: 404).
     pub dead_letters: Option<DeadLetterTopic>,
+    /// Silences, for `/silences` (`None`: 404).
+    pub policy: Option<Arc<dyn PolicyStore>>,
 }
 
 /// Where the dead letters are: the broker (`journal:DIR` or Kafka bootstrap servers) and
@@ -66,6 +71,7 @@ impl AdminState {
             alerts: Some(stores.alerts),
             deliveries: Some(stores.deliveries),
             dead_letters: None,
+            policy: Some(stores.policy),
         }
     }
 
@@ -560,6 +566,113 @@ async fn replay_dead_letters(
     Ok(Json(serde_json::json!({ "replayed": replayed })))
 }
 
+fn policy_store(s: &AdminState) -> Result<Arc<dyn PolicyStore>, ApiError> {
+    s.policy.clone().ok_or_else(|| {
+        api_error(
+            StatusCode::NOT_FOUND,
+            "no_alerts",
+            "this server has no alert database".into(),
+        )
+    })
+}
+
+/// A silence as the API shows it: the stored silence, its state now and whether it
+/// covers the time asked about (now, or `?at=`).
+#[derive(serde::Serialize)]
+struct SilenceView {
+    #[serde(flatten)]
+    stored: StoredSilence,
+    status: SilenceStatus,
+}
+
+#[derive(serde::Serialize)]
+struct SilenceStatus {
+    /// `pending`, `active` or `expired`, now.
+    state: silence::State,
+    /// Whether it silences at the time asked about (a maintenance window: inside a range).
+    silencing: bool,
+}
+
+fn view(stored: StoredSilence, now: jiff::Timestamp, at: jiff::Timestamp) -> SilenceView {
+    let (state, silencing) = match stored.silence.compile(stored.id) {
+        Ok(c) => (c.state(now), c.covers_time(at)),
+        Err(_) => (silence::State::Expired, false),
+    };
+    SilenceView {
+        stored,
+        status: SilenceStatus { state, silencing },
+    }
+}
+
+async fn create_silence(
+    State(s): State<AdminState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let silence = Silence::from_json(&body).map_err(|e| {
+        let mut more = serde_json::Map::new();
+        more.insert("field".into(), e.field.clone().into());
+        ApiError(StatusCode::BAD_REQUEST, "invalid", e.to_string(), more)
+    })?;
+    let db = policy_store(&s)?;
+    let account = silence.account.clone();
+    let accounts = s.store.clone();
+    let now = jiff::Timestamp::now();
+    let stored = blocking(move || {
+        if accounts.account(&silence.account)?.is_none() {
+            return Err(StoreError::NoAccount(silence.account.clone()));
+        }
+        db.create_silence(&silence, now)
+    })
+    .await
+    .map_err(|e| unknown_account_is_invalid(e, &account))?;
+    Ok((StatusCode::CREATED, Json(view(stored, now, now))).into_response())
+}
+
+#[derive(Deserialize)]
+struct SilencesQuery {
+    account: Option<String>,
+    /// `pending`, `active` or `expired`.
+    state: Option<silence::State>,
+    /// Only those that silence at this time (RFC 3339).
+    at: Option<jiff::Timestamp>,
+}
+
+async fn list_silences(
+    State(s): State<AdminState>,
+    query: Result<axum::extract::Query<SilencesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<SilenceView>>, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| api_error(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+    let db = policy_store(&s)?;
+    let account = q.account.clone();
+    let all = blocking(move || db.silences(account.as_deref())).await?;
+    let now = jiff::Timestamp::now();
+    let at = q.at.unwrap_or(now);
+    Ok(Json(
+        all.into_iter()
+            .map(|stored| view(stored, now, at))
+            .filter(|v| q.state.is_none_or(|want| v.status.state == want))
+            .filter(|v| q.at.is_none() || v.status.silencing)
+            .collect(),
+    ))
+}
+
+async fn expire_silence(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+) -> Result<Json<SilenceView>, ApiError> {
+    let db = policy_store(&s)?;
+    let now = jiff::Timestamp::now();
+    match blocking(move || db.expire_silence(id, now)).await? {
+        Some(stored) => Ok(Json(view(stored, now, now))),
+        None => Err(api_error(
+            StatusCode::NOT_FOUND,
+            "unknown_silence",
+            format!("no silence {id}"),
+        )),
+    }
+}
+
 /// The `/api/v1` router.
 pub fn router(state: AdminState) -> Router {
     Router::new()
@@ -580,6 +693,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/devices/{id}/latest", get(latest))
         .route("/api/v1/devices/{id}/metrics", get(metrics))
+        .route("/api/v1/silences", post(create_silence).get(list_silences))
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(expire_silence),
+        )
         .route("/api/v1/dead-letters", get(dead_letters))
         .route("/api/v1/dead-letters/replay", post(replay_dead_letters))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))

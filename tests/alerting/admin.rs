@@ -27,6 +27,7 @@ async fn start() -> Admin {
         alerts: None,
         deliveries: None,
         dead_letters: None,
+        policy: Some(store.clone()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1", listener.local_addr().unwrap());
@@ -380,4 +381,118 @@ async fn configs_of_unknown_accounts_and_reactivations_over_quota_are_refused() 
         .filter(|d| d.active)
         .count();
     assert_eq!(active, 1, "the quota held");
+}
+
+#[tokio::test]
+async fn silences_and_maintenance_windows_are_created_listed_and_expired() {
+    use reqwest::Method;
+    let admin = start().await;
+    admin
+        .call(
+            Method::POST,
+            "/accounts",
+            Some(json!({"name": "acme", "device_quota": 2})),
+        )
+        .await;
+    let now = jiff::Timestamp::now();
+    let hour = jiff::SignedDuration::from_hours(1);
+    let silence = json!({
+        "account": "acme",
+        "matchers": [{"label": "device", "op": "=~", "value": "web-0[12]"}],
+        "starts_at": (now - hour).to_string(), "ends_at": (now + hour).to_string(),
+        "comment": "rebooting web-01 and web-02", "created_by": "ops@example.com"
+    });
+    let (s, active) = admin
+        .call(Method::POST, "/silences", Some(silence.clone()))
+        .await;
+    assert_eq!(s, 201, "{active}");
+    assert_eq!(
+        active["status"],
+        json!({"state": "active", "silencing": true})
+    );
+    assert_eq!(active["matchers"], silence["matchers"]);
+    let id = active["id"].as_i64().unwrap();
+    // Pending: starts tomorrow.
+    let mut later = silence.clone();
+    later["starts_at"] = json!((now + hour * 24).to_string());
+    later["ends_at"] = json!((now + hour * 25).to_string());
+    let (s, pending) = admin.call(Method::POST, "/silences", Some(later)).await;
+    assert_eq!(
+        (s, pending["status"]["state"].as_str()),
+        (201, Some("pending"))
+    );
+    // A weekly maintenance window: Sundays 01:00-05:00 in Berlin, no end.
+    let window = json!({
+        "account": "acme", "matchers": [{"label": "device_id", "op": "=", "value": "12"}],
+        "starts_at": "2026-01-01T00:00:00Z", "comment": "weekly patching",
+        "recurrence": {"type": "weekly", "time_zone": "Europe/Berlin",
+                       "ranges": [{"days": ["sun"], "start": "01:00", "end": "05:00"}]}
+    });
+    let (s, w) = admin.call(Method::POST, "/silences", Some(window)).await;
+    assert_eq!(s, 201, "{w}");
+    let wid = w["id"].as_i64().unwrap();
+
+    // What silences at a time: a Sunday at 02:00 Berlin (00:00 UTC in winter) is in the
+    // window; a Monday is not.
+    let at = |t: &str| format!("/silences?at={t}");
+    let (s, list) = admin
+        .call(Method::GET, &at("2026-12-06T01:00:00Z"), None)
+        .await;
+    assert_eq!(s, 200, "{list}");
+    let ids: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [wid]);
+    let (_, list) = admin
+        .call(Method::GET, &at("2026-12-07T01:00:00Z"), None)
+        .await;
+    assert_eq!(list, json!([]));
+    let (_, list) = admin
+        .call(Method::GET, "/silences?state=pending", None)
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Invalid ones name their field.
+    let mut bad = silence.clone();
+    bad["matchers"][0]["value"] = json!("web-(");
+    let (s, body) = admin.call(Method::POST, "/silences", Some(bad)).await;
+    assert_eq!(
+        (s, body["field"].as_str()),
+        (400, Some("matchers[0].value")),
+        "{body}"
+    );
+    let mut bad = silence.clone();
+    bad["account"] = json!("nobody");
+    let (s, body) = admin.call(Method::POST, "/silences", Some(bad)).await;
+    assert_eq!(
+        (s, body["reason"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("account: no account"),
+        "{body}"
+    );
+
+    // Delete expires it now; it stays listed as expired.
+    let (s, gone) = admin
+        .call(Method::DELETE, &format!("/silences/{id}"), None)
+        .await;
+    assert_eq!(
+        (s, gone["status"]["state"].as_str()),
+        (200, Some("expired")),
+        "{gone}"
+    );
+    let (_, list) = admin
+        .call(Method::GET, "/silences?state=expired", None)
+        .await;
+    assert_eq!(list.as_array().unwrap()[0]["id"], id);
+    let (s, body) = admin.call(Method::DELETE, "/silences/9999", None).await;
+    assert_eq!((s, body["reason"].as_str()), (404, Some("unknown_silence")));
 }

@@ -274,7 +274,7 @@ async fn paused_past_its_session(group_protocol: &str) {
             &url,
             json!({"wait": {"seconds": 0, "enabled": false},
                    "repeat": {"seconds": 600, "enabled": false},
-                   "recipients": [{"type": "webhook", "url": format!("{url}/hook")}]}),
+                   "recipients": [{"type": "webhook", "url": format!("{url}/hook"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;
@@ -285,7 +285,7 @@ async fn paused_past_its_session(group_protocol: &str) {
             json!({"name": "Silent", "kind": "no_data", "metric": null, "comparison": null,
                    "value": null, "wait": {"seconds": 20, "enabled": true},
                    "repeat": {"seconds": 600, "enabled": false},
-                   "recipients": [{"type": "webhook", "url": format!("{url}/nodata")}]}),
+                   "recipients": [{"type": "webhook", "url": format!("{url}/nodata"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;

@@ -184,7 +184,7 @@ async fn hostile_inputs_get_their_reasons_memory_stays_bounded_and_good_payloads
         config(
             &url,
             json!({"wait": {"seconds": 0, "enabled": false},
-                   "recipients": [{"type": "webhook", "url": format!("{url}/hook")}]}),
+                   "recipients": [{"type": "webhook", "url": format!("{url}/hook"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;

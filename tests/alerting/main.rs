@@ -13,5 +13,6 @@ mod enrich;
 mod hostile;
 mod intake;
 mod pipeline;
+mod policy;
 mod rules;
 mod up;

@@ -123,6 +123,7 @@ async fn agent_payloads_flow_from_http_to_the_query_api() {
         alerts: None,
         deliveries: None,
         dead_letters: None,
+        policy: None,
     };
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
 

@@ -140,6 +140,6 @@ fn expr_config(url: &str, name: &str, path: &str, expr: &str) -> Json {
         "subject": {"type": "account"},
         "expr": expr,
         "fix": true,
-        "recipients": [{"type": "webhook", "url": format!("{url}{path}")}]
+        "recipients": [{"type": "webhook", "url": format!("{url}{path}"), "grouping": {"group_by": []}}]
     })
 }

@@ -442,9 +442,9 @@ pub(super) fn config(receiver: &str, patch: Json) -> Json {
         "repeat": {"seconds": 600, "enabled": true},
         "fix": true,
         "recipients": [
-            {"type": "webhook", "url": format!("{receiver}/hook")},
-            {"type": "slack", "url": format!("{receiver}/slack")},
-            {"type": "pagerduty", "url": format!("{receiver}/pd"), "routing_key": "R0UT1NG"}
+            {"type": "webhook", "url": format!("{receiver}/hook"), "grouping": {"group_by": []}},
+            {"type": "slack", "url": format!("{receiver}/slack"), "grouping": {"group_by": []}},
+            {"type": "pagerduty", "url": format!("{receiver}/pd"), "routing_key": "R0UT1NG", "grouping": {"group_by": []}}
         ]
     });
     for (k, v) in patch.as_object().unwrap() {
@@ -609,7 +609,7 @@ async fn no_data_fires_after_its_wait_and_clears_on_the_next_payload() {
             json!({"name": "Silent", "kind": "no_data", "metric": null, "comparison": null,
                    "value": null, "wait": {"seconds": 2, "enabled": true},
                    "repeat": {"seconds": 600, "enabled": false},
-                   "recipients": [{"type": "webhook", "url": format!("{url}/hook")}]}),
+                   "recipients": [{"type": "webhook", "url": format!("{url}/hook"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;
@@ -647,8 +647,8 @@ async fn a_flaky_receiver_gets_it_once_and_one_down_past_max_age_gets_it_archive
         config(
             &url,
             json!({"wait": {"seconds": 0, "enabled": false},
-                   "recipients": [{"type": "webhook", "url": format!("{url}/flaky")},
-                                  {"type": "webhook", "url": format!("{url}/down")}]}),
+                   "recipients": [{"type": "webhook", "url": format!("{url}/flaky"), "grouping": {"group_by": []}},
+                                  {"type": "webhook", "url": format!("{url}/down"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;
@@ -708,9 +708,9 @@ async fn the_notifier_refuses_internal_addresses_unless_allowed() {
             &url,
             json!({"wait": {"seconds": 0, "enabled": false},
             "recipients": [
-                {"type": "webhook", "url": format!("{url}/literal")},
-                {"type": "webhook", "url": format!("http://localhost:{port}/named")},
-                {"type": "webhook", "url": "http://169.254.169.254/latest/meta-data"}
+                {"type": "webhook", "url": format!("{url}/literal"), "grouping": {"group_by": []}},
+                {"type": "webhook", "url": format!("http://localhost:{port}/named"), "grouping": {"group_by": []}},
+                {"type": "webhook", "url": "http://169.254.169.254/latest/meta-data", "grouping": {"group_by": []}}
             ]}),
         ),
     )
@@ -768,9 +768,9 @@ async fn receivers_cannot_redirect_flood_or_leak_the_notifier() {
             &url,
             json!({"wait": {"seconds": 0, "enabled": false},
                    "recipients": [
-                       {"type": "webhook", "url": format!("{url}/redirect")},
-                       {"type": "webhook", "url": format!("{url}/huge/T000/B000/PATH-SECRET")},
-                       {"type": "webhook", "url": format!("http://127.0.0.1:{closed}/services/DOWN-SECRET?token=QUERY-SECRET")}
+                       {"type": "webhook", "url": format!("{url}/redirect"), "grouping": {"group_by": []}},
+                       {"type": "webhook", "url": format!("{url}/huge/T000/B000/PATH-SECRET"), "grouping": {"group_by": []}},
+                       {"type": "webhook", "url": format!("http://127.0.0.1:{closed}/services/DOWN-SECRET?token=QUERY-SECRET"), "grouping": {"group_by": []}}
                    ]}),
         ),
     )
@@ -838,7 +838,7 @@ async fn killed_mid_wait_and_mid_delivery_it_neither_misses_nor_repeats_a_notifi
         "/alerts/configs",
         config(
             &url,
-            json!({"recipients": [{"type": "webhook", "url": format!("{url}/hang")}]}),
+            json!({"recipients": [{"type": "webhook", "url": format!("{url}/hang"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;
@@ -919,7 +919,7 @@ async fn on_embedded_defaults_squall_up_needs_no_broker_and_still_notifies() {
         config(
             &url,
             json!({"wait": {"seconds": 0, "enabled": false},
-                   "recipients": [{"type": "slack", "url": format!("{url}/slack")}]}),
+                   "recipients": [{"type": "slack", "url": format!("{url}/slack"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;
@@ -1077,7 +1077,7 @@ async fn a_device_that_sent_a_far_future_time_still_alerts_on_its_next_payloads(
         config(
             &url,
             json!({"wait": {"seconds": 0, "enabled": false},
-                   "recipients": [{"type": "slack", "url": format!("{url}/slack")}]}),
+                   "recipients": [{"type": "slack", "url": format!("{url}/slack"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;
@@ -1131,7 +1131,7 @@ async fn a_500_series_fan_out_is_delivered_once_each_with_bounded_concurrency() 
             json!({"name": "Disk full", "metric": "system.disk.in_use", "value": 0.9,
                    "wait": {"seconds": 0, "enabled": false},
                    "repeat": {"seconds": 0, "enabled": false},
-                   "recipients": [{"type": "webhook", "url": format!("{url}/fanout")}]}),
+                   "recipients": [{"type": "webhook", "url": format!("{url}/fanout"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;
@@ -1212,7 +1212,7 @@ async fn a_database_locked_past_the_old_retry_budget_loses_and_dead_letters_noth
         config(
             &url,
             json!({"wait": {"seconds": 0, "enabled": false},
-                   "recipients": [{"type": "webhook", "url": format!("{url}/hook")}]}),
+                   "recipients": [{"type": "webhook", "url": format!("{url}/hook"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;
@@ -1448,7 +1448,7 @@ async fn on_postgres_squall_up_keeps_alert_state_and_metrics_across_a_kill() {
         config(
             &url,
             json!({"wait": {"seconds": 120, "enabled": true},
-                   "recipients": [{"type": "slack", "url": format!("{url}/slack")}]}),
+                   "recipients": [{"type": "slack", "url": format!("{url}/slack"), "grouping": {"group_by": []}}]}),
         ),
     )
     .await;

@@ -133,7 +133,7 @@ pub(crate) fn fixtures(agents: usize, hook: &str) -> Json {
             "metric": metric, "comparison": comparison, "value": value,
             "wait": {"seconds": 0, "enabled": false},
             "repeat": {"seconds": 600, "enabled": false}, "fix": true,
-            "recipients": [{"type": "webhook", "url": hook}]
+            "recipients": [{"type": "webhook", "url": hook, "grouping": {"group_by": []}}]
         })).collect::<Vec<_>>(),
     })
 }

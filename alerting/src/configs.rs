@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ConfigId, DeviceId};
 use crate::lang::{self, Compiled};
+use crate::policy::flap::FlapLimits;
 pub use crate::policy::group::Grouping;
 use crate::rules::{Comparison, Rule, Timing, MIN_REPEAT_S};
 
@@ -129,7 +130,22 @@ pub struct AlertConfig {
     pub fix: bool,
     /// Where notifications go.
     pub recipients: Vec<Recipient>,
+    /// Labels added to every alert of this config (silences, grouping and receivers see
+    /// them); not one of the labels squall sets (`alertname`, `account`, `device`,
+    /// `device_id`, `metric`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Percent state change over the last 21 evaluations at or above which an alert
+    /// instance is flapping (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_high: Option<f64>,
+    /// Percent state change below which a flapping instance settles (default 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_low: Option<f64>,
 }
+
+/// The labels squall sets on every alert, which a config's `labels` cannot replace.
+pub const RESERVED_LABELS: [&str; 5] = ["alertname", "account", "device", "device_id", "metric"];
 
 /// How large a config may be: texts (names, metric, labels, keys) in bytes, URLs in
 /// bytes, and how many series labels and recipients it holds.
@@ -185,6 +201,15 @@ fn check_url(field: String, url: &str) -> Result<(), ConfigError> {
 }
 
 impl AlertConfig {
+    /// Its flapping thresholds, defaults filled in.
+    pub fn flap_limits(&self) -> FlapLimits {
+        let d = FlapLimits::default();
+        FlapLimits {
+            high: self.flap_high.unwrap_or(d.high),
+            low: self.flap_low.unwrap_or(d.low),
+        }
+    }
+
     /// Parses a request body, naming the field of any error.
     pub fn from_json(body: &[u8]) -> Result<Self, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(body);
@@ -260,7 +285,44 @@ impl AlertConfig {
                 ),
             ));
         }
+        if let Some(labels) = &self.labels {
+            if let Some(k) = labels
+                .keys()
+                .find(|k| RESERVED_LABELS.contains(&k.as_str()))
+            {
+                return Err(invalid(
+                    format!("labels.{k}"),
+                    "set by squall on every alert; choose another name",
+                ));
+            }
+            if let Some(k) = labels.keys().find(|k| k.is_empty()) {
+                return Err(invalid(format!("labels.{k}"), "a label needs a name"));
+            }
+        }
+        let limits = self.flap_limits();
+        for (field, v) in [("flap_high", limits.high), ("flap_low", limits.low)] {
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(invalid(
+                    field,
+                    format!("a percent above 0 and at most 100, got {v}"),
+                ));
+            }
+        }
+        if limits.low >= limits.high {
+            return Err(invalid(
+                "flap_low",
+                format!("must be below flap_high ({})", limits.high),
+            ));
+        }
         for (i, r) in self.recipients.iter().enumerate() {
+            if let Some(by) = &r.grouping().group_by {
+                if by.len() > LIMITS.labels {
+                    return Err(invalid(
+                        format!("recipients[{i}].grouping.group_by"),
+                        format!("{} labels; at most {}", by.len(), LIMITS.labels),
+                    ));
+                }
+            }
             match r {
                 Recipient::Webhook { url, .. } | Recipient::Slack { url, .. } => {
                     check_url(format!("recipients[{i}].url"), url)?
@@ -307,6 +369,18 @@ impl AlertConfig {
             for (k, v) in series {
                 problems.push(too_long(format!("series.{k}"), v, LIMITS.text));
                 problems.push(too_long("series".into(), k, LIMITS.text));
+            }
+        }
+        if let Some(labels) = &self.labels {
+            if labels.len() > LIMITS.labels {
+                problems.push(Some(invalid(
+                    "labels",
+                    format!("{} labels; at most {}", labels.len(), LIMITS.labels),
+                )));
+            }
+            for (k, v) in labels {
+                problems.push(too_long(format!("labels.{k}"), v, LIMITS.text));
+                problems.push(too_long("labels".into(), k, LIMITS.text));
             }
         }
         if self.recipients.len() > LIMITS.recipients {

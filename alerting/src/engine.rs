@@ -656,6 +656,8 @@ fn no_data_event(
         at,
         recipients: c.config.recipients.clone(),
         expr: None,
+        labels: c.config.labels.clone().unwrap_or_default(),
+        flapping: None,
     }
 }
 
@@ -763,6 +765,66 @@ mod tests {
             store.triggered(true, None).unwrap()[0].closed_at,
             Some(t0 + 240.0)
         );
+    }
+
+    #[test]
+    fn a_hovering_value_is_marked_flapping_kept_quiet_then_recovers() {
+        let cfg = configs();
+        add(
+            &cfg,
+            serde_json::json!({"wait": {"seconds": 0, "enabled": false}, "labels": {"team": "web"}}),
+        );
+        let store = Arc::new(MemoryStore::new());
+        let mut e = Engine::new(cfg, store.clone());
+        let t0 = 1_000_000.0;
+        // The load hovers around the threshold (4): above, below, above, ...
+        let mut sent = Vec::new();
+        let mut quiet = 0;
+        let mut t = t0;
+        for i in 0..30 {
+            let v = if i % 2 == 0 { 5.0 } else { 3.0 };
+            for ev in load(&mut e, 1, t, v) {
+                if ev.flapping.is_some() && ev.kind != EventKind::Flapping {
+                    quiet += 1;
+                } else {
+                    sent.push((i, ev));
+                }
+            }
+            t += 60.0;
+        }
+        let kinds_sent: Vec<EventKind> = sent.iter().map(|(_, e)| e.kind).collect();
+        let notice = sent
+            .iter()
+            .position(|(_, e)| e.kind == EventKind::Flapping)
+            .expect("it is marked flapping");
+        // Before the notice, every crossing notified; after it, nothing but quiet ones.
+        assert!(notice >= 4, "{kinds_sent:?}");
+        assert_eq!(
+            sent.len(),
+            notice + 1,
+            "nothing sent after the notice: {kinds_sent:?}"
+        );
+        assert!(quiet >= 15, "{quiet} transitions kept quiet");
+        let flapping = &sent[notice].1;
+        assert!(flapping.flapping.unwrap() >= 50.0);
+        assert_eq!(
+            flapping.labels["team"], "web",
+            "the config's labels ride along"
+        );
+        assert!(crate::events::summary(flapping).contains("is flapping"));
+        // It settles above the threshold: once the state change falls below 25% it is
+        // notified again, with the state it settled in (firing), and then normally.
+        let mut back = Vec::new();
+        for _ in 0..25 {
+            back.extend(
+                load(&mut e, 1, t, 5.0)
+                    .into_iter()
+                    .filter(|e| e.flapping.is_none()),
+            );
+            t += 60.0;
+        }
+        assert_eq!(kinds(&back), [EventKind::Fire], "{back:?}");
+        assert_eq!(kinds(&load(&mut e, 1, t, 1.0)), [EventKind::Clear]);
     }
 
     #[test]

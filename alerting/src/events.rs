@@ -26,6 +26,8 @@ pub enum EventKind {
     Repeat,
     /// It cleared (only emitted when the config has `fix`).
     Clear,
+    /// It started flapping (notified once; then it is kept quiet until it settles).
+    Flapping,
 }
 
 /// One alert transition, with everything a notification needs.
@@ -68,6 +70,14 @@ pub struct AlertEvent {
     /// The rule in the rule language, in its normal form (`expr` configs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expr: Option<String>,
+    /// Labels the config adds to its alerts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Set while the alert instance is flapping: its percent state change. A `flapping`
+    /// event is the notice that it started; any other event with it set is kept quiet
+    /// (recorded, not sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<f64>,
 }
 
 impl EventKind {
@@ -77,12 +87,13 @@ impl EventKind {
             EventKind::Fire => "fire",
             EventKind::Repeat => "repeat",
             EventKind::Clear => "clear",
+            EventKind::Flapping => "flapping",
         }
     }
 }
 
 impl AlertEvent {
-    /// `firing` (fire, repeat) or `resolved` (clear).
+    /// `firing` (fire, repeat, flapping) or `resolved` (clear).
     pub fn status(&self) -> &'static str {
         match self.kind {
             EventKind::Clear => "resolved",
@@ -142,9 +153,10 @@ pub fn number(v: f64) -> String {
     }
 }
 
-/// The labels of an event, Alertmanager style.
+/// The labels of an event, Alertmanager style: the config's labels, the series labels,
+/// then `alertname`, `account`, `device`, `device_id` and `metric`.
 pub fn labels(e: &AlertEvent) -> BTreeMap<String, String> {
-    let mut l = BTreeMap::new();
+    let mut l = e.labels.clone();
     for (k, v) in &e.series {
         l.insert(k.clone(), v.clone());
     }
@@ -201,6 +213,11 @@ pub fn summary(e: &AlertEvent) -> String {
     match e.kind {
         EventKind::Fire => format!("{}: {what}", e.name),
         EventKind::Repeat => format!("{} (still firing): {what}", e.name),
+        EventKind::Flapping => format!(
+            "{} is flapping ({}% state change; quiet until it settles): {what}",
+            e.name,
+            e.flapping.map_or(0, |p| p.round() as i64)
+        ),
         EventKind::Clear if e.rule == Kind::NoData => {
             format!("{} resolved: {} is sending data again", e.name, e.hostname)
         }

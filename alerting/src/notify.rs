@@ -130,6 +130,9 @@ fn am_alert(
     if let Some(rule) = &e.expr {
         annotations.insert("rule".into(), rule.clone());
     }
+    if let Some(p) = e.flapping {
+        annotations.insert("flapping".into(), format!("{p:.0}% state change"));
+    }
     if let (Some(c), Some(t)) = (e.comparison, e.threshold) {
         annotations.insert(
             "threshold".into(),

@@ -262,6 +262,9 @@ pub struct DeviceState {
     /// recent points (rule language).
     #[serde(default)]
     pub series: HashMap<String, Vec<SeriesState>>,
+    /// Flapping detection per (rule id, series) with any change in its recent outcomes.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub flaps: HashMap<(ConfigId, String), crate::policy::flap::Flap>,
 }
 
 /// One series of a device that `expr` rules read.

@@ -5,6 +5,8 @@
 //! - Input: the notifications topic's records, fields-grouped by `key`, which is the
 //!   recipient's group of the alert ([`Notification::key`]): one partition, so one
 //!   notifier process, and one task hold each group.
+//! - A notification of an alert that flaps (not the notice that it started) is recorded
+//!   `flapping` and dropped: the alert is kept quiet until it settles.
 //! - Each notification joins its group. A notification whose alert a silence covers at
 //!   its event time is recorded `silenced` ("silenced by 7"); one that joins a group of
 //!   several alerts is recorded `grouped` ("grouped into g…"): both are visible in
@@ -33,7 +35,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use squall_alerting::configs::Recipient;
-use squall_alerting::events::labels;
+use squall_alerting::events::{labels, EventKind};
 use squall_alerting::notify::Notification;
 use squall_alerting::policy::group::Group;
 use squall_alerting::policy::silence::{silenced_by, CompiledSilence};
@@ -318,6 +320,22 @@ impl Grouper {
         });
         if h.group.members.values().any(|m| m.event.id == n.event.id) {
             return Ok(()); // a replay: its group has it
+        }
+        if let (Some(p), false) = (n.event.flapping, n.event.kind == EventKind::Flapping) {
+            // Kept quiet while the alert flaps: recorded, not sent, not in the group.
+            metrics::counter!("squall_notifications_held_total", "why" => "flapping").increment(1);
+            self.records.push(Delivery {
+                id: n.id.clone(),
+                status: DeliveryStatus::Flapping,
+                attempts: 0,
+                code: None,
+                reason: format!("flapping ({p:.0}% state change): quiet until it settles"),
+                at_ms: now_ms(),
+            });
+            if h.group.is_empty() && h.outbox.is_empty() {
+                self.groups.remove(&key);
+            }
+            return Ok(());
         }
         // A silenced notification is recorded under its own id with `/silenced`: with
         // `group_by: []` the alert may still go out under its id once the silence ends.

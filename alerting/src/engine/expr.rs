@@ -19,7 +19,8 @@ use crate::events::{event_id, AlertEvent, EventKind};
 use crate::ids::DeviceId;
 use crate::lang::{Agg, Compiled, Inputs, Slot};
 use crate::payload::MetricPoint;
-use crate::rules::{step, Comparison, DeviceState, SeriesState, Timing, Transition};
+use crate::policy::flap::{FlapChange, FlapLimits};
+use crate::rules::{step, Comparison, DeviceState, Phase, SeriesState, Timing, Transition};
 use crate::store::{AlertChange, TriggeredAlert};
 
 /// A threshold config, compiled (from `expr`, or from the JSON form), with what its
@@ -312,16 +313,95 @@ pub(super) fn evaluate(
             }
             _ => {}
         }
-        let (key, labels): (&str, BTreeMap<String, String>) = if tr.is_some() || was_firing {
-            (&state_key.1, labels.into_iter().collect())
-        } else {
-            continue;
+        // Flapping: each payload's outcome is recorded (instances with any recent change
+        // only); while flapping, transitions are kept quiet.
+        let flap = match (by_metric.is_some(), holds) {
+            (true, Some(held)) => flap(
+                &mut entry.state.flaps,
+                &state_key,
+                held,
+                c.config.flap_limits(),
+            ),
+            _ => (
+                None,
+                entry
+                    .state
+                    .flaps
+                    .get(&state_key)
+                    .filter(|f| f.flapping)
+                    .map(|f| f.percent()),
+            ),
         };
+        let (key, labels): (&str, BTreeMap<String, String>) =
+            if tr.is_some() || was_firing || flap.0.is_some() {
+                (&state_key.1, labels.into_iter().collect())
+            } else {
+                continue;
+            };
+        let firing_now = phase.is_some_and(|p| p.is_firing());
         let metric = slots.first().map(|s| s.series.metric.clone());
+        let fired = phase.and_then(|p| match p {
+            Phase::Firing { fired_at, .. } | Phase::Keeping { fired_at, .. } => Some(fired_at),
+            Phase::Pending { .. } => None,
+        });
+        let quiet = flap.1;
+        let mut notices = Vec::new();
+        match flap.0 {
+            Some(FlapChange::Started(p)) => {
+                let mut e = event_of(
+                    rule,
+                    c,
+                    entry,
+                    device,
+                    key,
+                    &labels,
+                    value,
+                    EventKind::Flapping,
+                    fired.unwrap_or(t),
+                    t,
+                );
+                e.flapping = Some(p);
+                notices.push(e);
+            }
+            // Settled with no transition now: receivers hear the state it settled in.
+            Some(FlapChange::Stopped(_)) if tr.is_none() => {
+                if firing_now {
+                    notices.push(event_of(
+                        rule,
+                        c,
+                        entry,
+                        device,
+                        key,
+                        &labels,
+                        value,
+                        EventKind::Fire,
+                        fired.unwrap_or(t),
+                        t,
+                    ));
+                } else if rule.timing.fix {
+                    notices.push(event_of(
+                        rule,
+                        c,
+                        entry,
+                        device,
+                        key,
+                        &labels,
+                        value,
+                        EventKind::Clear,
+                        t,
+                        t,
+                    ));
+                }
+            }
+            _ => {}
+        }
         let event = |kind: EventKind, fired_at: f64| {
-            event_of(
+            let mut e = event_of(
                 rule, c, entry, device, key, &labels, value, kind, fired_at, t,
-            )
+            );
+            // Quiet while flapping (from the evaluation it started at: its notice says it).
+            e.flapping = quiet;
+            e
         };
         match tr {
             Some(Transition::Fire { fired_at, .. }) => {
@@ -378,7 +458,30 @@ pub(super) fn evaluate(
                 }
             }
         }
+        events.extend(notices);
     }
+}
+
+/// Records an evaluation's outcome in the instance's flapping history: what changed, and
+/// its percent state change if it is flapping now. Instances with no recent change keep
+/// no history.
+fn flap(
+    flaps: &mut HashMap<(crate::ids::ConfigId, String), crate::policy::flap::Flap>,
+    key: &(crate::ids::ConfigId, String),
+    held: bool,
+    limits: FlapLimits,
+) -> (Option<FlapChange>, Option<f64>) {
+    let f = match flaps.get_mut(key) {
+        Some(f) => f,
+        None if !held => return (None, None),
+        None => flaps.entry(key.clone()).or_default(),
+    };
+    let change = f.record(held, limits);
+    let flapping = f.flapping.then(|| f.percent());
+    if !f.flapping && f.percent() == 0.0 && !held {
+        flaps.remove(key);
+    }
+    (change, flapping)
 }
 
 /// The labels of a series key (`k=v,k2=v2`).
@@ -423,6 +526,8 @@ fn event_of(
         at,
         recipients: c.config.recipients.clone(),
         expr: rule.text.clone(),
+        labels: c.config.labels.clone().unwrap_or_default(),
+        flapping: None,
     }
 }
 

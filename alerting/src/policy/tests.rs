@@ -29,6 +29,8 @@ fn event(kind: EventKind, device: i64, mount: &str, at: f64) -> AlertEvent {
         at,
         recipients: vec![],
         expr: None,
+        labels: BTreeMap::new(),
+        flapping: None,
     }
 }
 

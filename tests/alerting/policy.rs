@@ -1,5 +1,6 @@
 //! Notification policy through `squall up` (embedded broker, SQLite): grouping sends one
-//! notification for a fan-out and one update when a member resolves; a silence holds an
+//! notification for a fan-out and one update when a member resolves, and a group waiting
+//! when the process is SIGKILLed is sent once after the restart; a silence holds an
 //! alert back (recorded as `silenced by <id>`) until it is expired, and then the alert,
 //! still firing, goes out. The timers themselves are tested on virtual time in
 //! `squall_alerting::policy`; here the wiring is proven with short ones.
@@ -174,5 +175,66 @@ async fn a_silenced_alert_is_held_back_and_sent_when_the_silence_is_expired() {
     .expect("the still-firing alert is sent once the silence is expired");
     assert_eq!(got[0].body["status"], "firing");
     assert_eq!(got[0].body["alerts"][0]["labels"]["device"], HOST);
+    up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_waiting_when_the_process_is_killed_is_sent_once_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver, url) = Receiver::start().await;
+    let env = [("SQUALL__KAFKA__BROKERS", "")];
+    let up = Up::start(dir.path(), "squall.", &env);
+    let api = Api::new(&up);
+    api.account().await;
+    api.post(
+        "/alerts/configs",
+        config(
+            &url,
+            json!({"name": "Disk full", "metric": "system.disk.in_use", "value": 0.9,
+                   "wait": {"seconds": 0, "enabled": false},
+                   "recipients": [{"type": "webhook", "url": format!("{url}/group"),
+                                   "grouping": {"group_wait": "10s"}}]}),
+        ),
+    )
+    .await;
+    let t = t0();
+    let status = api
+        .try_payload_with(t, 1.0, HOST, |p| p["metrics"] = disks(t, 3, 0.95, 0.95))
+        .await;
+    assert_eq!(status, Some(202));
+    // The three joined their group (committed with it); it waits 10 s: SIGKILL now.
+    api.wait_get("/notifications", Duration::from_secs(60), |d| {
+        d.as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["status"] == "grouped")
+            .count()
+            == 3
+    })
+    .await;
+    assert!(receiver.on("/group").is_empty(), "still waiting");
+    up.kill();
+
+    let up = Up::start(dir.path(), "squall.", &env);
+    let api = Api::new(&up);
+    let got = receiver.wait("/group", 1, Duration::from_secs(60)).await;
+    assert_eq!(got[0].body["alerts"].as_array().unwrap().len(), 3);
+    let log = api
+        .wait_get("/notifications", Duration::from_secs(30), |d| {
+            d.as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["status"] == "delivered")
+        })
+        .await;
+    let delivered: Vec<&Json> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "delivered")
+        .collect();
+    assert_eq!(delivered.len(), 1, "{log}");
+    assert_eq!(delivered[0]["id"], got[0].key.as_str());
+    assert_eq!(receiver.on("/group").len(), 1, "sent once");
     up.stop();
 }

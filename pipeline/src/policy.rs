@@ -24,7 +24,10 @@
 //!   outbox is sent again when the group is loaded (a restart, a takeover) and, on
 //!   ticks, when an entry is still unrecorded a minute after it was sent (the deliver
 //!   bolt sends each id once, so a repeat costs nothing but a lookup). A replayed
-//!   notification (an event its group already holds) changes nothing.
+//!   notification (an event its group already holds: its tuple failed downstream, or a
+//!   restart re-read it) changes nothing in the group, and sends again the flushes of
+//!   its group that hold it and have no recorded outcome yet, so the spout's retries
+//!   drive deliveries as they do without grouping.
 //! - **Partitions** (`group` set, as `squall up` does): groups follow the notifications
 //!   partitions the process's spout holds, claimed in the database like the alert
 //!   state's ([`crate::ownership`]); a commit under a stale epoch is refused, the task
@@ -258,9 +261,10 @@ impl Grouper {
         let silenced = |e: &squall_alerting::events::AlertEvent| {
             silenced_by(silences, &e.account, &labels(e), now)
         };
-        let before = (h.group.next_flush, h.group.members.len());
+        let size = |g: &Group| (g.next_flush, g.members.len(), g.departed.len());
+        let before = size(&h.group);
         let flush = h.group.tick(now, &silenced);
-        let changed = flush.sent.is_some() || before != (h.group.next_flush, h.group.members.len());
+        let changed = flush.sent.is_some() || before != size(&h.group);
         if let Some(sent) = flush.sent {
             let created = now_ms();
             let n = if h.group.timers.group_by.is_empty() {
@@ -319,7 +323,18 @@ impl Grouper {
             outbox: Vec::new(),
         });
         if h.group.members.values().any(|m| m.event.id == n.event.id) {
-            return Ok(()); // a replay: its group has it
+            // A replay (its tuple failed downstream, e.g. another process still held the
+            // delivery's claim; or a restart re-read it): what its group sent of it with
+            // no outcome recorded yet goes out again, as the notification itself would
+            // have without grouping (`deliver` sends each id once).
+            let now = now_secs();
+            for (sent, at) in &mut h.outbox {
+                if sent.alerts().iter().any(|a| a.id == n.event.id) {
+                    out.push(sent.clone());
+                    *at = now;
+                }
+            }
+            return Ok(());
         }
         if let (Some(p), false) = (n.event.flapping, n.event.kind == EventKind::Flapping) {
             // Kept quiet while the alert flaps: recorded, not sent, not in the group.

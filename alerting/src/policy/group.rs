@@ -253,7 +253,15 @@ pub struct Group {
     /// The event time (ms) of the event that started the group: with the key and the
     /// sequence, it makes notification ids unique across the group's lives.
     pub started_ms: i64,
+    /// Members that left (resolved and reported, or never heard of): fingerprint ->
+    /// (event time of their last event, clock time they left). An event of theirs not
+    /// later than that (a replay) is ignored; kept for [`DEPARTED_KEEP_S`].
+    #[serde(default)]
+    pub departed: BTreeMap<String, (f64, f64)>,
 }
+
+/// How long a group remembers the members that left (seconds of its clock).
+pub const DEPARTED_KEEP_S: f64 = 3600.0;
 
 impl Group {
     /// An empty group.
@@ -268,12 +276,14 @@ impl Group {
             last_sent: None,
             seq: 0,
             started_ms: i64::MIN,
+            departed: BTreeMap::new(),
         }
     }
 
-    /// Whether nothing is left in it (it can be forgotten).
+    /// Whether nothing is left in it (it can be forgotten): no member, and none that left
+    /// recently.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.members.is_empty() && self.departed.is_empty()
     }
 
     /// When its next flush is due, if one is scheduled.
@@ -294,6 +304,12 @@ impl Group {
     /// Takes in an alert's event at time `now`.
     pub fn add(&mut self, event: AlertEvent, now: f64) {
         let fp = fingerprint(&event);
+        if let Some((at, _)) = self.departed.get(&fp) {
+            if event.at <= *at {
+                return; // a replay of an alert that left the group
+            }
+            self.departed.remove(&fp);
+        }
         if self.members.is_empty() {
             self.started_ms = (event.at * 1000.0).round() as i64;
         }
@@ -351,6 +367,8 @@ impl Group {
     /// schedules one if a member's silence ended with something to say. `silenced` says
     /// which silence, if any, covers an alert at `now`.
     pub fn tick(&mut self, now: f64, silenced: &dyn Fn(&AlertEvent) -> Option<i64>) -> Flush {
+        self.departed
+            .retain(|_, (_, left)| *left >= now - DEPARTED_KEEP_S);
         if self.next_flush.is_none() && self.last_flush.is_some() && self.changed(silenced) {
             self.schedule(now);
         }

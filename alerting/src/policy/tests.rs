@@ -269,7 +269,7 @@ fn an_alert_resolved_during_its_silence_sends_nothing() {
         t += 1.0;
     }
     assert_eq!(sent, 0);
-    assert!(g.is_empty(), "the resolved member left");
+    assert!(g.members.is_empty(), "the resolved member left");
 }
 
 #[test]

@@ -619,6 +619,49 @@ impl Engine {
     }
 }
 
+/// An alert instance whose condition holds but not yet for its wait (`for`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PendingAlert {
+    /// The config.
+    pub config_id: ConfigId,
+    /// The account.
+    pub account: String,
+    /// The device.
+    pub device: DeviceId,
+    /// Its host name.
+    pub hostname: String,
+    /// The series key (`k=v,...`).
+    pub series: String,
+    /// Event time the condition first held.
+    pub since: f64,
+}
+
+/// The pending alerts in a device's persisted state blob (as
+/// [`AlertStateStore::device_states`] returns it).
+pub fn pending_alerts(device: DeviceId, blob: &[u8]) -> Vec<PendingAlert> {
+    let Some(p) = decode(device, blob) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PendingAlert> = p
+        .state
+        .phases
+        .iter()
+        .filter_map(|((config_id, series), phase)| match phase {
+            crate::rules::Phase::Pending { since } => Some(PendingAlert {
+                config_id: *config_id,
+                account: p.account.clone(),
+                device,
+                hostname: p.hostname.clone(),
+                series: series.clone(),
+                since: *since,
+            }),
+            _ => None,
+        })
+        .collect();
+    out.sort_by(|a, b| a.since.total_cmp(&b.since));
+    out
+}
+
 fn decode(device: DeviceId, blob: &[u8]) -> Option<Persisted> {
     match rmp_serde::from_slice(blob) {
         Ok(p) => Some(p),

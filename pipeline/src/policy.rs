@@ -469,27 +469,43 @@ impl Grouper {
                 Ok(())
             }
             Err(e) => {
-                // Memory never runs ahead of the database: what the commit held is read
-                // back (with its partition) next time.
-                for key in self.dirty.drain() {
-                    self.groups.remove(&key);
-                }
+                // Memory never runs ahead of the database: the partitions the commit
+                // wrote to are read back whole before anything else happens to them; a
+                // fenced one is given up until the spout holds it anew.
+                let partitions: HashSet<Option<i32>> = self
+                    .dirty
+                    .drain()
+                    .filter_map(|key| self.groups.get(&key).map(|h| h.partition))
+                    .collect();
                 self.records.clear();
-                if let StoreError::Fenced { partition, .. } = &e {
-                    if let Some(f) = &mut self.follow {
-                        if let Some((generation, _)) = f.held.remove(partition) {
-                            f.fenced.insert((*partition, generation));
+                if let (StoreError::Fenced { partition, .. }, Some(f)) = (&e, &mut self.follow) {
+                    if let Some((generation, _)) = f.held.get(partition) {
+                        f.fenced.insert((*partition, *generation));
+                    }
+                }
+                match &mut self.follow {
+                    Some(_) if partitions.contains(&None) => {
+                        self.groups.clear();
+                        if let Some(f) = &mut self.follow {
+                            f.version = None;
+                            f.held.clear();
                         }
                     }
-                    let p = *partition;
-                    self.groups.retain(|_, h| h.partition != Some(p));
-                } else if let Some(f) = &mut self.follow {
-                    // Reload the partitions on the next sync.
-                    f.version = None;
-                    f.held.clear();
-                } else {
-                    self.loaded = false;
-                    self.groups.clear();
+                    Some(_) => {
+                        for p in partitions.into_iter().flatten() {
+                            self.release(p);
+                        }
+                        if let StoreError::Fenced { partition, .. } = &e {
+                            self.release(*partition);
+                        }
+                        if let Some(f) = &mut self.follow {
+                            f.version = None;
+                        }
+                    }
+                    None => {
+                        self.loaded = false;
+                        self.groups.clear();
+                    }
                 }
                 Err(e)
             }

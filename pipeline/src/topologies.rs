@@ -258,10 +258,12 @@ pub fn notifier(cluster: &Cluster, o: &NotifierOptions) -> Result<Topology, Vali
     );
     spout.dead_letter_topic = names.dead_letter.clone();
     spout.options = cluster.consumer.clone();
-    // Deliveries fail only when the outcome could not be recorded: retried for good.
+    // Notifications fail only transiently (an outcome not recorded yet, a delivery another
+    // process still holds, a partition changing owners): retried for good, at least every
+    // 5 s, so a handover delays them by seconds, not minutes of back-off.
     spout.retry.max_retries = 1_000_000;
-    spout.retry.initial_delay_ms = 1_000;
-    spout.retry.max_delay_ms = 60_000;
+    spout.retry.initial_delay_ms = 500;
+    spout.retry.max_delay_ms = 5_000;
     KafkaSpout::new(spout.clone())
         .map_err(|e| invalid(ComponentKind::Spout, "notifications", e))?;
     b.set_spout("notifications", 1, move || {

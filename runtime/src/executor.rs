@@ -129,6 +129,10 @@ impl BoltTask {
         // Held tuples in the order they were taken, with their deadlines.
         let mut deadlines: VecDeque<(Instant, TupleKey)> = VecDeque::new();
         let mut paused_until: Option<Instant> = None;
+        // When the current pause began: a pause the bolt asks for is time it cannot take
+        // tuples, so it counts as busy for its capacity (a slow bolt that pauses instead of
+        // blocking is still the bottleneck).
+        let mut paused_at: Option<Instant> = None;
         let mut executions: u32 = 0;
         loop {
             let next_deadline = deadlines.front().map(|d| d.0);
@@ -154,6 +158,9 @@ impl BoltTask {
                 BoltEvent::Closed => break,
                 BoltEvent::Resume => {
                     paused_until = None;
+                    if let Some(at) = paused_at.take() {
+                        capacity.record(at.elapsed(), &self.metrics.capacity, &self.stats.counters);
+                    }
                     continue;
                 }
                 BoltEvent::Wake => {
@@ -161,9 +168,17 @@ impl BoltTask {
                     // `wake` may end a pause (the bolt caught up) or start one.
                     if self.out.take_resume() {
                         paused_until = None;
+                        if let Some(at) = paused_at.take() {
+                            capacity.record(
+                                at.elapsed(),
+                                &self.metrics.capacity,
+                                &self.stats.counters,
+                            );
+                        }
                     }
                     if let Some(pause) = self.out.take_pause() {
                         paused_until = Some(Instant::now() + pause);
+                        paused_at.get_or_insert_with(Instant::now);
                     }
                     waited_flush(&mut self.router, &self.stats, &mut self.acking).await;
                     continue;
@@ -205,6 +220,7 @@ impl BoltTask {
                 self.out.take_resume(); // only `wake` can end a pause
                 if let Some(pause) = self.out.take_pause() {
                     paused_until = Some(Instant::now() + pause);
+                    paused_at.get_or_insert_with(Instant::now);
                     inbox.extend(batch_iter.by_ref());
                     break;
                 }
@@ -334,6 +350,7 @@ impl BoltTask {
                 }
                 Some((error, transient)) => {
                     self.metrics.count_failed(&self.stats.counters, "failed", 1);
+                    self.stats.counters.note_error(&error);
                     let reason = FailReason::Failed {
                         component: component.to_string(),
                         error,
@@ -401,6 +418,7 @@ impl BoltTask {
                 self.stats.counters.panics.fetch_add(1, Ordering::Relaxed);
                 self.metrics.panics.increment(1);
                 self.metrics.count_failed(&self.stats.counters, "panic", 1);
+                self.stats.counters.note_error(&format!("panic: {message}"));
                 tracing::error!(
                     component,
                     task = %self.stats.task,
@@ -430,6 +448,7 @@ impl BoltTask {
         match error {
             Some((error, transient)) => {
                 self.metrics.count_failed(&self.stats.counters, "failed", 1);
+                self.stats.counters.note_error(&error);
                 tracing::warn!(component, task = %self.stats.task, %error, transient, "tuple failed");
                 if tracked {
                     let reason = FailReason::Failed {

@@ -490,6 +490,17 @@ impl RunningTopology {
         self.shutdown.send_replace(true);
     }
 
+    /// A handle that reads this topology's live statistics from anywhere (an HTTP
+    /// handler), for as long as it lives; cheap to clone.
+    pub fn live(&self) -> LiveStats {
+        LiveStats {
+            name: self.name.clone(),
+            stats: self.stats.clone(),
+            started: self.started,
+            acker_stats: self.acker_stats.clone(),
+        }
+    }
+
     /// Current statistics.
     pub fn report(&self) -> RunReport {
         build_report(
@@ -554,6 +565,116 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// A running topology's live statistics (see [`RunningTopology::live`]).
+#[derive(Clone)]
+pub struct LiveStats {
+    name: String,
+    stats: Vec<Arc<TaskStats>>,
+    started: tokio::time::Instant,
+    acker_stats: Arc<AckerStats>,
+}
+
+impl std::fmt::Debug for LiveStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStats")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One task's counters now (cumulative since the start, except the queue depth).
+#[derive(Clone, Debug, Default)]
+pub struct TaskReport {
+    /// The component.
+    pub component: String,
+    /// `spout` or `bolt`.
+    pub kind: String,
+    /// The task id.
+    pub task: u32,
+    /// Tuples emitted.
+    pub emitted: u64,
+    /// Tuples executed.
+    pub executed: u64,
+    /// Tuples acked.
+    pub acked: u64,
+    /// Tuples failed.
+    pub failed: u64,
+    /// Panics caught.
+    pub panics: u64,
+    /// Nanoseconds spent executing.
+    pub busy_ns: u64,
+    /// Nanoseconds spent waiting for room downstream.
+    pub backpressure_ns: u64,
+    /// Tuples in its input queue now (bolts).
+    pub queue_depth: usize,
+    /// Its input queue's bound (bolts; 0 for spouts).
+    pub queue_capacity: usize,
+    /// The last error and when (epoch ms).
+    pub last_error: Option<(String, i64)>,
+}
+
+impl LiveStats {
+    /// The topology's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Totals per component now (latency percentiles are only in the final report).
+    pub fn report(&self) -> RunReport {
+        build_report(
+            &self.name,
+            &self.stats,
+            &[],
+            self.started.elapsed(),
+            &self.acker_stats,
+        )
+    }
+
+    /// Every task's counters now, in task order.
+    pub fn tasks(&self) -> Vec<TaskReport> {
+        let mut out: Vec<TaskReport> = self
+            .stats
+            .iter()
+            .map(|s| {
+                let c = &s.counters;
+                let last_error = c
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|(m, at)| {
+                        let ms = at
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        (m.clone(), ms)
+                    });
+                TaskReport {
+                    component: s.component.to_string(),
+                    kind: s.kind.to_string(),
+                    task: s.task.0,
+                    emitted: c.emitted.load(Ordering::Relaxed),
+                    executed: c.executed.load(Ordering::Relaxed),
+                    acked: c.acked.load(Ordering::Relaxed),
+                    failed: c.failed.load(Ordering::Relaxed),
+                    panics: c.panics.load(Ordering::Relaxed),
+                    busy_ns: c.busy_ns.load(Ordering::Relaxed),
+                    backpressure_ns: c.backpressure_ns.load(Ordering::Relaxed),
+                    queue_depth: s.depth.as_ref().map_or(0, |d| d.current()),
+                    queue_capacity: s.depth.as_ref().map_or(0, |d| d.capacity()),
+                    last_error,
+                }
+            })
+            .collect();
+        out.sort_by_key(|t| t.task);
+        out
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 }
 

@@ -16,9 +16,15 @@ use tokio::time::Instant;
 pub(crate) struct Depth {
     current: AtomicUsize,
     max: AtomicUsize,
+    /// The queue's bound, in tuples.
+    capacity: usize,
 }
 
 impl Depth {
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub(crate) fn current(&self) -> usize {
         self.current.load(Ordering::Relaxed)
     }
@@ -53,7 +59,10 @@ pub(crate) struct QueueRx {
 pub(crate) fn queue(capacity: usize) -> (QueueTx, QueueRx, Arc<Depth>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(capacity));
-    let depth = Arc::new(Depth::default());
+    let depth = Arc::new(Depth {
+        capacity: capacity.max(1),
+        ..Depth::default()
+    });
     (
         QueueTx {
             tx,

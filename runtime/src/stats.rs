@@ -2,8 +2,8 @@
 //! same figures published through the `metrics` crate (Prometheus names in the README).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use metrics::{Counter, Gauge, Histogram};
 use squall_topology::{ComponentKind, TaskId};
@@ -20,6 +20,17 @@ pub(crate) struct TaskCounters {
     pub(crate) panics: AtomicU64,
     pub(crate) backpressure_ns: AtomicU64,
     pub(crate) busy_ns: AtomicU64,
+    /// The last error (a failed tuple's message, a panic) and when it happened.
+    pub(crate) last_error: Mutex<Option<(String, SystemTime)>>,
+}
+
+impl TaskCounters {
+    /// Remembers `message` as the task's last error (the first 500 characters).
+    pub(crate) fn note_error(&self, message: &str) {
+        let short: String = message.chars().take(500).collect();
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((short, SystemTime::now()));
+    }
 }
 
 /// One task's identity, counters and queue.

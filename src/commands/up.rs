@@ -153,16 +153,12 @@ pub async fn run(
 
     let mut lines = vec!["squall is up".to_string()];
     let mut servers = Vec::new();
+    let mut ui: Option<squall_services::ui::UiState> = None;
     if services.admin {
         let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("admin: listening on {}", config.admin.listen))?;
         let admin_addr = admin_listener.local_addr()?;
-        let admin = squall_services::admin::router(
-            squall_services::admin::AdminState::new(stores, token.as_str())
-                .with_dead_letters(&brokers, &names.dead_letter),
-        );
-        let admin_stopped = stopped();
         let options = config
             .admin
             .tls
@@ -172,11 +168,28 @@ pub async fn run(
         } else {
             "http"
         };
+        let sources = squall_services::ui::AlertSources {
+            accounts: stores.accounts.clone(),
+            alerts: stores.alerts.clone(),
+            deliveries: stores.deliveries.clone(),
+        };
+        let ui_state =
+            squall_services::ui::UiState::new(token.as_str(), Some(sources), options.tls.is_some());
+        ui = Some(ui_state.clone());
+        let admin = squall_services::admin::router(
+            squall_services::admin::AdminState::new(stores, token.as_str())
+                .with_dead_letters(&brokers, &names.dead_letter),
+        )
+        .merge(squall_services::ui::router(ui_state));
+        let admin_stopped = stopped();
         servers.push(tokio::spawn(async move {
             squall_services::serve::serve(admin_listener, admin, options, admin_stopped).await
         }));
         lines.push(format!(
             "  admin API  {scheme}://{admin_addr}/api/v1/   (Authorization: Bearer {token})"
+        ));
+        lines.push(format!(
+            "  web UI     {scheme}://{admin_addr}/ui/?token={token}   (signs in; or sign in with the token at /ui/login)"
         ));
     }
     if services.intake {
@@ -213,17 +226,27 @@ pub async fn run(
 
     let cluster = config.cluster(&brokers);
     let mut topologies = Vec::new();
+    let mut start =
+        |label: &'static str, topology: squall_topology::Topology| -> anyhow::Result<()> {
+            let view_of = ui.as_ref().map(|_| topology.clone());
+            let running = RunningTopology::start(topology)?;
+            if let (Some(ui), Some(t)) = (&ui, view_of) {
+                ui.add_topology(squall_services::ui::TopologyView::new(&t, running.live()));
+            }
+            topologies.push((label, running));
+            Ok(())
+        };
     if services.topology {
-        topologies.push((
+        start(
             "alerting topology",
-            RunningTopology::start(topologies::alerting(&cluster, &config.alerting)?)?,
-        ));
+            topologies::alerting(&cluster, &config.alerting)?,
+        )?;
     }
     if services.notifier {
-        topologies.push((
+        start(
             "notifier",
-            RunningTopology::start(topologies::notifier(&cluster, &config.notifier)?)?,
-        ));
+            topologies::notifier(&cluster, &config.notifier)?,
+        )?;
     }
 
     lines.push(format!("  kafka      {brokers}"));

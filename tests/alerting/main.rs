@@ -15,4 +15,5 @@ mod intake;
 mod pipeline;
 mod policy;
 mod rules;
+mod ui;
 mod up;

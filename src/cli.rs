@@ -57,6 +57,10 @@ pub enum Command {
         /// Worker threads of the runtime (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Serve the web UI's topology pages on this address, e.g. 127.0.0.1:9300 (prints a
+        /// link that signs in; the token is `SQUALL_UI_TOKEN`, else a new random one).
+        #[arg(long, value_name = "ADDR")]
+        ui_addr: Option<SocketAddr>,
     },
     /// Run the whole alert pipeline in one process: broker (embedded unless
     /// `kafka.brokers` is set), database, intake, admin API, alert topology, notifier.

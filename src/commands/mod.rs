@@ -30,7 +30,8 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             sets,
             metrics_addr,
             workers,
-        } => run::run(&file, &sets, metrics_addr, workers),
+            ui_addr,
+        } => run::run(&file, &sets, metrics_addr, workers, ui_addr),
         Command::Up {
             service,
             data_dir,
@@ -337,17 +338,63 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs `topology` until its spouts are exhausted or a signal asks it to drain (`what`
 /// names it in the log); prints its report.
+/// Serves the web UI's topology pages for `live` on `addr` (for as long as the process
+/// runs) and prints a link that signs in.
+async fn serve_ui(
+    addr: SocketAddr,
+    topology: &Topology,
+    live: squall_runtime::LiveStats,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let token = match std::env::var("SQUALL_UI_TOKEN") {
+        Ok(t) if t.len() >= 16 => t,
+        Ok(_) => anyhow::bail!("SQUALL_UI_TOKEN must be at least 16 characters"),
+        Err(_) => {
+            use rand::Rng;
+            rand::thread_rng()
+                .sample_iter(rand::distributions::Alphanumeric)
+                .take(32)
+                .map(char::from)
+                .collect()
+        }
+    };
+    let ui = squall_services::ui::UiState::new(&token, None, false);
+    ui.add_topology(squall_services::ui::TopologyView::new(topology, live));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--ui-addr: listening on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let app = squall_services::ui::router(ui);
+    tokio::spawn(async move {
+        let forever = std::future::pending::<()>();
+        if let Err(e) =
+            squall_services::serve::serve(listener, app, Default::default(), forever).await
+        {
+            tracing::error!(error = %e, "the web UI stopped");
+        }
+    });
+    println!("web UI  http://{bound}/ui/?token={token}   (signs in)");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
 fn run_until_signal(
     topology: Topology,
     what: &'static str,
     workers: Option<usize>,
     metrics_addr: Option<SocketAddr>,
+    ui_addr: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
     runtime(workers)?.block_on(async move {
         install_metrics(metrics_addr)?;
         let signal = shutdown_signal()?;
+        let shape = ui_addr.map(|_| topology.clone());
         let running = RunningTopology::start(topology)?;
         tracing::info!("{what} running");
+        if let (Some(addr), Some(shape)) = (ui_addr, shape) {
+            serve_ui(addr, &shape, running.live()).await?;
+        }
         let stop = running.shutdown_handle();
         tokio::spawn(async move {
             signal.await;

@@ -17,5 +17,5 @@ pub(super) fn main(config: Config, metrics_addr: Option<SocketAddr>) -> anyhow::
     let topology = topologies::notifier(&config.cluster(&brokers), &config.notifier)
         .map_err(|e| anyhow::anyhow!("notifier: {e}"))?;
     tracing::info!(%brokers, db = %config.db.url, "notifier starting");
-    super::run_until_signal(topology, "notifier", None, metrics_addr)
+    super::run_until_signal(topology, "notifier", None, metrics_addr, None)
 }

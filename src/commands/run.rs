@@ -32,9 +32,12 @@ pub(super) fn run(
     sets: &[String],
     metrics_addr: Option<SocketAddr>,
     workers: Option<usize>,
+    ui_addr: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
     match load(file, sets)? {
-        Ok(topology) => super::run_until_signal(topology, "topology", workers, metrics_addr),
+        Ok(topology) => {
+            super::run_until_signal(topology, "topology", workers, metrics_addr, ui_addr)
+        }
         Err(problems) => {
             eprint!("{}: {problems}", file.display());
             Ok(ExitCode::from(2))

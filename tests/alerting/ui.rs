@@ -234,6 +234,18 @@ async fn the_ui_shows_the_topology_live_and_an_alert_firing_resolving_and_delive
     assert!(after > before);
     screenshot(&c, "topology").await;
 
+    // The Kafka page: the partitions the spouts hold, with their lag.
+    c.goto(&format!("{}/ui/kafka", up.admin)).await.unwrap();
+    let kafka = wait_text(&c, "#partitions tbody", Duration::from_secs(20), |t| {
+        t.contains("squall.payloads") && t.contains("squall.notifications")
+    })
+    .await;
+    assert!(
+        kafka.contains("bytes"),
+        "the journal's lag, in bytes: {kafka}"
+    );
+    screenshot(&c, "kafka").await;
+
     // A component's page lists its tasks.
     c.goto(&format!("{}/ui/topology/alerting/enrich", up.admin))
         .await

@@ -77,6 +77,7 @@ pub(crate) fn spawn(
                 let topic: Arc<str> = Arc::from(topic.as_str());
                 let generation = s.assign(topic.clone(), partition);
                 super::assignments::assignments(&config.group_id).assign(&topic, partition);
+                super::status::assigned(&component, &config.group_id, &topic, partition, "bytes");
                 assigned.push(Assigned {
                     topic,
                     partition,
@@ -103,6 +104,7 @@ pub(crate) fn spawn(
             let group = super::assignments::assignments(&config.group_id);
             for (topic, partition) in held {
                 group.revoke(&topic, partition);
+                super::status::revoked(&component, &topic, partition);
             }
         })
         .map_err(|e| format!("cannot start the poller thread: {e}"))?;
@@ -194,6 +196,20 @@ fn run(
                 };
                 // Positions are byte offsets here: count the records instead.
                 let uncommitted = p.offsets.outstanding() as i64;
+                let lag = journal.bounds(&a.topic, a.partition).map(|(first, end)| {
+                    let at = journal
+                        .committed(&config.group_id, &a.topic, a.partition)
+                        .unwrap_or(first);
+                    end.saturating_sub(at) as i64
+                });
+                super::status::progress(
+                    component,
+                    &a.topic,
+                    a.partition,
+                    lag,
+                    Some(uncommitted),
+                    Some(p.paused),
+                );
                 if !p.paused && uncommitted >= config.max_uncommitted {
                     p.paused = true;
                     metrics::counter!("squall_kafka_partition_pauses_total", "component" => component.to_string())

@@ -28,7 +28,9 @@
 //!   arrive for them afterwards are ignored, and records fetched before the revocation are
 //!   dropped. Assigned partitions start from their committed offset (or `start` when they
 //!   have none).
-//! - **Lag**: `squall_kafka_consumer_lag{topic,partition}` from librdkafka's statistics.
+//! - **Lag**: `squall_kafka_consumer_lag{topic,partition}` from librdkafka's statistics;
+//!   with each partition's pause state, uncommitted records, retries and dead letters in
+//!   [`status`] (the web UI's Kafka page).
 //! - **Who holds what**: every assignment and revocation is recorded in the process's
 //!   [`assignments`] of the group, which components downstream follow (the alert state
 //!   moves with its partitions). With several processes in a group, set
@@ -51,6 +53,7 @@ mod poller;
 mod producer;
 mod sink;
 mod source;
+pub mod status;
 
 pub use admin::{ensure_topics, AdminError, EmbeddedBroker, GroupTimeouts};
 

@@ -144,6 +144,14 @@ impl ClientContext for PollerContext {
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
                 if partition >= 0 && p.consumer_lag >= 0 {
+                    super::status::progress(
+                        &self.component,
+                        &topic,
+                        partition,
+                        Some(p.consumer_lag),
+                        None,
+                        None,
+                    );
                     metrics::gauge!(
                         "squall_kafka_consumer_lag",
                         "component" => self.component.clone(),
@@ -182,6 +190,7 @@ impl ConsumerContext for PollerContext {
                 .partitions
                 .remove(&(Arc::from(elem.topic()), elem.partition()));
             held.revoke(elem.topic(), elem.partition());
+            super::status::revoked(&self.component, elem.topic(), elem.partition());
         }
         drop(shared);
         tracing::info!(component = %self.component, partitions = revoked.count(), "partitions revoked");
@@ -210,6 +219,13 @@ impl ConsumerContext for PollerContext {
         for elem in assigned.elements() {
             shared.assign(Arc::from(elem.topic()), elem.partition());
             held.assign(elem.topic(), elem.partition());
+            super::status::assigned(
+                &self.component,
+                &self.group,
+                elem.topic(),
+                elem.partition(),
+                "records",
+            );
         }
         tracing::info!(component = %self.component, partitions = assigned.count(), "partitions assigned");
     }
@@ -356,6 +372,14 @@ fn run(
             let mut s = lock(&shared);
             for ((topic, partition), p) in s.partitions.iter_mut() {
                 let uncommitted = p.offsets.uncommitted();
+                super::status::progress(
+                    &component,
+                    topic,
+                    *partition,
+                    None,
+                    Some(uncommitted),
+                    Some(p.paused),
+                );
                 if !p.paused && uncommitted >= config.max_uncommitted {
                     p.paused = true;
                     let _ = consumer.pause(&tp_list(topic, *partition));

@@ -180,6 +180,7 @@ impl Running {
             )));
         } else {
             metrics::counter!("squall_kafka_dead_lettered_total", "component" => self.component.clone(), "reason" => code).increment(1);
+            super::status::dead_lettered(&self.component, &r.topic, r.partition);
             tracing::warn!(component = %self.component, topic = %r.topic, partition = r.partition, offset = r.offset, reason, "record dead-lettered");
         }
     }
@@ -254,6 +255,7 @@ impl Running {
             }
             metrics::counter!("squall_kafka_retries_total", "component" => self.component.clone())
                 .increment(1);
+            super::status::retried(&self.component, &record.topic, record.partition);
             match self.decode(config.value, &record) {
                 Ok(value) => {
                     if let Some(b) = self.blocked.get_mut(key) {

@@ -1,6 +1,7 @@
 //! The operator web UI under `/ui/`: the running topologies (a graph coloured by load
-//! with the backpressure culprit marked, a table per component, each component's tasks)
-//! and, with an alert database, the alerts (pending, firing, recently resolved), the
+//! with the backpressure culprit marked, a table per component, each component's tasks),
+//! the Kafka partitions the spouts hold (lag, pauses, retries, dead letters) and, with an
+//! alert database, the alerts (pending, firing, recently resolved), the
 //! notification log and the alert configs with their rules. Served by `squall up` on the
 //! admin listener and by `squall run FILE --ui-addr ADDR` (topology pages only).
 //!
@@ -639,6 +640,20 @@ async fn api_component(
     }
 }
 
+async fn kafka_page(State(ui): State<UiState>, headers: HeaderMap) -> Response {
+    if !ui.signed_in(&headers) {
+        return to_login();
+    }
+    Html(pages::kafka(ui.0.alerts.is_some())).into_response()
+}
+
+async fn api_kafka(State(ui): State<UiState>, headers: HeaderMap) -> Response {
+    if !ui.signed_in(&headers) {
+        return unauthorized_json();
+    }
+    Json(json!({ "partitions": squall_connectors::kafka::status::snapshot() })).into_response()
+}
+
 async fn api_alerts(State(ui): State<UiState>, headers: HeaderMap) -> Response {
     if !ui.signed_in(&headers) {
         return unauthorized_json();
@@ -673,6 +688,8 @@ pub fn router(ui: UiState) -> Router {
         .route("/ui/logout", post(logout))
         .route("/ui/topology/{topology}/{component}", get(component_page))
         .route("/ui/alerts", get(alerts_page))
+        .route("/ui/kafka", get(kafka_page))
+        .route("/ui/api/kafka", get(api_kafka))
         .route("/ui/api/topologies", get(api_topologies))
         .route(
             "/ui/api/topologies/{topology}/components/{component}",

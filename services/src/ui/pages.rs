@@ -33,6 +33,7 @@ fn nav(current: &str, alerts: bool) -> String {
     };
     let mut s = String::from("<nav>");
     s.push_str(&link("/ui/", "Topology"));
+    s.push_str(&link("/ui/kafka", "Kafka"));
     if alerts {
         s.push_str(&link("/ui/alerts", "Alerts"));
     }
@@ -127,4 +128,12 @@ pub(super) fn alerts() -> String {
 <section><h2>Notifications</h2><table class="notifications" id="notifications"><thead><tr><th>id</th><th>status</th><th>attempts</th><th>last code</th><th>reason</th><th>at</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Alert configs</h2><table class="configs" id="configs"><thead><tr><th>id</th><th>account</th><th>name</th><th>rule</th><th>recipients</th></tr></thead><tbody></tbody></table></section>"#;
     page("Alerts", &nav("Alerts", true), body, "squall.alerts();")
+}
+
+/// The Kafka page: the partitions the spouts of this process hold.
+pub(super) fn kafka(alerts: bool) -> String {
+    let body = r#"<h1>Kafka</h1>
+<p class="hint">The partitions the <code>kafka</code> spouts of this process hold: consumer lag (records on Kafka; bytes on the embedded journal), whether the partition is paused (too many uncommitted records), and its records retried and dead-lettered here. Dead letters are listed (and replayed) through <code>/api/v1/dead-letters</code>.</p>
+<table class="kafka" id="partitions"><thead><tr><th>spout</th><th>group</th><th>topic</th><th>partition</th><th>lag</th><th>uncommitted</th><th>paused</th><th>retries</th><th>dead letters</th></tr></thead><tbody></tbody></table>"#;
+    page("Kafka", &nav("Kafka", alerts), body, "squall.kafka();")
 }

@@ -148,5 +148,16 @@ const squall = (() => {
     });
   }
 
-  return { topologies, component, alerts };
+  function kafka() {
+    poll("/ui/api/kafka", (k) => {
+      fill(document.querySelector("#partitions tbody"), k.partitions, (p) => [
+        cell(p.component), cell(p.group), cell(p.topic), cell(p.partition, "num"),
+        cell(p.lag === null ? "–" : fmt(p.lag) + " " + p.lag_unit, "num lag"),
+        cell(p.uncommitted, "num"), cell(p.paused ? "paused" : "", p.paused ? "load-high" : ""),
+        cell(p.retries, "num retries"), cell(p.dead_lettered, "num"),
+      ]);
+    });
+  }
+
+  return { topologies, component, alerts, kafka };
 })();

@@ -216,6 +216,7 @@ impl BoltTask {
                     let ns = t0.elapsed().as_nanos() as u64;
                     let _ = latency.record(ns.max(1));
                     self.metrics.execute_latency.record(ns as f64 / 1e9);
+                    self.stats.counters.sample_latency(ns);
                 }
                 self.out.take_resume(); // only `wake` can end a pause
                 if let Some(pause) = self.out.take_pause() {
@@ -524,6 +525,7 @@ impl SpoutTask {
                     let took = emitted_at.elapsed();
                     let _ = latency.record((took.as_nanos() as u64).max(1));
                     self.metrics.complete_latency.record(took.as_secs_f64());
+                    self.stats.counters.sample_latency(took.as_nanos() as u64);
                     acked += 1;
                     self.call("ack", |s| s.ack(id));
                 }

@@ -614,6 +614,12 @@ pub struct TaskReport {
     pub queue_capacity: usize,
     /// The last error and when (epoch ms).
     pub last_error: Option<(String, i64)>,
+    /// Failed tuples by reason (`failed`, `panic`, `timeout`, `shutdown`).
+    pub failed_by: Vec<(&'static str, u64)>,
+    /// Sampled latencies (execute for bolts, complete for spouts) summed, in ns.
+    pub latency_ns: u64,
+    /// How many latencies `latency_ns` sums.
+    pub latency_samples: u64,
 }
 
 impl LiveStats {
@@ -665,6 +671,13 @@ impl LiveStats {
                     queue_depth: s.depth.as_ref().map_or(0, |d| d.current()),
                     queue_capacity: s.depth.as_ref().map_or(0, |d| d.capacity()),
                     last_error,
+                    failed_by: stats::FAIL_REASONS
+                        .iter()
+                        .zip(&c.failed_by)
+                        .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+                        .collect(),
+                    latency_ns: c.latency_ns.load(Ordering::Relaxed),
+                    latency_samples: c.latency_samples.load(Ordering::Relaxed),
                 }
             })
             .collect();

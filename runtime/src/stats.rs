@@ -22,9 +22,24 @@ pub(crate) struct TaskCounters {
     pub(crate) busy_ns: AtomicU64,
     /// The last error (a failed tuple's message, a panic) and when it happened.
     pub(crate) last_error: Mutex<Option<(String, SystemTime)>>,
+    /// Failed tuples by reason, in [`FAIL_REASONS`] order.
+    pub(crate) failed_by: [AtomicU64; 4],
+    /// Sampled latencies (execute for bolts, complete for spouts): their sum, in ns.
+    pub(crate) latency_ns: AtomicU64,
+    /// How many latencies `latency_ns` sums.
+    pub(crate) latency_samples: AtomicU64,
 }
 
+/// The reasons a tuple fails, as counted per task.
+pub(crate) const FAIL_REASONS: [&str; 4] = ["failed", "panic", "timeout", "shutdown"];
+
 impl TaskCounters {
+    /// Adds one sampled latency.
+    pub(crate) fn sample_latency(&self, ns: u64) {
+        self.latency_ns.fetch_add(ns, Ordering::Relaxed);
+        self.latency_samples.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Remembers `message` as the task's last error (the first 500 characters).
     pub(crate) fn note_error(&self, message: &str) {
         let short: String = message.chars().take(500).collect();
@@ -88,6 +103,9 @@ impl TaskMetrics {
     /// Counts `n` failed tuples for `reason` in both the live counters and the metrics.
     pub(crate) fn count_failed(&mut self, counters: &TaskCounters, reason: &'static str, n: u64) {
         counters.failed.fetch_add(n, Ordering::Relaxed);
+        if let Some(i) = FAIL_REASONS.iter().position(|r| *r == reason) {
+            counters.failed_by[i].fetch_add(n, Ordering::Relaxed);
+        }
         self.failed(reason).increment(n);
     }
 

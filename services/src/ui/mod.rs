@@ -154,8 +154,25 @@ impl TopologyView {
                 (0.0, 0.0, 0.0f64, 0.0f64);
             let (mut depth, mut bound, mut fill) = (0usize, 0usize, 0.0f64);
             let mut last_error: Option<(String, i64)> = None;
+            let (mut lat_ns, mut lat_n) = (0u64, 0u64);
+            let mut failed_by: std::collections::BTreeMap<&str, u64> = Default::default();
             for t in &mine {
                 let b = before(t);
+                // The window's mean latency; the mean since the start if nothing was
+                // sampled in the window.
+                let (dn, dc) = (
+                    t.latency_ns.saturating_sub(b.latency_ns),
+                    t.latency_samples.saturating_sub(b.latency_samples),
+                );
+                if dc > 0 {
+                    lat_ns += dn;
+                    lat_n += dc;
+                }
+                for (reason, n) in &t.failed_by {
+                    if *n > 0 {
+                        *failed_by.entry(reason).or_default() += n;
+                    }
+                }
                 emitted_s += rate(t.emitted, b.emitted);
                 executed_s += rate(t.executed, b.executed);
                 capacity = capacity.max(frac(t.busy_ns, b.busy_ns));
@@ -171,8 +188,15 @@ impl TopologyView {
                     }
                 }
             }
+            if lat_n == 0 {
+                lat_ns = mine.iter().map(|t| t.latency_ns).sum();
+                lat_n = mine.iter().map(|t| t.latency_samples).sum();
+            }
+            let latency_ms = (lat_n > 0).then(|| lat_ns as f64 / lat_n as f64 / 1e6);
             components.push(json!({
                 "id": node.id,
+                "latency_ms": latency_ms,
+                "failed_by": failed_by,
                 "dom_id": self.graph.node_dom_id(&node.id),
                 "kind": node.kind,
                 "parallelism": node.parallelism,
@@ -263,6 +287,10 @@ impl TopologyView {
                     "queue_depth": t.queue_depth, "queue_capacity": t.queue_capacity,
                     "last_error": t.last_error.as_ref().map(|e| e.0.clone()),
                     "last_error_at_ms": t.last_error.as_ref().map(|e| e.1),
+                    "latency_ms": (t.latency_samples > 0)
+                        .then(|| t.latency_ns as f64 / t.latency_samples as f64 / 1e6),
+                    "failed_by": t.failed_by.iter().filter(|(_, n)| *n > 0)
+                        .map(|(r, n)| (r.to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
                 })
             })
             .collect();

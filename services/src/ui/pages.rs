@@ -88,7 +88,7 @@ pub(super) fn topologies(views: &[Arc<TopologyView>], alerts: bool) -> String {
 <p class="legend"><span class="swatch load-low"></span>low <span class="swatch load-medium"></span>medium <span class="swatch load-high"></span>high load (capacity: time busy; or input queue fill) <span class="swatch culprit"></span>backpressure culprit</p>
 <div class="graph-box">{svg}</div>
 <p class="culprit-line" id="culprits-{d}"></p>
-<table class="components" id="table-{d}"><thead><tr><th>component</th><th>kind</th><th>tasks</th><th>emitted</th><th>emitted/s</th><th>executed</th><th>acked</th><th>failed</th><th>capacity</th><th>backpressure</th><th>queue</th><th>last error</th></tr></thead><tbody></tbody></table>
+<table class="components" id="table-{d}"><thead><tr><th>component</th><th>kind</th><th>tasks</th><th>emitted</th><th>emitted/s</th><th>executed</th><th>acked</th><th>failed (by reason)</th><th>latency</th><th>capacity</th><th>backpressure</th><th>queue</th><th>last error</th></tr></thead><tbody></tbody></table>
 </section>"#,
             n = esc(name),
             d = super::graph::dom(name),
@@ -107,7 +107,7 @@ pub(super) fn topologies(views: &[Arc<TopologyView>], alerts: bool) -> String {
 pub(super) fn component(topology: &str, component: &str, alerts: bool) -> String {
     let body = format!(
         r#"<h1>Component <code>{c}</code> of <a href="/ui/">{t}</a></h1>
-<table class="tasks" id="tasks"><thead><tr><th>task</th><th>emitted</th><th>executed</th><th>acked</th><th>failed</th><th>panics</th><th>busy (s)</th><th>backpressure (s)</th><th>queue</th><th>last error</th></tr></thead><tbody></tbody></table>"#,
+<table class="tasks" id="tasks"><thead><tr><th>task</th><th>emitted</th><th>executed</th><th>acked</th><th>failed (by reason)</th><th>panics</th><th>latency</th><th>busy (s)</th><th>backpressure (s)</th><th>queue</th><th>last error</th></tr></thead><tbody></tbody></table>"#,
         c = esc(component),
         t = esc(topology)
     );

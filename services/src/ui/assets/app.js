@@ -32,6 +32,11 @@ const squall = (() => {
     if (s) s.textContent = text;
   };
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const ms = (x) => (x === null || x === undefined ? "–" : x < 1 ? (x * 1000).toFixed(0) + " µs" : x.toFixed(1) + " ms");
+  const failures = (total, by) => {
+    const parts = Object.entries(by || {}).map(([r, n]) => r + " " + n);
+    return parts.length ? total + " (" + parts.join(", ") + ")" : String(total);
+  };
 
   // Polls `url` every second while the page is visible; a hidden page asks nothing.
   async function poll(url, render) {
@@ -97,7 +102,8 @@ const squall = (() => {
               cell(fmt(c.emitted_per_s), "num"),
               cell(c.executed, "num executed"),
               cell(c.acked, "num acked"),
-              cell(c.failed, "num failed"),
+              cell(failures(c.failed, c.failed_by), "num failed"),
+              cell(ms(c.latency_ms), "num latency"),
               cell(pct(c.capacity), "num load-" + c.load),
               cell(pct(c.backpressure), "num"),
               cell(c.kind === "bolt" ? c.queue_depth + " / " + c.queue_capacity : "–", "num"),
@@ -118,8 +124,9 @@ const squall = (() => {
         cell(t.emitted, "num"),
         cell(t.executed, "num"),
         cell(t.acked, "num"),
-        cell(t.failed, "num"),
+        cell(failures(t.failed, t.failed_by), "num"),
         cell(t.panics, "num"),
+        cell(ms(t.latency_ms), "num"),
         cell(fmt(t.busy_s), "num"),
         cell(fmt(t.backpressure_s), "num"),
         cell(c.kind === "bolt" ? t.queue_depth + " / " + t.queue_capacity : "–", "num"),

@@ -99,6 +99,10 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// How long the later notifications of a key whose delivery failed wait for it to come
+/// back (it may never: its partition moved to another process).
+const BLOCKED_FOR: Duration = Duration::from_secs(60);
+
 /// Most bytes of a receiver's error body read (into the stored reason, 200 characters of
 /// it): a receiver answering a huge body costs no more.
 const MAX_ERROR_BODY: usize = 1024;
@@ -239,6 +243,9 @@ pub struct Deliver {
     next_renew: std::time::Instant,
     /// Per key: deliveries waiting for the one in flight.
     queues: HashMap<String, VecDeque<(u64, Notification)>>,
+    /// Per key whose delivery failed: the failed notification's id, and when. Others of
+    /// the key fail until it comes back (at most [`BLOCKED_FOR`]).
+    blocked: HashMap<String, (String, std::time::Instant)>,
     next: u64,
 }
 
@@ -266,6 +273,7 @@ impl Deliver {
             sending: HashMap::new(),
             next_renew: std::time::Instant::now(),
             queues: HashMap::new(),
+            blocked: HashMap::new(),
             next: 0,
         })
     }
@@ -356,6 +364,13 @@ impl Deliver {
             // never overtakes its "firing".
             Err(e) => {
                 out.fail_transient(&t, e);
+                // Until the failed one comes back, later notifications of its key that
+                // arrive now (already in flight from the spout, or through a bolt before
+                // this one) fail too: the spout sends them again after it.
+                if let Some(head) = self.queues.get(&key).and_then(|q| q.front()) {
+                    self.blocked
+                        .insert(key.clone(), (head.1.id.clone(), std::time::Instant::now()));
+                }
                 if let Some(q) = self.queues.remove(&key) {
                     for (behind, _) in q.into_iter().skip(1) {
                         if let Some((t, _)) = self.held.remove(&behind) {
@@ -602,9 +617,18 @@ impl Bolt for Deliver {
                 return Ok(());
             }
         };
+        let key = n.order_key();
+        if let Some((head, since)) = self.blocked.get(&key) {
+            if since.elapsed() >= BLOCKED_FOR || *head == n.id {
+                self.blocked.remove(&key);
+            } else {
+                return Err(BoltError::transient(
+                    "deliver: waits for an earlier notification of its alert",
+                ));
+            }
+        }
         let id = self.next;
         self.next += 1;
-        let key = n.order_key();
         out.hold();
         self.held.insert(id, (t, key.clone()));
         let queue = self.queues.entry(key).or_default();

@@ -11,6 +11,9 @@
 //!   its event time is recorded `silenced` ("silenced by 7"); one that joins a group of
 //!   several alerts is recorded `grouped` ("grouped into g…"): both are visible in
 //!   `GET /api/v1/notifications`, and neither is sent on its own.
+//! - With `group_by: []` a notification nothing holds back passes straight on, anchored
+//!   to its own tuple (no state): ordering and retries are the spout's and `deliver`'s,
+//!   as without a policy. Only an alert a silence (or flapping) holds back gets a group.
 //! - Groups flush on their timers (`group_wait`, `group_interval`, `repeat_interval`;
 //!   ticks every second): a flush's notification goes to `deliver` with the same fields
 //!   as a notification from the topic (`key`, `value`, `id`). With `group_by: []` a
@@ -228,6 +231,30 @@ impl Grouper {
         }
         for o in take {
             self.release(o.partition);
+            // Still ours? (An empty commit under the claim: refused if another process
+            // claimed the partition since.) A process that was paused, or lost its
+            // database connection, must not load another owner's groups and send their
+            // outboxes.
+            let fence = Fence {
+                partition: o.partition,
+                epoch: o.epoch,
+            };
+            match self.policy.commit_groups(&[fence], &[], &[]) {
+                Ok(()) => {}
+                Err(StoreError::Fenced { .. }) => {
+                    tracing::info!(
+                        task = self.task,
+                        partition = o.partition,
+                        epoch = o.epoch,
+                        "notification groups of the partition are another process's now"
+                    );
+                    if let Some(f) = &mut self.follow {
+                        f.fenced.insert((o.partition, o.generation));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             let rows = self.policy.groups(Some(o.partition))?;
             let n = self.load(rows, out);
             tracing::info!(
@@ -281,10 +308,18 @@ impl Grouper {
             };
             if let Some(n) = n {
                 metrics::counter!("squall_group_notifications_total").increment(1);
-                out.push(n.clone());
                 h.outbox.push((n, now_secs()));
                 if h.outbox.len() > OUTBOX {
                     h.outbox.remove(0);
+                }
+                // The whole outbox, oldest first: a flush never reaches `deliver` ahead
+                // of an earlier one of its group that has no recorded outcome (one that
+                // another process still holds, say), so a "resolved" never overtakes its
+                // "firing"; `deliver` skips the ones already done.
+                let now = now_secs();
+                for (sent, at) in &mut h.outbox {
+                    out.push(sent.clone());
+                    *at = now;
                 }
             }
         }
@@ -315,6 +350,25 @@ impl Grouper {
             n.id.rsplit_once("-r")
                 .and_then(|(_, i)| i.parse().ok())
                 .unwrap_or(0);
+        // `group_by: []` with nothing held back for the alert: the notification goes on
+        // as it is, anchored to its own tuple, so the spout's retries and `deliver`'s
+        // per-alert queue keep its order exactly as without a policy. State is kept only
+        // for what a silence or flapping holds back.
+        let quiet = n.event.flapping.is_some() && n.event.kind != EventKind::Flapping;
+        if timers.group_by.is_empty()
+            && !quiet
+            && !self.groups.contains_key(&key)
+            && silenced_by(
+                &self.silences,
+                &n.event.account,
+                &labels(&n.event),
+                n.event.at,
+            )
+            .is_none()
+        {
+            out.push(n);
+            return Ok(());
+        }
         let h = self.groups.entry(key.clone()).or_insert_with(|| Held {
             recipient: n.recipient.clone(),
             index,
@@ -328,8 +382,12 @@ impl Grouper {
             // no outcome recorded yet goes out again, as the notification itself would
             // have without grouping (`deliver` sends each id once).
             let now = now_secs();
-            for (sent, at) in &mut h.outbox {
-                if sent.alerts().iter().any(|a| a.id == n.event.id) {
+            if h.outbox
+                .iter()
+                .any(|(sent, _)| sent.alerts().iter().any(|a| a.id == n.event.id))
+            {
+                // Oldest first, as on every emission of the group (see `tick_group`).
+                for (sent, at) in &mut h.outbox {
                     out.push(sent.clone());
                     *at = now;
                 }
@@ -405,22 +463,27 @@ impl Grouper {
             };
             let mut changed = false;
             let mut keep = Vec::with_capacity(h.outbox.len());
+            let mut due = false;
             for (n, sent) in h.outbox.drain(..) {
-                if wall - sent < RESEND_AFTER_S.min(5.0) {
-                    keep.push((n, sent));
-                    continue;
-                }
-                if self.deliveries.delivery(&n.id)?.is_some() {
+                // Only the oldest entries leave: the outbox stays in order.
+                if keep.is_empty()
+                    && wall - sent >= RESEND_AFTER_S.min(5.0)
+                    && self.deliveries.delivery(&n.id)?.is_some()
+                {
                     changed = true;
                     continue;
                 }
-                if wall - sent >= RESEND_AFTER_S {
+                due |= wall - sent >= RESEND_AFTER_S;
+                keep.push((n, sent));
+            }
+            if due {
+                // Still unrecorded a while after it was sent: the group's outbox again,
+                // oldest first.
+                for (n, sent) in &mut keep {
                     out.push(n.clone());
-                    keep.push((n, wall));
-                    changed = true;
-                } else {
-                    keep.push((n, sent));
+                    *sent = wall;
                 }
+                changed = true;
             }
             h.outbox = keep;
             if changed {

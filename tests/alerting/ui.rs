@@ -13,7 +13,8 @@ use super::up::{config, t0, Api, Receiver, Up};
 
 const HOST: &str = "web-01.example.com";
 
-/// chromedriver on a free port, stopped when dropped.
+/// chromedriver on a free port, in a process group of its own: dropped (a failing test
+/// too), the whole group goes, the browsers it started included.
 struct Driver {
     child: Child,
     url: String,
@@ -21,7 +22,10 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: kill(2) on the group this test started (its leader is the child).
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
         let _ = self.child.wait();
     }
 }
@@ -53,7 +57,9 @@ async fn driver(chromedriver: &str) -> Driver {
         .local_addr()
         .unwrap()
         .port();
+    use std::os::unix::process::CommandExt;
     let child = Command::new(chromedriver)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -16,7 +16,60 @@ use squall_alerting::store::{
     TriggeredAlert,
 };
 
-use crate::PgStore;
+use crate::{PgStore, Result};
+
+/// Claims `partition` in the epochs table `table`: its new epoch.
+pub(crate) async fn claim(db: &PgStore, table: &'static str, partition: i32) -> Result<i64> {
+    let c = db.client().await?;
+    Ok(c.query_one(
+        &format!(
+            "INSERT INTO {table} (partition, epoch) VALUES ($1, 1)
+             ON CONFLICT (partition) DO UPDATE SET epoch = {table}.epoch + 1
+             RETURNING epoch"
+        ),
+        &[&partition],
+    )
+    .await?
+    .get(0))
+}
+
+/// Refuses the transaction unless every fence's epoch is still its partition's latest in
+/// the epochs table `table`. Reads them `FOR SHARE`, in partition order, so a claim waits
+/// for the transaction to end.
+pub(crate) async fn check_fences(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &'static str,
+    fences: &[Fence],
+) -> Result<()> {
+    if fences.is_empty() {
+        return Ok(());
+    }
+    let mut partitions: Vec<i32> = fences.iter().map(|f| f.partition).collect();
+    partitions.sort_unstable();
+    let held: BTreeMap<i32, i64> = tx
+        .query(
+            &format!(
+                "SELECT partition, epoch FROM {table}
+                 WHERE partition = ANY($1) ORDER BY partition FOR SHARE"
+            ),
+            &[&partitions],
+        )
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    match fences
+        .iter()
+        .find(|f| held.get(&f.partition) != Some(&f.epoch))
+    {
+        Some(f) => Err(StoreError::Fenced {
+            partition: f.partition,
+            epoch: f.epoch,
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
 
 impl AlertStateStore for PgStore {
     fn device_state(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -51,17 +104,7 @@ impl AlertStateStore for PgStore {
     }
 
     fn claim_partition(&self, partition: i32) -> Result<i64, StoreError> {
-        self.block_on(async {
-            let c = self.client().await?;
-            Ok(c.query_one(
-                "INSERT INTO partition_epochs (partition, epoch) VALUES ($1, 1)
-                 ON CONFLICT (partition) DO UPDATE SET epoch = partition_epochs.epoch + 1
-                 RETURNING epoch",
-                &[&partition],
-            )
-            .await?
-            .get(0))
-        })
+        self.block_on(claim(self, "partition_epochs", partition))
     }
 
     fn commit(
@@ -79,34 +122,10 @@ impl AlertStateStore for PgStore {
         let accounts: Vec<&str> = by_device.values().map(|r| r.account).collect();
         let partitions: Vec<Option<i32>> = by_device.values().map(|r| r.partition).collect();
         let blobs: Vec<&[u8]> = by_device.values().map(|r| r.blob.as_slice()).collect();
-        let mut fences = fences.to_vec();
-        fences.sort_by_key(|f| f.partition);
-        let fenced: Vec<i32> = fences.iter().map(|f| f.partition).collect();
         self.block_on(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
-            if !fences.is_empty() {
-                let held: BTreeMap<i32, i64> = tx
-                    .query(
-                        "SELECT partition, epoch FROM partition_epochs
-                         WHERE partition = ANY($1) ORDER BY partition FOR SHARE",
-                        &[&fenced],
-                    )
-                    .await?
-                    .into_iter()
-                    .map(|r| (r.get(0), r.get(1)))
-                    .collect();
-                if let Some(f) = fences
-                    .iter()
-                    .find(|f| held.get(&f.partition) != Some(&f.epoch))
-                {
-                    return Err(StoreError::Fenced {
-                        partition: f.partition,
-                        epoch: f.epoch,
-                    }
-                    .into());
-                }
-            }
+            check_fences(&tx, "partition_epochs", fences).await?;
             if !devices.is_empty() {
                 let put = tx
                     .prepare_cached(

@@ -114,28 +114,37 @@ impl DeliveryLog for PgStore {
         self.block_on(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO deliveries (id, status, attempts, code, reason, at_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-                )
-                .await?;
-            tx.execute(
-                &stmt,
-                &[
-                    &d.id,
-                    &d.status.as_str(),
-                    &i64::from(d.attempts),
-                    &d.code.map(i32::from),
-                    &d.reason,
-                    &d.at_ms,
-                ],
-            )
-            .await?;
+            insert_outcome(&tx, d).await?;
             tx.execute("DELETE FROM delivery_claims WHERE id = $1", &[&d.id])
                 .await?;
             tx.commit().await?;
             Ok(())
         })
     }
+}
+
+/// Records `d` unless an outcome of its id is recorded already (the first one wins).
+pub(crate) async fn insert_outcome(
+    tx: &deadpool_postgres::Transaction<'_>,
+    d: &Delivery,
+) -> crate::Result<()> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (id, status, attempts, code, reason, at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &d.id,
+            &d.status.as_str(),
+            &i64::from(d.attempts),
+            &d.code.map(i32::from),
+            &d.reason,
+            &d.at_ms,
+        ],
+    )
+    .await?;
+    Ok(())
 }

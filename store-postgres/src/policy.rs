@@ -4,12 +4,12 @@
 //! partitions' epochs `FOR SHARE` in its own transaction, so a claim waits for it, and a
 //! commit under an older epoch writes nothing.
 
-use std::collections::BTreeMap;
-
 use squall_alerting::policy::silence::{Silence, StoredSilence};
 use squall_alerting::store::{Delivery, Fence, GroupRow, PolicyStore, StoreError};
 
 use crate::accounts::bump;
+use crate::alerts::{check_fences, claim};
+use crate::deliveries::insert_outcome;
 use crate::{Error, PgStore};
 
 /// A stored silence from its row.
@@ -98,17 +98,7 @@ impl PolicyStore for PgStore {
     }
 
     fn claim_group_partition(&self, partition: i32) -> Result<i64, StoreError> {
-        self.block_on(async {
-            let c = self.client().await?;
-            Ok(c.query_one(
-                "INSERT INTO group_partition_epochs (partition, epoch) VALUES ($1, 1)
-                 ON CONFLICT (partition) DO UPDATE SET epoch = group_partition_epochs.epoch + 1
-                 RETURNING epoch",
-                &[&partition],
-            )
-            .await?
-            .get(0))
-        })
+        self.block_on(claim(self, "group_partition_epochs", partition))
     }
 
     fn groups(&self, partition: Option<i32>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -132,34 +122,10 @@ impl PolicyStore for PgStore {
         groups: &[GroupRow],
         records: &[Delivery],
     ) -> Result<(), StoreError> {
-        let mut fences = fences.to_vec();
-        fences.sort_by_key(|f| f.partition);
-        let fenced: Vec<i32> = fences.iter().map(|f| f.partition).collect();
         self.block_on(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
-            if !fences.is_empty() {
-                let held: BTreeMap<i32, i64> = tx
-                    .query(
-                        "SELECT partition, epoch FROM group_partition_epochs
-                         WHERE partition = ANY($1) ORDER BY partition FOR SHARE",
-                        &[&fenced],
-                    )
-                    .await?
-                    .into_iter()
-                    .map(|r| (r.get(0), r.get(1)))
-                    .collect();
-                if let Some(f) = fences
-                    .iter()
-                    .find(|f| held.get(&f.partition) != Some(&f.epoch))
-                {
-                    return Err(StoreError::Fenced {
-                        partition: f.partition,
-                        epoch: f.epoch,
-                    }
-                    .into());
-                }
-            }
+            check_fences(&tx, "group_partition_epochs", fences).await?;
             let put = tx
                 .prepare_cached(
                     "INSERT INTO notification_groups (key, partition, state) VALUES ($1, $2, $3)
@@ -179,25 +145,8 @@ impl PolicyStore for PgStore {
                     None => tx.execute(&delete, &[&g.key]).await?,
                 };
             }
-            let record = tx
-                .prepare_cached(
-                    "INSERT INTO deliveries (id, status, attempts, code, reason, at_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-                )
-                .await?;
             for d in records {
-                tx.execute(
-                    &record,
-                    &[
-                        &d.id,
-                        &d.status.as_str(),
-                        &i64::from(d.attempts),
-                        &d.code.map(i32::from),
-                        &d.reason,
-                        &d.at_ms,
-                    ],
-                )
-                .await?;
+                insert_outcome(&tx, d).await?;
             }
             tx.commit().await?;
             Ok(())

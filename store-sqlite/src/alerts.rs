@@ -4,14 +4,49 @@
 //! batch. A commit checks its fences against `partition_epochs` inside its write
 //! (immediate) transaction, so no claim can come between the check and the writes.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use squall_alerting::ids::{ConfigId, DeviceId};
 use squall_alerting::store::{
     series_key, series_labels, AlertChange, AlertStateStore, Fence, StateRow, StoreError,
     TriggeredAlert,
 };
 
-use crate::{run, SqliteStore};
+use crate::{run, Result, SqliteStore};
+
+/// Claims `partition` in the epochs table `table`: its new epoch.
+pub(crate) fn claim(conn: &Connection, table: &'static str, partition: i32) -> Result<i64> {
+    Ok(conn.query_row(
+        &format!(
+            "INSERT INTO {table} (partition, epoch) VALUES (?1, 1)
+             ON CONFLICT (partition) DO UPDATE SET epoch = epoch + 1
+             RETURNING epoch"
+        ),
+        params![partition],
+        |r| r.get(0),
+    )?)
+}
+
+/// Refuses the (immediate) transaction unless every fence's epoch is still its
+/// partition's latest in the epochs table `table`.
+pub(crate) fn check_fences(conn: &Connection, table: &'static str, fences: &[Fence]) -> Result<()> {
+    for f in fences {
+        let epoch: Option<i64> = conn
+            .query_row(
+                &format!("SELECT epoch FROM {table} WHERE partition = ?1"),
+                params![f.partition],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if epoch != Some(f.epoch) {
+            return Err(StoreError::Fenced {
+                partition: f.partition,
+                epoch: f.epoch,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
 
 impl AlertStateStore for SqliteStore {
     fn device_state(&self, device: DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -53,15 +88,7 @@ impl AlertStateStore for SqliteStore {
     }
 
     fn claim_partition(&self, partition: i32) -> Result<i64, StoreError> {
-        run(|| {
-            Ok(self.conn().query_row(
-                "INSERT INTO partition_epochs (partition, epoch) VALUES (?1, 1)
-                 ON CONFLICT (partition) DO UPDATE SET epoch = epoch + 1
-                 RETURNING epoch",
-                params![partition],
-                |r| r.get(0),
-            )?)
-        })
+        run(|| claim(&self.conn(), "partition_epochs", partition))
     }
 
     fn commit(
@@ -73,22 +100,7 @@ impl AlertStateStore for SqliteStore {
         run(|| {
             let mut conn = self.conn();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for f in fences {
-                let epoch: Option<i64> = tx
-                    .query_row(
-                        "SELECT epoch FROM partition_epochs WHERE partition = ?1",
-                        params![f.partition],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if epoch != Some(f.epoch) {
-                    return Err(StoreError::Fenced {
-                        partition: f.partition,
-                        epoch: f.epoch,
-                    }
-                    .into());
-                }
-            }
+            check_fences(&tx, "partition_epochs", fences)?;
             {
                 let mut put = tx.prepare_cached(
                     "INSERT INTO alert_device_state (device, account, partition, state)

@@ -128,23 +128,29 @@ impl DeliveryLog for SqliteStore {
         run(|| {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
-            tx.execute(
-                "INSERT OR IGNORE INTO deliveries (id, status, attempts, code, reason, at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    d.id,
-                    d.status.as_str(),
-                    d.attempts,
-                    d.code,
-                    d.reason,
-                    d.at_ms
-                ],
-            )?;
+            insert_outcome(&tx, d)?;
             tx.execute("DELETE FROM delivery_claims WHERE id = ?1", params![d.id])?;
             tx.commit()?;
             Ok(())
         })
     }
+}
+
+/// Records `d` unless an outcome of its id is recorded already (the first one wins).
+pub(crate) fn insert_outcome(conn: &rusqlite::Connection, d: &Delivery) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO deliveries (id, status, attempts, code, reason, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        d.id,
+        d.status.as_str(),
+        d.attempts,
+        d.code,
+        d.reason,
+        d.at_ms
+    ])?;
+    Ok(())
 }
 
 /// The status of delivery `id` as stored.

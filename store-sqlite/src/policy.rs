@@ -9,6 +9,8 @@ use squall_alerting::policy::silence::{Silence, StoredSilence};
 use squall_alerting::store::{Delivery, Fence, GroupRow, PolicyStore, StoreError};
 
 use crate::accounts::bump;
+use crate::alerts::{check_fences, claim};
+use crate::deliveries::insert_outcome;
 use crate::{run, Error, SqliteStore};
 
 /// A stored silence from its row.
@@ -103,15 +105,7 @@ impl PolicyStore for SqliteStore {
     }
 
     fn claim_group_partition(&self, partition: i32) -> Result<i64, StoreError> {
-        run(|| {
-            Ok(self.conn().query_row(
-                "INSERT INTO group_partition_epochs (partition, epoch) VALUES (?1, 1)
-                 ON CONFLICT (partition) DO UPDATE SET epoch = epoch + 1
-                 RETURNING epoch",
-                params![partition],
-                |r| r.get(0),
-            )?)
-        })
+        run(|| claim(&self.conn(), "group_partition_epochs", partition))
     }
 
     fn groups(&self, partition: Option<i32>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -135,22 +129,7 @@ impl PolicyStore for SqliteStore {
         run(|| {
             let mut conn = self.conn();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for f in fences {
-                let epoch: Option<i64> = tx
-                    .query_row(
-                        "SELECT epoch FROM group_partition_epochs WHERE partition = ?1",
-                        params![f.partition],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if epoch != Some(f.epoch) {
-                    return Err(StoreError::Fenced {
-                        partition: f.partition,
-                        epoch: f.epoch,
-                    }
-                    .into());
-                }
-            }
+            check_fences(&tx, "group_partition_epochs", fences)?;
             {
                 let mut put = tx.prepare_cached(
                     "INSERT INTO notification_groups (key, partition, state) VALUES (?1, ?2, ?3)
@@ -164,19 +143,8 @@ impl PolicyStore for SqliteStore {
                         None => delete.execute(params![g.key])?,
                     };
                 }
-                let mut record = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO deliveries (id, status, attempts, code, reason, at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
                 for d in records {
-                    record.execute(params![
-                        d.id,
-                        d.status.as_str(),
-                        d.attempts,
-                        d.code,
-                        d.reason,
-                        d.at_ms
-                    ])?;
+                    insert_outcome(&tx, d)?;
                 }
             }
             tx.commit()?;

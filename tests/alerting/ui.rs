@@ -69,13 +69,15 @@ async fn driver(chromedriver: &str) -> Driver {
     let d = Driver { child, url };
     let status = format!("{}/status", d.url);
     let ready = async {
+        let mut every = tokio::time::interval(Duration::from_millis(100));
         for _ in 0..100 {
-            if let Ok(r) = reqwest::get(&status).await {
-                if r.status().is_success() {
-                    return true;
-                }
+            every.tick().await;
+            if reqwest::get(&status)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return true;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         false
     };
@@ -183,16 +185,11 @@ async fn the_ui_shows_the_topology_live_and_an_alert_firing_resolving_and_delive
         .unwrap();
     form.set_by_name("token", token).await.unwrap();
     form.submit().await.unwrap();
-    let signed_in = async {
-        for _ in 0..100 {
-            if c.find(Locator::Css("#table-alerting")).await.is_ok() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    };
-    assert!(signed_in.await, "the topology page after signing in");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#table-alerting"))
+        .await
+        .expect("the topology page after signing in");
     assert_eq!(c.current_url().await.unwrap().path(), "/ui/");
     let cookie = c
         .get_named_cookie("squall_ui")

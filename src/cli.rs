@@ -269,6 +269,10 @@ pub enum BenchCommand {
         /// Where the benchmark's database goes (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Write every distinct alert transition (`device|rule|TRIGGER|t`), sorted, here
+        /// (the peers' `--dump`, for diffing).
+        #[arg(long)]
+        dump: Option<PathBuf>,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
@@ -324,6 +328,16 @@ pub enum BenchCommand {
         /// The multi-lang codec (msgpack needs the Python `msgpack` package).
         #[arg(long, default_value = "json", value_parser = ["json", "msgpack"])]
         serializer: String,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// The peer benchmarks' W1 word count (xorshift word spout -> identity split -> fields
+    /// grouping -> count) through squall's runtime; prints the peers' JSON line.
+    Wordcount {
+        /// The run.
+        #[command(flatten)]
+        options: squall_bench::wordcount::WordCountOptions,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,

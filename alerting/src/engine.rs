@@ -753,6 +753,7 @@ mod tests {
                     })
                     .collect(),
                 skipped: 0,
+                plain_points: points.len() as u32,
             }),
             partition: None,
         }

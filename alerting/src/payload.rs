@@ -76,6 +76,10 @@ pub struct Payload {
     pub points: Vec<MetricPoint>,
     /// Values skipped because they are not numeric.
     pub skipped: u32,
+    /// How many of `points` are top-level numbers or `metrics` rows (the rest come from
+    /// sections: `ioStats`, `processes`, `plugins`, ...). The peer benchmarks' W2 counts
+    /// exactly these.
+    pub plain_points: u32,
 }
 
 impl Payload {
@@ -248,7 +252,8 @@ impl<'de> Visitor<'de> for PayloadVisitor {
                 // A metric needs a name: `"": 1` is skipped like a value that is no number.
                 _ => match map.next_value::<Num>()? {
                     Num::Value(v) if !key.trim().is_empty() => {
-                        p.points.push(MetricPoint::new(key.into_owned(), v))
+                        p.points.push(MetricPoint::new(key.into_owned(), v));
+                        p.plain_points += 1;
                     }
                     _ => p.skipped += 1,
                 },
@@ -292,6 +297,7 @@ impl<'de> Visitor<'de> for Rows<'_> {
                         Some(d) => MetricPoint::on_device(name, &d, v),
                         None => MetricPoint::new(name, v),
                     });
+                    self.0.plain_points += 1;
                 }
                 _ => self.0.skipped += 1,
             }

@@ -5,6 +5,7 @@
 //! - [`pipeline`]: the alert topology fed from memory (no HTTP, no broker), as fast as it
 //!   goes;
 //! - [`generate`]: inputs for `pipeline`;
+//! - [`wordcount`]: the peers' W1 word count as a squall topology;
 //! - [`multilang`]: a Python bolt against the same bolt in Rust;
 //! - [`chaos`]: `squall up` killed at random while a fleet posts, checked against a
 //!   fault-free run.
@@ -18,6 +19,7 @@ pub mod generate;
 pub mod multilang;
 pub mod pipeline;
 mod processes;
+pub mod wordcount;
 
 /// The registry of every component type squall ships (connectors and pipeline).
 pub fn registry() -> squall_topology::Registry {

@@ -6,6 +6,7 @@
 //! goes, counting what comes out: rejected payloads, metric points, alert triggers and
 //! clears, notifications.
 
+use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,25 +26,39 @@ use squall_topology::{
     SpoutOutputCollector, SpoutStatus, TopologyBuilder, Tuple, Value,
 };
 
-/// What `bench pipeline` prints (one JSON line).
+/// What `bench pipeline` prints (one JSON line; the peer benchmarks' W2 fields first).
 #[derive(Clone, Debug, Serialize)]
 pub struct PipelineReport {
-    /// Payloads pushed.
+    /// `"squall"`.
+    pub r#impl: &'static str,
+    /// Payloads pushed (non-blank lines).
     pub payloads: u64,
-    /// Payloads `enrich` rejected.
+    /// Payloads rejected: not JSON (the intake's 400) or refused by `enrich`.
     pub rejected: u64,
-    /// Metric points split out of the accepted ones.
+    /// Metric points of the accepted payloads that are top-level numbers or `metrics`
+    /// rows (W2's definition).
     pub points: u64,
-    /// Alerts that fired.
+    /// Distinct alert transitions to firing (a replayed payload's events count once).
     pub triggers: u64,
-    /// Alerts that cleared.
+    /// Distinct alert transitions back to OK.
     pub clears: u64,
+    /// The W2 checksum of the distinct transitions: the wrapping sum of FNV-1a-64 over
+    /// `<device>|<rule index>|<TRIGGER or CLEAR>|<floor(t)>`, as 16 hex digits.
+    pub checksum: String,
+    /// Payload trees the spout had to replay (a tuple failed); 0 in a clean run.
+    pub replays: u64,
+    /// Every metric point squall split out (sections such as `ioStats` included).
+    pub all_points: u64,
+    /// Alert events emitted, replays' repeats included.
+    pub events: u64,
     /// Notifications produced.
     pub notifications: u64,
     /// Wall time from the first payload to the last tree acked.
     pub seconds: f64,
     /// `payloads / seconds`.
     pub payloads_per_s: f64,
+    /// Set-up before the run: the fixtures' import and reading the payloads.
+    pub setup_seconds: f64,
 }
 
 /// Prepared (key, envelope) pairs.
@@ -54,6 +69,7 @@ struct Envelopes {
     items: Prepared,
     next: usize,
     replay: Vec<usize>,
+    replays: Arc<AtomicU64>,
 }
 
 impl Spout for Envelopes {
@@ -78,7 +94,9 @@ impl Spout for Envelopes {
         SpoutStatus::Active
     }
 
-    fn fail(&mut self, id: MessageId, _reason: &squall_topology::FailReason) {
+    fn fail(&mut self, id: MessageId, reason: &squall_topology::FailReason) {
+        tracing::warn!(payload = id.0, %reason, "bench pipeline: replaying a payload");
+        self.replays.fetch_add(1, Ordering::Relaxed);
         self.replay.push(id.0 as usize);
     }
 }
@@ -87,9 +105,37 @@ impl Spout for Envelopes {
 struct Counts {
     rejected: AtomicU64,
     points: AtomicU64,
-    triggers: AtomicU64,
-    clears: AtomicU64,
+    all_points: AtomicU64,
+    events: AtomicU64,
     notifications: AtomicU64,
+    /// The distinct transitions, as W2 writes them.
+    transitions: std::sync::Mutex<BTreeSet<String>>,
+}
+
+/// FNV-1a-64 of `s` (the W2 checksum's hash).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The W2 form of a transition: `<device>|<rule index>|<TRIGGER or CLEAR>|<floor(t)>`,
+/// from the alert's name (`<device>-r<index>`, as the peers' fixtures name them).
+/// Invariant: two transitions of one alert never share a string (a trigger and the next
+/// trigger are separated by a clear at a later payload, and payloads are a minute apart),
+/// so the set of strings counts each transition once however often replays repeat it.
+fn transition(e: &AlertEvent) -> Option<String> {
+    let kind = match e.kind {
+        EventKind::Fire => "TRIGGER",
+        EventKind::Clear => "CLEAR",
+        _ => return None,
+    };
+    let t = e.at.floor() as i64;
+    Some(match e.name.rsplit_once("-r") {
+        Some((device, index)) => format!("{device}|{index}|{kind}|{t}"),
+        // Other fixtures: the device id and the alert's name.
+        None => format!("{}|{}|{kind}|{t}", e.device, e.name),
+    })
 }
 
 /// Counts what reaches it; which count depends on the stream it reads.
@@ -112,22 +158,28 @@ impl Bolt for Sink {
             SinkKind::Rejected => c.rejected.fetch_add(1, Ordering::Relaxed),
             SinkKind::Notifications => c.notifications.fetch_add(1, Ordering::Relaxed),
             SinkKind::Points => {
-                let n = t
+                if let Some(o) = t
                     .get_by_field(squall_pipeline::stage::OBSERVATION)
                     .and_then(|v| v.downcast_ref::<Observation>())
-                    .map_or(0, |o| o.payload.points.len() as u64);
-                c.points.fetch_add(n, Ordering::Relaxed)
+                {
+                    c.all_points
+                        .fetch_add(o.payload.points.len() as u64, Ordering::Relaxed);
+                    c.points
+                        .fetch_add(u64::from(o.payload.plain_points), Ordering::Relaxed);
+                }
+                0
             }
             SinkKind::Events => {
-                let kind = t
+                let event = t
                     .get_by_field(squall_pipeline::stage::EVENT)
-                    .and_then(|v| v.downcast_ref::<AlertEvent>())
-                    .map(|e| e.kind);
-                match kind {
-                    Some(EventKind::Fire) => c.triggers.fetch_add(1, Ordering::Relaxed),
-                    Some(EventKind::Clear) => c.clears.fetch_add(1, Ordering::Relaxed),
-                    _ => 0,
+                    .and_then(|v| v.downcast_ref::<AlertEvent>());
+                if let Some(s) = event.and_then(transition) {
+                    c.transitions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(s);
                 }
+                c.events.fetch_add(1, Ordering::Relaxed)
             }
         };
         Ok(())
@@ -147,7 +199,9 @@ pub async fn pipeline(
     fixtures: &Path,
     account: Option<&str>,
     dir: &Path,
+    dump: Option<&Path>,
 ) -> anyhow::Result<PipelineReport> {
+    let setup = Instant::now();
     let bytes =
         std::fs::read(fixtures).with_context(|| format!("reading {}", fixtures.display()))?;
     let fixtures_doc =
@@ -179,13 +233,17 @@ pub async fn pipeline(
         std::fs::File::open(payloads).with_context(|| format!("reading {}", payloads.display()))?;
     let received = now_ms();
     let mut items = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+    let mut not_json = 0u64;
+    for line in std::io::BufReader::new(file).lines() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let raw: &serde_json::value::RawValue = serde_json::from_str(&line)
-            .with_context(|| format!("{} line {}", payloads.display(), n + 1))?;
+        // The intake answers 400 to a body that is not JSON: it never reaches the topology.
+        let Ok(raw) = serde_json::from_str::<&serde_json::value::RawValue>(&line) else {
+            not_json += 1;
+            continue;
+        };
         #[derive(serde::Deserialize)]
         struct Key {
             #[serde(rename = "agentKey", default)]
@@ -205,16 +263,19 @@ pub async fn pipeline(
         items.push((Arc::<str>::from(key.agent_key), Arc::<[u8]>::from(envelope)));
     }
     let items = Arc::new(items);
-    let total = items.len() as u64;
+    let total = items.len() as u64 + not_json;
+    let replays = Arc::new(AtomicU64::new(0));
 
     let counts = Arc::new(Counts::default());
     let mut b = TopologyBuilder::new("bench-pipeline");
     b.config().max_spout_pending = 8192;
     let spout_items = items.clone();
+    let spout_replays = replays.clone();
     b.set_spout("payloads", 1, move || Envelopes {
         items: spout_items.clone(),
         next: 0,
         replay: Vec::new(),
+        replays: spout_replays.clone(),
     });
     let opts = |v: Json| v.as_object().cloned().unwrap_or_default();
     let reg = crate::registry();
@@ -244,19 +305,59 @@ pub async fn pipeline(
         .build_with(&reg)
         .map_err(|e| anyhow::anyhow!("bench topology: {e}"))?;
 
+    let setup_seconds = setup.elapsed().as_secs_f64();
     let started = Instant::now();
     let report = RunningTopology::start(topology)?.join().await;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!("bench pipeline:\n{report}");
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let transitions =
+        std::mem::take(&mut *counts.transitions.lock().unwrap_or_else(|e| e.into_inner()));
+    let triggers = transitions
+        .iter()
+        .filter(|t| t.contains("|TRIGGER|"))
+        .count() as u64;
+    let checksum = transitions
+        .iter()
+        .fold(0u64, |sum, t| sum.wrapping_add(fnv1a(t)));
+    if let Some(path) = dump {
+        let mut text = String::new();
+        for t in &transitions {
+            text.push_str(t);
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(PipelineReport {
+        r#impl: "squall",
         payloads: total,
-        rejected: get(&counts.rejected),
+        rejected: get(&counts.rejected) + not_json,
         points: get(&counts.points),
-        triggers: get(&counts.triggers),
-        clears: get(&counts.clears),
+        triggers,
+        clears: transitions.len() as u64 - triggers,
+        checksum: format!("{checksum:016x}"),
+        replays: get(&replays),
+        all_points: get(&counts.all_points),
+        events: get(&counts.events),
         notifications: get(&counts.notifications),
         seconds,
         payloads_per_s: total as f64 / seconds,
+        setup_seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checksum_hash_is_w2s_fnv1a() {
+        // Computed with the W2 README's definition (offset basis 0xcbf29ce484222325, prime
+        // 0x100000001b3) by the Python oracle's arithmetic.
+        assert_eq!(
+            fnv1a("dev00042|3|TRIGGER|1487974717"),
+            0x0b8b_421f_8751_5e98
+        );
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+    }
 }

@@ -103,6 +103,9 @@ pub(crate) struct BoltTask {
     pub(crate) book: EdgeBook,
     pub(crate) message_timeout: Duration,
     pub(crate) wake: Arc<tokio::sync::Notify>,
+    /// Emitted and acked counts not yet added to the shared counters: they are added once
+    /// per batch (see `publish_counts`), not once per tuple.
+    pub(crate) unpublished: (u64, u64),
 }
 
 enum BoltEvent {
@@ -235,6 +238,7 @@ impl BoltTask {
             }
             self.stats.counters.executed.fetch_add(n, Ordering::Relaxed);
             self.metrics.executed.increment(n);
+            self.publish_counts();
             if !waited.is_zero() {
                 self.metrics
                     .backpressure
@@ -311,11 +315,7 @@ impl BoltTask {
                 Err(msg) => route_error = route_error.or(Some(msg)),
             }
         }
-        self.stats
-            .counters
-            .emitted
-            .fetch_add(emitted, Ordering::Relaxed);
-        self.metrics.emitted.increment(emitted);
+        self.unpublished.0 += emitted;
         (emitted, route_error, emit_error, hold)
     }
 
@@ -397,7 +397,8 @@ impl BoltTask {
             tracing::warn!(component = self.stats.component, task = %self.stats.task, %error, "emission from wake rejected");
         }
         let acked = self.apply_actions();
-        self.metrics.count_acked(&self.stats.counters, acked);
+        self.unpublished.1 += acked;
+        self.publish_counts();
     }
 
     /// Executes one tuple: routes its emissions, then acks, fails or holds it. Returns the
@@ -476,8 +477,22 @@ impl BoltTask {
                 }
             }
         }
-        self.metrics.count_acked(&self.stats.counters, acked);
+        self.unpublished.1 += acked;
         held
+    }
+
+    /// Adds the emitted and acked counts gathered since the last call to the shared
+    /// counters (one atomic add each per batch instead of per tuple).
+    fn publish_counts(&mut self) {
+        let (emitted, acked) = std::mem::take(&mut self.unpublished);
+        if emitted > 0 {
+            self.stats
+                .counters
+                .emitted
+                .fetch_add(emitted, Ordering::Relaxed);
+            self.metrics.emitted.increment(emitted);
+        }
+        self.metrics.count_acked(&self.stats.counters, acked);
     }
 }
 

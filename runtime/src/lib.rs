@@ -409,6 +409,7 @@ impl RunningTopology {
                             book: EdgeBook::new(seed(task)),
                             message_timeout,
                             wake,
+                            unpublished: (0, 0),
                         });
                     }
                 }

@@ -57,6 +57,7 @@ pub(super) fn main(what: BenchCommand) -> anyhow::Result<ExitCode> {
             fixtures,
             account,
             dir,
+            dump,
             workers,
         } => {
             let (dir, temporary) = match dir {
@@ -71,11 +72,18 @@ pub(super) fn main(what: BenchCommand) -> anyhow::Result<ExitCode> {
                 &fixtures,
                 account.as_deref(),
                 &dir,
+                dump.as_deref(),
             ));
             if temporary {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             println!("{}", serde_json::to_string(&result?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Wordcount { options, workers } => {
+            let report =
+                super::runtime(workers)?.block_on(squall_bench::wordcount::wordcount(&options))?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Multilang {

@@ -8,8 +8,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 use crate::tuple::{Fields, MessageId, SourceMeta, TaskId, Tuple, Values, DEFAULT_STREAM};
 
 /// One declared output stream of a component.
@@ -91,8 +89,9 @@ pub enum Anchors {
     Input,
     /// Not anchored: its failure does not fail any spout tuple.
     None,
-    /// To these tuples (multi-anchoring), given by their tree edges.
-    Tuples(SmallVec<[crate::TupleEdges; 2]>),
+    /// To these tuples (multi-anchoring), given by their tree edges. Boxed: emissions
+    /// stay small (they are moved several times per hop), and multi-anchoring is rare.
+    Tuples(Box<[crate::TupleEdges]>),
 }
 
 /// Receives the ids of the tasks an emission was routed to, once per emission, right

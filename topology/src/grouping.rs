@@ -124,6 +124,20 @@ impl std::fmt::Debug for GroupingRouter {
 
 /// Hashes the key values at `keys` with `seed`.
 fn key_hash(values: &[Value], keys: &[usize], seed: u64) -> u64 {
+    // The common key, one short string, hashed in one shot from a stack buffer holding
+    // exactly the bytes `stable_hash` feeds a streaming hasher (so the same hash).
+    if let [k] = keys {
+        if let Some(Value::Str(s)) = values.get(*k) {
+            const MAX: usize = 64;
+            if s.len() <= MAX {
+                let mut buf = [0u8; 9 + MAX];
+                buf[0] = 4;
+                buf[1..9].copy_from_slice(&(s.len() as u64).to_le_bytes());
+                buf[9..9 + s.len()].copy_from_slice(s.as_bytes());
+                return XxHash64::oneshot(seed, &buf[..9 + s.len()]);
+            }
+        }
+    }
     let mut h = XxHash64::with_seed(seed);
     for &k in keys {
         match values.get(k) {
@@ -234,6 +248,24 @@ mod tests {
 
     fn fields() -> Fields {
         Fields::new(["word", "n"])
+    }
+
+    #[test]
+    fn one_shot_string_key_hash_equals_the_streaming_hash() {
+        for len in [0usize, 1, 5, 63, 64, 65, 200] {
+            let v = [Value::from("x".repeat(len))];
+            let mut h = XxHash64::with_seed(7);
+            v[0].stable_hash(&mut h);
+            assert_eq!(key_hash(&v, &[0], 7), h.finish(), "length {len}");
+        }
+    }
+
+    #[test]
+    fn tuples_and_emissions_move_without_a_memcpy_call() {
+        // Moved several times per hop: at most 128 bytes keeps each move a few vector
+        // instructions (the perf profile of the word count showed memcpy at 21%).
+        assert!(std::mem::size_of::<crate::Tuple>() <= 128);
+        assert!(std::mem::size_of::<crate::Emission>() <= 128);
     }
 
     fn route(r: &mut GroupingRouter, v: &[Value]) -> Targets {

@@ -62,7 +62,7 @@ pub struct PipelineReport {
 }
 
 /// Prepared (key, envelope) pairs.
-type Prepared = Arc<Vec<(Arc<str>, Arc<[u8]>)>>;
+type Prepared = Arc<Vec<(squall_topology::Str, Arc<[u8]>)>>;
 
 /// Emits prepared envelopes, tracked, each once (replayed if failed).
 struct Envelopes {
@@ -260,7 +260,7 @@ pub async fn pipeline(
             format: AgentFormat::V2,
             payload: raw,
         })?;
-        items.push((Arc::<str>::from(key.agent_key), Arc::<[u8]>::from(envelope)));
+        items.push((key.agent_key.into(), Arc::<[u8]>::from(envelope)));
     }
     let items = Arc::new(items);
     let total = items.len() as u64 + not_json;

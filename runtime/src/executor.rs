@@ -405,8 +405,12 @@ impl BoltTask {
     /// key of the input if the bolt holds it (its timeout clock starts now).
     fn execute(&mut self, tuple: Tuple) -> Option<TupleKey> {
         let is_tick = tuple.is_tick();
-        let edges: TupleEdges = tuple.edges().clone();
-        let tracked = self.acking.is_some() && !edges.is_empty();
+        let tracked = self.acking.is_some() && !tuple.edges().is_empty();
+        let edges: TupleEdges = if tracked {
+            tuple.edges().clone()
+        } else {
+            TupleEdges::new()
+        };
         if tracked {
             self.book.begin(&edges);
         }

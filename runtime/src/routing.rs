@@ -188,15 +188,18 @@ impl Router {
             return Ok(()); // nobody subscribes
         };
         for &t in rest {
-            let tuple = Tuple::new(source, self.task, emission.values.clone()).with_edges(edges());
+            let tuple = Tuple::from_parts(source, self.task, emission.values.clone(), edges());
             let target = &mut self.targets[t];
             target.buffer.push(tuple);
             self.full |= target.buffer.len() >= self.batch_size;
         }
         let target = &mut self.targets[last];
-        target
-            .buffer
-            .push(Tuple::new(source, self.task, emission.values).with_edges(edges()));
+        target.buffer.push(Tuple::from_parts(
+            source,
+            self.task,
+            emission.values,
+            edges(),
+        ));
         self.full |= target.buffer.len() >= self.batch_size;
         Ok(())
     }

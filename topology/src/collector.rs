@@ -172,6 +172,13 @@ impl Emitter {
     }
 
     fn stream_index(&mut self, stream: Option<&str>, direct: bool, len: usize) -> Option<u16> {
+        // The common case first: the default stream, not direct, the right field count.
+        if let (None, Some(i), false) = (stream, self.default_stream, direct) {
+            let decl = &self.streams[i as usize];
+            if !decl.direct && decl.fields.len() == len {
+                return Some(i);
+            }
+        }
         let found = match stream {
             None => self.default_stream,
             Some(id) => self
@@ -215,6 +222,7 @@ impl Emitter {
         Some(index)
     }
 
+    #[inline]
     fn push(
         &mut self,
         stream: Option<&str>,

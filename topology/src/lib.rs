@@ -51,4 +51,4 @@ pub use tuple::{
     SYSTEM_COMPONENT, TICK_STREAM,
 };
 pub use validate::{panic_message, suggest, ComponentSpec, Factory, Subscription, Topology};
-pub use value::Value;
+pub use value::{Str, Value};

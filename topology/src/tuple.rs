@@ -164,6 +164,23 @@ impl Tuple {
         Tuple::new(SourceMeta::tick(), TaskId(u32::MAX), Values::new())
     }
 
+    /// A tuple with its tracking edges, built in place (the runtime's router).
+    #[doc(hidden)]
+    #[inline]
+    pub fn from_parts(
+        source: &'static SourceMeta,
+        source_task: TaskId,
+        values: Values,
+        edges: TupleEdges,
+    ) -> Self {
+        Tuple {
+            values,
+            source,
+            source_task,
+            edges,
+        }
+    }
+
     /// Sets the tuple's tracking edges (used by the runtime's acker).
     #[doc(hidden)]
     pub fn with_edges(mut self, edges: TupleEdges) -> Self {

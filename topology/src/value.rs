@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 /// One field of a [`Tuple`](crate::Tuple).
 ///
-/// Cloning is cheap: strings and byte strings are reference counted. `Any` carries a Rust
+/// Cloning is cheap: short strings are copied inline ([`Str`]), longer strings and byte
+/// strings are reference counted. `Any` carries a Rust
 /// value between Rust bolts without serialising it (it cannot leave the process).
 #[derive(Clone)]
 pub enum Value {
@@ -20,7 +21,7 @@ pub enum Value {
     /// A 64-bit float.
     Float(f64),
     /// A UTF-8 string.
-    Str(Arc<str>),
+    Str(Str),
     /// A byte string.
     Bytes(Arc<[u8]>),
     /// Any Rust value, shared without copying.
@@ -227,6 +228,11 @@ impl From<String> for Value {
 }
 impl From<Arc<str>> for Value {
     fn from(s: Arc<str>) -> Self {
+        Value::Str(s.into())
+    }
+}
+impl From<Str> for Value {
+    fn from(s: Str) -> Self {
         Value::Str(s)
     }
 }
@@ -283,10 +289,44 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
+/// The string of a [`Value::Str`] ([`smol_str::SmolStr`]): up to 23 bytes are kept
+/// inline (copied with the tuple: no allocation, no shared reference count), longer
+/// strings are shared (`Arc<str>`), and `Str::new_static` wraps an interned `&'static str`
+/// without either.
+///
+/// Equality, ordering and hashing are by content. Words, device ids and metric names are
+/// short, so a topology moving them touches no counter another thread also writes (the
+/// word count's profile showed the shared reference counts of its vocabulary bouncing
+/// between cores).
+pub type Str = smol_str::SmolStr;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use twox_hash::XxHash64;
+
+    #[test]
+    fn short_strings_are_inline_and_long_ones_shared() {
+        let short = Str::from("word4480");
+        assert!(!short.is_heap_allocated());
+        assert_eq!(&*short, "word4480");
+        let edge = Str::from("x".repeat(23));
+        assert!(!edge.is_heap_allocated());
+        let long = Str::from("y".repeat(24));
+        assert!(long.is_heap_allocated());
+        assert_eq!(long.len(), 24);
+        // An `Arc<str>` that fits is copied inline: equal strings, one representation.
+        let from_arc = Str::from(Arc::<str>::from("word4480"));
+        assert!(!from_arc.is_heap_allocated());
+        assert_eq!(from_arc, short);
+        assert_eq!(Str::from("é✓"), Str::from(String::from("é✓")));
+        assert_eq!(Value::from("a"), Value::from(Arc::<str>::from("a")));
+    }
+
+    #[test]
+    fn values_stay_small() {
+        assert!(std::mem::size_of::<Value>() <= 32);
+    }
 
     fn h(v: &Value) -> u64 {
         let mut hasher = XxHash64::with_seed(0);

@@ -744,9 +744,9 @@ mod tests {
                 points: points
                     .iter()
                     .map(|(name, disk, value)| crate::payload::MetricPoint {
-                        name: name.to_string(),
+                        name: (*name).into(),
                         labels: disk
-                            .map(|d| ("device_name", d.to_string()))
+                            .map(|d| ("device_name", d.into()))
                             .into_iter()
                             .collect(),
                         value: *value,

@@ -11,20 +11,22 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use smallvec::SmallVec;
+use smol_str::SmolStr;
 
 /// One normalised measurement.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricPoint {
-    /// Metric name, e.g. `system.load.1` or `ioStats.%util`.
-    pub name: String,
+    /// Metric name, e.g. `system.load.1` or `ioStats.%util` (inline up to 23 bytes: a
+    /// payload's ~70 names cost no allocation).
+    pub name: SmolStr,
     /// Series labels, e.g. `device_name=/dev/sda1` (usually none or one).
-    pub labels: SmallVec<[(&'static str, String); 1]>,
+    pub labels: SmallVec<[(&'static str, SmolStr); 1]>,
     /// The value.
     pub value: f64,
 }
 
 impl MetricPoint {
-    fn new(name: impl Into<String>, value: f64) -> Self {
+    fn new(name: impl Into<SmolStr>, value: f64) -> Self {
         MetricPoint {
             name: name.into(),
             labels: SmallVec::new(),
@@ -32,9 +34,9 @@ impl MetricPoint {
         }
     }
 
-    fn on_device(name: impl Into<String>, device: &str, value: f64) -> Self {
+    fn on_device(name: impl Into<SmolStr>, device: &str, value: f64) -> Self {
         let mut p = MetricPoint::new(name, value);
-        p.labels.push(("device_name", device.to_string()));
+        p.labels.push(("device_name", device.into()));
         p
     }
 
@@ -102,6 +104,94 @@ pub fn parse(json: &[u8]) -> Result<Payload, PayloadError> {
         .map_err(|e| PayloadError(e.to_string()))?;
     de.end().map_err(|e| PayloadError(e.to_string()))?;
     Ok(payload)
+}
+
+/// An envelope's fields and its payload, parsed in one pass over the record: the payload
+/// is parsed where it lies instead of being scanned once as a raw value and again as a
+/// payload (that second scan was a tenth of the alert pipeline's CPU).
+#[derive(Debug)]
+pub struct Enveloped {
+    /// The envelope's fields (its `payload` is the empty object: it was parsed into
+    /// `payload`).
+    pub account: String,
+    /// The agent key from the query or the body.
+    pub agent_key: String,
+    /// Receive time, milliseconds since the epoch.
+    pub received_at_ms: u64,
+    /// The same in microseconds.
+    pub received_at_us: Option<u64>,
+    /// The payload.
+    pub payload: Payload,
+}
+
+impl Enveloped {
+    /// When the intake received the payload, epoch seconds (as
+    /// [`Envelope::received_at`](crate::envelope::Envelope::received_at)).
+    pub fn received_at(&self) -> f64 {
+        self.received_at_us
+            .map_or(self.received_at_ms as f64 / 1000.0, |us| us as f64 / 1e6)
+    }
+}
+
+/// Parses an envelope (see [`crate::envelope::Envelope`]) and its payload in one pass.
+/// `None` when either is malformed: parse them apart then
+/// ([`Envelope::from_slice`](crate::envelope::Envelope::from_slice), [`parse`]) for the
+/// precise error.
+pub fn parse_enveloped(record: &[u8]) -> Option<Enveloped> {
+    let mut de = serde_json::Deserializer::from_slice(record);
+    let enveloped = de.deserialize_map(EnvelopedVisitor).ok()?;
+    de.end().ok()?;
+    Some(enveloped)
+}
+
+struct EnvelopedVisitor;
+
+/// Deserializes a payload where it lies.
+struct PayloadSeed;
+
+impl<'de> DeserializeSeed<'de> for PayloadSeed {
+    type Value = Payload;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Payload, D::Error> {
+        d.deserialize_map(PayloadVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopedVisitor {
+    type Value = Enveloped;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a payload envelope")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Enveloped, A::Error> {
+        use serde::de::Error;
+        let (mut account, mut agent_key, mut ms, mut us, mut format, mut payload) =
+            (None, None, None, None, None, None);
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "account" => account = Some(map.next_value::<String>()?),
+                "agent_key" => agent_key = Some(map.next_value::<String>()?),
+                "received_at_ms" => ms = Some(map.next_value::<u64>()?),
+                "received_at_us" => us = map.next_value::<Option<u64>>()?,
+                "format" => {
+                    format = Some(map.next_value::<crate::envelope::AgentFormat>()?);
+                }
+                "payload" => payload = Some(map.next_value_seed(PayloadSeed)?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let missing = |f: &'static str| A::Error::missing_field(f);
+        format.ok_or_else(|| missing("format"))?;
+        Ok(Enveloped {
+            account: account.ok_or_else(|| missing("account"))?,
+            agent_key: agent_key.ok_or_else(|| missing("agent_key"))?,
+            received_at_ms: ms.ok_or_else(|| missing("received_at_ms"))?,
+            received_at_us: us,
+            payload: payload.ok_or_else(|| missing("payload"))?,
+        })
+    }
 }
 
 /// A number, a numeric string, or something else (skipped).
@@ -492,6 +582,35 @@ impl<'de> Visitor<'de> for ServiceChecks<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_envelope_parse_equals_the_two_pass_parse() {
+        let v2 = include_str!("../../tests/fixtures/payloads/sd-agent-v2.json");
+        let raw: &serde_json::value::RawValue = serde_json::from_str(v2).unwrap();
+        let envelope = crate::envelope::Envelope {
+            account: "acme".into(),
+            agent_key: "k1".into(),
+            received_at_ms: 1_500,
+            received_at_us: Some(1_500_250),
+            format: crate::envelope::AgentFormat::V2,
+            payload: raw,
+        };
+        let record = serde_json::to_vec(&envelope).unwrap();
+        let one = parse_enveloped(&record).expect("a valid envelope");
+        assert_eq!(one.payload, parse(v2.as_bytes()).unwrap());
+        assert!(one.payload.points.len() > 30);
+        assert_eq!((one.account.as_str(), one.agent_key.as_str()), ("acme", "k1"));
+        assert_eq!(one.received_at(), envelope.received_at());
+        // Malformed: left to the two-pass parse, which names what is wrong.
+        for bad in [
+            r#"{"account":"a","agent_key":"k","received_at_ms":1,"format":"v2","payload":[1]}"#,
+            r#"{"account":"a","agent_key":"k","received_at_ms":1,"payload":{}}"#,
+            r#"{"account":"a","agent_key":"k","received_at_ms":1,"format":"v2","payload":{}} x"#,
+            "not json",
+        ] {
+            assert!(parse_enveloped(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!(

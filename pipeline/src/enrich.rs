@@ -537,32 +537,27 @@ impl Bolt for Enrich {
                 self.config.field
             ))
         })?;
-        let envelope = match Envelope::from_slice(raw) {
-            Ok(e) => e,
-            Err(e) => {
-                Self::reject(
-                    out,
-                    "",
-                    "",
-                    "malformed",
+        // One pass over envelope and payload; the two-pass parse only to name what is
+        // wrong with a malformed one.
+        let Some(mut envelope) = payload::parse_enveloped(raw) else {
+            let (account, key, error) = match Envelope::from_slice(raw) {
+                Err(e) => (
+                    String::new(),
+                    String::new(),
                     format!("not a payload envelope: {e}"),
-                );
-                return Ok(());
-            }
+                ),
+                Ok(envelope) => {
+                    let error = match payload::parse(envelope.payload.get().as_bytes()) {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "malformed payload envelope".to_string(),
+                    };
+                    (envelope.account, envelope.agent_key, error)
+                }
+            };
+            Self::reject(out, &account, &key, "malformed", error);
+            return Ok(());
         };
-        let parsed = match payload::parse(envelope.payload.get().as_bytes()) {
-            Ok(p) => p,
-            Err(e) => {
-                Self::reject(
-                    out,
-                    &envelope.account,
-                    &envelope.agent_key,
-                    "malformed",
-                    e.to_string(),
-                );
-                return Ok(());
-            }
-        };
+        let parsed = std::mem::take(&mut envelope.payload);
         let hostname = parsed
             .hostname
             .clone()

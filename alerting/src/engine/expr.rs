@@ -68,7 +68,7 @@ fn labels_of(p: &MetricPoint) -> Vec<(String, String)> {
     let mut l: Vec<(String, String)> = p
         .labels
         .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     l.sort();
     l

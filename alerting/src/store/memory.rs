@@ -620,7 +620,7 @@ impl MetricStore for MemoryStore {
             let minute = minute_of(*time);
             let row: MinutePoints = points
                 .iter()
-                .map(|p| (p.name.clone(), p.series_key(), p.value))
+                .map(|p| (p.name.to_string(), p.series_key(), p.value))
                 .collect();
             match s.minutes.get(&(*device, minute)) {
                 Some((stored, _)) if *stored > *time => {}

@@ -599,7 +599,10 @@ mod tests {
         let one = parse_enveloped(&record).expect("a valid envelope");
         assert_eq!(one.payload, parse(v2.as_bytes()).unwrap());
         assert!(one.payload.points.len() > 30);
-        assert_eq!((one.account.as_str(), one.agent_key.as_str()), ("acme", "k1"));
+        assert_eq!(
+            (one.account.as_str(), one.agent_key.as_str()),
+            ("acme", "k1")
+        );
         assert_eq!(one.received_at(), envelope.received_at());
         // Malformed: left to the two-pass parse, which names what is wrong.
         for bad in [

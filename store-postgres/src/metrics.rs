@@ -193,16 +193,24 @@ impl MetricStore for PgStore {
             return Ok(());
         }
         let mut key = String::new();
-        // New series, each once, in key order.
+        // Each point's series id, in batch order (`None`: not registered yet), with the
+        // keys of the new series, each once, in key order. A point's key is built once.
         let mut unknown: BTreeSet<String> = BTreeSet::new();
+        let mut point_ids: Vec<Option<u32>> = Vec::new();
+        let mut waiting: Vec<(usize, String)> = Vec::new();
         {
             let cache = self.series();
             for (_, _, points) in batch {
                 for p in points.iter() {
                     series_id_key(p, &mut key);
-                    if !cache.ids.contains_key(key.as_str()) && !unknown.contains(key.as_str()) {
-                        unknown.insert(key.clone());
+                    let id = cache.ids.get(key.as_str()).copied();
+                    if id.is_none() {
+                        waiting.push((point_ids.len(), key.clone()));
+                        if !unknown.contains(key.as_str()) {
+                            unknown.insert(key.clone());
+                        }
                     }
+                    point_ids.push(id);
                 }
             }
         }
@@ -210,29 +218,33 @@ impl MetricStore for PgStore {
             let mut c = self.client().await?;
             if !unknown.is_empty() {
                 self.register(&c, &unknown).await?;
+                let cache = self.series();
+                for (i, k) in &waiting {
+                    point_ids[*i] = cache.ids.get(k.as_str()).copied();
+                }
             }
             // One row per (device, minute): the payload with the latest event time (the
             // later one of equal times), as the table's upsert keeps.
             let mut rows: BTreeMap<(i64, i64), (f64, Vec<u8>)> = BTreeMap::new();
-            {
-                let cache = self.series();
-                for (device, time, points) in batch {
-                    let slot = (device.0, minute_of(*time));
-                    if rows.get(&slot).is_some_and(|(t, _)| *t > *time) {
-                        continue;
-                    }
-                    let mut row = Vec::with_capacity(1 + 12 * points.len());
-                    row.push(COMPACT);
-                    for p in points.iter() {
-                        series_id_key(p, &mut key);
-                        let id = cache.ids.get(key.as_str()).ok_or_else(|| {
-                            StoreError::backend(false, format!("series {key:?} has no id"))
-                        })?;
-                        row.extend_from_slice(&id.to_le_bytes());
-                        row.extend_from_slice(&p.value.to_le_bytes());
-                    }
-                    rows.insert(slot, (*time, row));
+            let mut next = 0;
+            for (device, time, points) in batch {
+                let ids = &point_ids[next..next + points.len()];
+                next += points.len();
+                let slot = (device.0, minute_of(*time));
+                if rows.get(&slot).is_some_and(|(t, _)| *t > *time) {
+                    continue;
                 }
+                let mut row = Vec::with_capacity(1 + 12 * points.len());
+                row.push(COMPACT);
+                for (p, id) in points.iter().zip(ids) {
+                    let id = id.ok_or_else(|| {
+                        series_id_key(p, &mut key);
+                        StoreError::backend(false, format!("series {key:?} has no id"))
+                    })?;
+                    row.extend_from_slice(&id.to_le_bytes());
+                    row.extend_from_slice(&p.value.to_le_bytes());
+                }
+                rows.insert(slot, (*time, row));
             }
             let devices: Vec<i64> = rows.keys().map(|(d, _)| *d).collect();
             let minutes: Vec<i64> = rows.keys().map(|(_, m)| *m).collect();

@@ -1,5 +1,12 @@
-//! `squall bench wordcount`: the W1 word count of the peer benchmarks
-//! (`../shared/peers/README.md`, "W1 specification") as a squall topology.
+//! `squall bench wordcount`: the W1 word count of the peer benchmarks as a squall
+//! topology. The specification (the peers keep it beside the project; restated here):
+//! N words (`--words`, 20,000,000) from the vocabulary `word0` .. `word{V-1}` (`--vocab`,
+//! 10,000); `x = seed` (42; 0 means 0x9E3779B97F4A7C15), per word `x ^= x << 13;
+//! x ^= x >> 7; x ^= x << 17` (64-bit, logical shifts), word = `"word" + (x mod V)`;
+//! spout -> identity split -> fields grouping by word -> count (parallelism 2); output the
+//! total count, the number of distinct words, the most frequent word (ties: the
+//! lexicographically smallest) and its count, and `tuples_per_s = N / seconds`. For the
+//! defaults: 20,000,000 words, 10,000 distinct, `word4480` x 2,174.
 //!
 //! `words` (spout, 1 task: the xorshift word stream) -> `split` (identity bolt, shuffle
 //! grouping) -> `count` (fields grouping on `word`, `count_par` tasks). The counting tasks
